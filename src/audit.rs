@@ -1,0 +1,1 @@
+//! Audit records: JSON Lines, names and paths only.

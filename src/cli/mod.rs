@@ -1,0 +1,286 @@
+//! The command line. clap doc comments are the single source for `--help`,
+//! the man page and the shell completions.
+
+pub mod check;
+pub mod profile;
+pub mod run;
+pub mod scan;
+pub mod selftest;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Start a command so that the only authority it holds is what a profile grants:
+/// no credentials from the workspace, $HOME or the environment, no host daemons,
+/// no network unless the profile opens it, and an audit record of every run.
+#[derive(Parser, Debug)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a sandbox: `airlock run [OPTIONS] -- CMD [ARGS...]`
+    Run(RunArgs),
+    /// Scan files for credentials (exit 0 clean, 1 findings, 2 error)
+    Scan(ScanArgs),
+    /// Report what this machine supports and what `run` would enforce here
+    Check(CheckArgs),
+    /// Run the built-in escape probes through the real sandbox and report what held
+    Selftest(SelftestArgs),
+    /// Print the resolved plan for a command without running it (same as `run --dry-run`)
+    Explain(RunArgs),
+    /// List, show and validate profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Print shell completions
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+    /// Internal: a probe run inside the sandbox by `selftest`.
+    #[command(hide = true, name = "__probe")]
+    Probe {
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunArgs {
+    /// Profile: a built-in name, a name in ~/.config/airlock/profiles/, or a path to a .toml file
+    #[arg(short, long, default_value = "default", env = "AIRLOCK_PROFILE")]
+    pub profile: String,
+    /// The workspace exposed read-write at its own path (default: the current directory)
+    #[arg(short, long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Also expose PATH read-only (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub ro: Vec<String>,
+    /// Also expose PATH read-write (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub rw: Vec<String>,
+    /// Cover PATH with an empty read-only file or directory (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub mask: Vec<String>,
+    /// Keep PATH readable but forbid deleting, renaming, truncating or overwriting what is in it
+    #[arg(long, value_name = "PATH")]
+    pub protect: Vec<String>,
+    /// Pass this variable from the caller's environment (repeatable; NAME or PREFIX*)
+    #[arg(long, value_name = "NAME")]
+    pub env_keep: Vec<String>,
+    /// Set a variable inside the sandbox (repeatable)
+    #[arg(long, value_name = "K=V", value_parser = parse_kv)]
+    pub env_set: Vec<(String, String)>,
+    /// Network: none (only loopback), proxy (allow-listed egress) or host (shared)
+    #[arg(long, value_enum)]
+    pub net: Option<NetArg>,
+    /// Isolation mode: full, landlock-only (no user namespaces) or auto
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// What a credential found by the pre-flight scan does: mask (default), block or warn
+    #[arg(long, value_enum)]
+    pub on_secret: Option<OnSecretArg>,
+    /// Print the plan (mounts, masks with reasons, env names, layers) and run nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format of --dry-run
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Append JSON Lines audit records to this file
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Kill the whole sandbox after this long (e.g. 30s, 10m, 1h) and exit 124
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Do not use the secret-scan cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Print nothing but errors
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetArg {
+    None,
+    Proxy,
+    Host,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeArg {
+    Full,
+    LandlockOnly,
+    Auto,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnSecretArg {
+    Mask,
+    Block,
+    Warn,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanFormat {
+    #[default]
+    Text,
+    Json,
+    Jsonl,
+    Sarif,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ScanArgs {
+    /// Files or directories to scan (default: the current directory)
+    pub paths: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ScanFormat,
+    /// Do not use the result cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Files larger than this many bytes are reported as skipped
+    #[arg(long, value_name = "BYTES")]
+    pub max_file_size: Option<u64>,
+    /// Directory names whose contents are not scanned (repeatable)
+    #[arg(long, value_name = "NAME")]
+    pub exclude: Vec<String>,
+    /// Take extra rules, allow-lists and limits from this profile's [secrets] table
+    #[arg(short, long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Profile whose requirements are checked
+    #[arg(short, long, default_value = "default")]
+    pub profile: String,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SelftestArgs {
+    /// Profile the probes run under
+    #[arg(short, long, default_value = "default")]
+    pub profile: String,
+    /// Isolation mode to test
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCmd {
+    /// List built-in and user profiles
+    List,
+    /// Show a profile with everything it extends merged in
+    Show {
+        name: String,
+        /// Show the raw TOML of the profile itself instead of the merged result
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Check a profile file and report the first error with file, line and key
+    Validate { file: PathBuf },
+    /// Print the JSON Schema of the profile format
+    Schema,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains('\0') && !v.contains('\0') => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "expected K=V, got `{}`",
+            s.split('=').next().unwrap_or("")
+        )),
+    }
+}
+
+/// "90", "90s", "5m", "2h", "500ms".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 30s, 10m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("`{s}`: a timeout must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Run a parsed command line; returns the process exit code.
+pub fn dispatch(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Explain(mut args) => {
+            args.dry_run = true;
+            run::main(args)
+        }
+        Command::Scan(args) => scan::main(args),
+        Command::Check(args) => check::main(args),
+        Command::Selftest(args) => selftest::main(args),
+        Command::Profile(cmd) => profile::main(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "airlock", &mut std::io::stdout());
+            0
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("airlock: man: {e}");
+                    crate::error::exit::SETUP
+                }
+            }
+        }
+        Command::Probe { name, args } => selftest::probe(&name, &args),
+    }
+}
+
+/// Print an error the one way airlock prints errors, and return its exit code.
+pub fn report(e: &crate::error::Error) -> u8 {
+    eprintln!("airlock: {e}");
+    e.exit_code()
+}

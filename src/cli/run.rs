@@ -1,0 +1,120 @@
+//! `airlock run` and `airlock explain`.
+
+use super::{Format, ModeArg, NetArg, OnSecretArg, RunArgs};
+use crate::error::{exit, Error};
+use crate::host::Host;
+use crate::plan::{self, Request};
+use crate::profile::types::{Mode, NetMode, OnSecret};
+use crate::profile::{load_named, load_workspace_profile};
+
+pub fn main(args: RunArgs) -> u8 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => super::report(&e),
+    }
+}
+
+pub fn request_from(args: &RunArgs) -> Result<Request, Error> {
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::Other(format!("current directory: {e}")))?;
+    Ok(Request {
+        command: args.command.clone(),
+        cwd,
+        workspace: args.workspace.clone(),
+        ro: args.ro.clone(),
+        rw: args.rw.clone(),
+        mask: args.mask.clone(),
+        protect: args.protect.clone(),
+        env_keep: args.env_keep.clone(),
+        env_set: args.env_set.clone(),
+        net: args.net.map(|n| match n {
+            NetArg::None => NetMode::None,
+            NetArg::Proxy => NetMode::Proxy,
+            NetArg::Host => NetMode::Host,
+        }),
+        mode: args.mode.map(|m| match m {
+            ModeArg::Full => Mode::Full,
+            ModeArg::LandlockOnly => Mode::LandlockOnly,
+            ModeArg::Auto => Mode::Auto,
+        }),
+        on_secret: args.on_secret.map(|o| match o {
+            OnSecretArg::Mask => OnSecret::Mask,
+            OnSecretArg::Block => OnSecret::Block,
+            OnSecretArg::Warn => OnSecret::Warn,
+        }),
+        timeout: args.timeout,
+        audit_log: args.audit_log.clone(),
+        no_cache: args.no_cache,
+        no_scan: false,
+    })
+}
+
+/// Resolve the profile (trusted, then the workspace's own tightening file) and build the plan.
+pub fn resolve(args: &RunArgs, host: &Host) -> Result<plan::Plan, Error> {
+    let req = request_from(args)?;
+    let mut profile = load_named(&args.profile)?;
+    let ws = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
+    let ws = std::fs::canonicalize(&ws)
+        .map_err(|e| Error::Usage(format!("workspace {}: {e}", ws.display())))?;
+    load_workspace_profile(&ws, &mut profile)?;
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    plan::build(&profile, &req, host, &env)
+}
+
+fn run(args: RunArgs) -> Result<u8, Error> {
+    let host = Host::probe();
+    let plan = resolve(&args, &host)?;
+    if args.dry_run {
+        match args.format {
+            Format::Text => print!("{}", plan::render::text(&plan)),
+            Format::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).map_err(|e| Error::Other(e.to_string()))?
+            ),
+        }
+        return Ok(0);
+    }
+    if !plan.findings.is_empty() {
+        match plan.on_secret {
+            OnSecret::Block => {
+                for f in &plan.findings {
+                    eprintln!(
+                        "airlock: secret: {}:{}: {}",
+                        f.path.display(),
+                        f.line,
+                        f.rule
+                    );
+                }
+                eprintln!(
+                    "airlock: refused: {} credential(s) reachable and the policy is block (exit {})",
+                    plan.findings.len(),
+                    exit::SECRETS_BLOCKED
+                );
+                return Ok(exit::SECRETS_BLOCKED);
+            }
+            OnSecret::Warn => {
+                for f in &plan.findings {
+                    eprintln!(
+                        "airlock: warning: secret left readable: {}:{}: {}",
+                        f.path.display(),
+                        f.line,
+                        f.rule
+                    );
+                }
+            }
+            OnSecret::Mask => {
+                if !args.quiet {
+                    let files: std::collections::BTreeSet<_> =
+                        plan.findings.iter().map(|f| &f.path).collect();
+                    eprintln!(
+                        "airlock: masked {} file(s) holding credentials (see --dry-run)",
+                        files.len()
+                    );
+                }
+            }
+        }
+    }
+    Ok(crate::sandbox::run(&plan, args.quiet))
+}

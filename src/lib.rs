@@ -1,0 +1,21 @@
+//! airlock: a sandbox launcher for AI coding agents.
+//!
+//! The pipeline is resolve → scan → plan → apply:
+//! - [`profile`] loads and merges profiles (pure, errors name file:line:key);
+//! - [`scan`] finds credentials the command could read (read-only I/O);
+//! - [`plan`] turns profile + flags + host facts + findings into a [`plan::Plan`],
+//!   plain serialisable data printed by `--dry-run`;
+//! - [`sandbox`] is the only module that makes privileged syscalls: it applies
+//!   the plan's layers in one fixed order and execs the command.
+
+pub mod audit;
+pub mod cli;
+pub mod error;
+pub mod host;
+pub mod plan;
+pub mod profile;
+pub mod proxy;
+pub mod sandbox;
+pub mod scan;
+pub mod selftest;
+pub mod walk;

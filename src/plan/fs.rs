@@ -1,0 +1,674 @@
+//! The filesystem view: which host paths appear where, read-only or
+//! read-write, and what is masked. Pure apart from reading the host tree.
+
+use super::defaults;
+use super::landlock::LandlockInput;
+use super::{Request, RunMode};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::profile::types::{Access, NetMode, Profile};
+use crate::scan::Finding;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum MountKind {
+    /// Bind the host path read-only.
+    RoBind { src: PathBuf },
+    /// Bind the host path read-write.
+    RwBind { src: PathBuf },
+    /// A fresh tmpfs.
+    Tmpfs { mode: u32 },
+    /// A fresh procfs of the new pid namespace.
+    Proc,
+    /// A minimal /dev.
+    Dev,
+    /// A symlink (merged-/usr systems: /bin -> usr/bin).
+    Symlink { target: PathBuf },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mount {
+    pub dest: PathBuf,
+    #[serde(flatten)]
+    pub kind: MountKind,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum MaskKind {
+    /// Covered by an empty read-only file.
+    File,
+    /// Covered by an empty read-only tmpfs.
+    Dir,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mask {
+    pub path: PathBuf,
+    pub kind: MaskKind,
+    pub reason: String,
+    /// False when the path is not reachable in the view anyway (nothing to cover).
+    pub in_view: bool,
+}
+
+/// The filesystem part of the plan.
+#[derive(Debug, Clone, Default)]
+pub struct FsPlan {
+    pub workspace: PathBuf,
+    pub cwd: PathBuf,
+    pub mounts: Vec<Mount>,
+    pub masks: Vec<Mask>,
+    pub protect: Vec<PathBuf>,
+    pub notes: Vec<String>,
+    /// Env names that go with granted sockets (SSH_AUTH_SOCK when ssh-agent is granted).
+    pub sockets_env: Vec<String>,
+    pub findings: Vec<Finding>,
+    pub scan: Option<crate::scan::ScanReport>,
+}
+
+/// Expand `~`, `{home}`, `{workspace}`; relative paths are relative to the workspace.
+pub fn expand(s: &str, workspace: &Path, home: &Path) -> PathBuf {
+    let s = s
+        .replace("{workspace}", &workspace.to_string_lossy())
+        .replace("{home}", &home.to_string_lossy());
+    let p = if s == "~" {
+        home.to_path_buf()
+    } else if let Some(rest) = s.strip_prefix("~/") {
+        home.join(rest)
+    } else {
+        PathBuf::from(&s)
+    };
+    let p = if p.is_absolute() {
+        p
+    } else {
+        workspace.join(p)
+    };
+    normalize(&p)
+}
+
+/// Lexical normalisation (`.` and `..`), no symlink resolution.
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Resolve symlinks in every component but the last: the path as it will appear
+/// in the view, where every parent is a real directory.
+fn canonical_parent(p: &Path) -> PathBuf {
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|c| c.join(name))
+            .unwrap_or_else(|_| p.to_path_buf()),
+        _ => p.to_path_buf(),
+    }
+}
+
+fn is_under(p: &Path, root: &Path) -> bool {
+    p.starts_with(root)
+}
+
+struct Builder<'a> {
+    host: &'a Host,
+    workspace: PathBuf,
+    mounts: Vec<Mount>,
+    masks: Vec<Mask>,
+    notes: Vec<String>,
+    dropped: Vec<PathBuf>,
+}
+
+impl Builder<'_> {
+    fn expand(&self, s: &str) -> PathBuf {
+        expand(s, &self.workspace, &self.host.home)
+    }
+
+    fn dropped(&self, p: &Path) -> bool {
+        self.dropped.iter().any(|d| is_under(p, d))
+    }
+
+    /// Add a bind of `path` at the same place. Optional paths that do not exist
+    /// are noted and skipped; required ones (`!` prefix) are an error.
+    fn bind(&mut self, spec: &str, rw: bool, reason: &str) -> Result<()> {
+        let (required, spec) = match spec.strip_prefix('!') {
+            Some(s) => (true, s),
+            None => (false, spec),
+        };
+        let path = self.expand(spec);
+        let dest = canonical_parent(&path);
+        if self.dropped(&dest) {
+            self.notes
+                .push(format!("{}: dropped by profile", dest.display()));
+            return Ok(());
+        }
+        let meta = match std::fs::symlink_metadata(&dest) {
+            Ok(m) => m,
+            Err(e) => {
+                if required {
+                    return Err(Error::Other(format!(
+                        "{reason}: required path {} is not accessible: {e}",
+                        dest.display()
+                    )));
+                }
+                self.notes
+                    .push(format!("{}: absent, not bound ({reason})", dest.display()));
+                return Ok(());
+            }
+        };
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&dest)
+                .map_err(|e| Error::Other(format!("{reason}: readlink {}: {e}", dest.display())))?;
+            self.push(Mount {
+                dest: dest.clone(),
+                kind: MountKind::Symlink { target },
+                reason: reason.to_string(),
+            });
+            // Bind what it points at too, so the link works inside.
+            if let Ok(real) = std::fs::canonicalize(&dest) {
+                if real != dest {
+                    let real_s = real.to_string_lossy().into_owned();
+                    if !self.mounts.iter().any(|m| {
+                        is_under(&real, &m.dest)
+                            && matches!(m.kind, MountKind::RoBind { .. } | MountKind::RwBind { .. })
+                    }) {
+                        self.bind(&real_s, rw, reason)?;
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let kind = if rw {
+            MountKind::RwBind { src: dest.clone() }
+        } else {
+            MountKind::RoBind { src: dest.clone() }
+        };
+        self.push(Mount {
+            dest,
+            kind,
+            reason: reason.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Add a mount; at an identical destination the more restrictive one wins.
+    fn push(&mut self, m: Mount) {
+        let rank = |k: &MountKind| match k {
+            MountKind::RwBind { .. } => 0,
+            MountKind::RoBind { .. } => 1,
+            _ => 2,
+        };
+        if let Some(existing) = self.mounts.iter_mut().find(|x| x.dest == m.dest) {
+            if rank(&m.kind) >= rank(&existing.kind) {
+                *existing = m;
+            }
+            return;
+        }
+        self.mounts.push(m);
+    }
+
+    /// The mount that decides what `p` shows in the view: the deepest one above it.
+    fn covering(&self, p: &Path) -> Option<&Mount> {
+        self.mounts
+            .iter()
+            .filter(|m| is_under(p, &m.dest))
+            .max_by_key(|m| m.dest.components().count())
+    }
+
+    /// Is the host file at `p` reachable in the view?
+    fn in_view(&self, p: &Path) -> bool {
+        match self.covering(p) {
+            Some(m) => match &m.kind {
+                MountKind::RoBind { src } | MountKind::RwBind { src } => {
+                    // Bound at the same path, so the host path is what shows.
+                    src == &m.dest
+                }
+                _ => false,
+            },
+            None => false,
+        }
+    }
+
+    fn mask(&mut self, path: &Path, reason: String) {
+        let path = normalize(path);
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            return;
+        };
+        // A symlink is not covered itself: its target is, wherever the view shows it.
+        if meta.file_type().is_symlink() {
+            if let Ok(real) = std::fs::canonicalize(&path) {
+                self.mask(
+                    &real,
+                    format!("{reason} (target of symlink {})", path.display()),
+                );
+            }
+            return;
+        }
+        let path = canonical_parent(&path);
+        if self.masks.iter().any(|m| m.path == path) {
+            return;
+        }
+        let kind = if meta.is_dir() {
+            MaskKind::Dir
+        } else {
+            MaskKind::File
+        };
+        let in_view = self.in_view(&path);
+        self.masks.push(Mask {
+            path,
+            kind,
+            reason,
+            in_view,
+        });
+    }
+}
+
+/// The pattern set for workspace masks, with `!` exemptions.
+pub struct NamePatterns {
+    include: GlobSet,
+    exclude: GlobSet,
+    raw: Vec<String>,
+}
+
+impl NamePatterns {
+    pub fn new(patterns: &[String]) -> std::result::Result<Self, String> {
+        let mut inc = GlobSetBuilder::new();
+        let mut exc = GlobSetBuilder::new();
+        let mut raw = Vec::new();
+        for p in patterns {
+            let (neg, pat) = match p.strip_prefix('!') {
+                Some(x) => (true, x),
+                None => (false, p.as_str()),
+            };
+            let g = Glob::new(pat).map_err(|e| format!("pattern `{p}`: {e}"))?;
+            if neg {
+                exc.add(g);
+            } else {
+                inc.add(g);
+                raw.push(pat.to_string());
+            }
+        }
+        Ok(NamePatterns {
+            include: inc.build().map_err(|e| e.to_string())?,
+            exclude: exc.build().map_err(|e| e.to_string())?,
+            raw,
+        })
+    }
+
+    /// The first pattern that matches this file name, if it is not exempted.
+    pub fn matches(&self, name: &str) -> Option<&str> {
+        if self.exclude.is_match(name) {
+            return None;
+        }
+        self.include
+            .matches(name)
+            .first()
+            .map(|i| self.raw[*i].as_str())
+    }
+}
+
+pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
+    let fsp = &p.filesystem;
+    let ws_given = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
+    let workspace = std::fs::canonicalize(&ws_given)
+        .map_err(|e| Error::Usage(format!("workspace {}: {e}", ws_given.display())))?;
+    if !workspace.is_dir() {
+        return Err(Error::Usage(format!(
+            "workspace {} is not a directory",
+            workspace.display()
+        )));
+    }
+    let mut b = Builder {
+        host,
+        workspace: workspace.clone(),
+        mounts: Vec::new(),
+        masks: Vec::new(),
+        notes: Vec::new(),
+        dropped: Vec::new(),
+    };
+    b.dropped = fsp.drop.iter().map(|d| b.expand(d)).collect();
+
+    // 1. System directories, read-only.
+    for s in &fsp.ro {
+        b.bind(s, false, "profile filesystem.ro")?;
+    }
+    // 2. Kernel and scratch filesystems of our own.
+    b.push(Mount {
+        dest: "/proc".into(),
+        kind: MountKind::Proc,
+        reason: "fresh procfs of the new pid namespace".into(),
+    });
+    b.push(Mount {
+        dest: "/dev".into(),
+        kind: MountKind::Dev,
+        reason: "minimal /dev".into(),
+    });
+    b.push(Mount {
+        dest: "/tmp".into(),
+        kind: MountKind::Tmpfs { mode: 0o1777 },
+        reason: "private /tmp".into(),
+    });
+    b.push(Mount {
+        dest: "/var/tmp".into(),
+        kind: MountKind::Tmpfs { mode: 0o1777 },
+        reason: "private /var/tmp".into(),
+    });
+    // 3. An empty home, then the allow-listed dotfiles.
+    if host.home != Path::new("/") {
+        b.push(Mount {
+            dest: host.home.clone(),
+            kind: MountKind::Tmpfs { mode: 0o700 },
+            reason: "empty $HOME".into(),
+        });
+    }
+    for s in &fsp.home_ro {
+        b.bind(s, false, "profile filesystem.home_ro")?;
+    }
+    for s in &fsp.home_rw {
+        b.bind(s, true, "profile filesystem.home_rw")?;
+    }
+    // 4. The workspace at its own path.
+    let ws_access = fsp.workspace.unwrap_or(Access::Rw);
+    if ws_access != Access::None {
+        b.bind(
+            &workspace.to_string_lossy(),
+            ws_access == Access::Rw,
+            "workspace",
+        )?;
+    }
+    // 5. Extra paths from the profile and the command line.
+    for s in &fsp.rw {
+        b.bind(s, true, "profile filesystem.rw")?;
+    }
+    for s in &req.rw {
+        b.bind(s, true, "--rw")?;
+    }
+    for s in &req.ro {
+        b.bind(s, false, "--ro")?;
+    }
+    // 6. Host sockets, only those the profile names.
+    let mut sockets_env = Vec::new();
+    for s in &p.sockets {
+        for (path, env) in socket_paths(s, host) {
+            if let Some(e) = env {
+                sockets_env.push(e.to_string());
+            }
+            if let Some(path) = path {
+                b.bind(&path.to_string_lossy(), true, &format!("socket {s}"))?;
+            }
+        }
+    }
+    // 7. Persistence vectors stay read-only inside a writable workspace.
+    if ws_access == Access::Rw {
+        let mut pers: Vec<String> = defaults::PERSISTENCE_RO
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        pers.extend(fsp.persistence_ro.iter().cloned());
+        for rel in pers {
+            let path = workspace.join(&rel);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
+                b.push(Mount {
+                    dest: path.clone(),
+                    kind: MountKind::RoBind { src: path },
+                    reason: format!("persistence vector {rel} kept read-only"),
+                });
+            }
+        }
+    }
+
+    // 8. Masks: built-in credential locations, the profile's, the command line's.
+    if fsp.no_default_masks != Some(true) {
+        for (rel, why) in defaults::HOME_CREDENTIALS {
+            b.mask(&host.home.join(rel), format!("built-in: {why}"));
+        }
+        for (path, why) in defaults::SYSTEM_CREDENTIALS {
+            b.mask(Path::new(path), format!("built-in: {why}"));
+        }
+    }
+    for s in &fsp.mask {
+        let path = b.expand(s);
+        b.mask(&path, "profile filesystem.mask".into());
+    }
+    for s in &req.mask {
+        let path = b.expand(s);
+        if std::fs::symlink_metadata(&path).is_err() {
+            b.notes.push(format!("--mask {}: absent", path.display()));
+        }
+        b.mask(&path, "--mask".into());
+    }
+
+    // 9. Walk what the view exposes beyond system directories: name patterns,
+    //    then other names (hard links) of every masked inode.
+    let exposed = exposed_roots(&b.mounts);
+    let mut patterns: Vec<String> = defaults::WORKSPACE_PATTERNS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    patterns.extend(fsp.mask_patterns.iter().cloned());
+    let names = NamePatterns::new(&patterns)
+        .map_err(|e| Error::Usage(format!("filesystem.mask_patterns: {e}")))?;
+    let entries = crate::walk::collect(&exposed, |e| {
+        !e.is_dir
+            && (e.nlink > 1
+                || e.is_symlink
+                || e.path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| names.matches(n).is_some()))
+    });
+    for e in &entries {
+        if let Some(pat) = e
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| names.matches(n))
+        {
+            b.mask(&e.path, format!("name matches `{pat}`"));
+        }
+    }
+
+    // 10. The secret scan: files whose content holds a credential.
+    let mut findings = Vec::new();
+    let mut scan = None;
+    if p.secrets.scan != Some(false) && !req.no_scan && !exposed.is_empty() {
+        let opts = crate::scan::ScanOptions {
+            max_file_size: p
+                .secrets
+                .max_file_size
+                .unwrap_or(crate::scan::ScanOptions::default().max_file_size),
+            excludes: p.secrets.exclude.clone(),
+            use_cache: !req.no_cache,
+            extra_rules: p.secrets.rules.clone(),
+            allow: p.secrets.allow.clone(),
+            progress: nix::unistd::isatty(2).unwrap_or(false),
+        };
+        let report =
+            crate::scan::scan_paths(&exposed, &opts).map_err(|e| Error::Other(e.to_string()))?;
+        let mut per_file: BTreeMap<PathBuf, Vec<&Finding>> = BTreeMap::new();
+        for f in &report.findings {
+            per_file.entry(f.path.clone()).or_default().push(f);
+        }
+        for (path, fs) in per_file {
+            let rules: Vec<String> = fs
+                .iter()
+                .map(|f| format!("{} line {}", f.rule, f.line))
+                .collect();
+            b.mask(&path, format!("secret scan: {}", rules.join(", ")));
+        }
+        findings = report.findings.clone();
+        scan = Some(report);
+    }
+
+    // Hard links: any other name of a masked inode that the walk saw.
+    let masked_inodes: HashSet<(u64, u64)> = b
+        .masks
+        .iter()
+        .filter(|m| m.kind == MaskKind::File)
+        .filter_map(|m| std::fs::metadata(&m.path).ok())
+        .filter(|m| m.nlink() > 1)
+        .map(|m| (m.dev(), m.ino()))
+        .collect();
+    for e in &entries {
+        if !e.is_symlink && masked_inodes.contains(&(e.dev, e.ino)) {
+            b.mask(&e.path, "hard link to a masked file".into());
+        }
+    }
+    // Symlinks whose target is masked already resolve to the mask; those that
+    // point at a masked name from outside the view need nothing.
+
+    // A bind under a masked directory would reopen it: drop it.
+    let mask_dirs: Vec<PathBuf> = b
+        .masks
+        .iter()
+        .filter(|m| m.kind == MaskKind::Dir && m.in_view)
+        .map(|m| m.path.clone())
+        .collect();
+    b.mounts.retain(|m| {
+        let reopen = mask_dirs
+            .iter()
+            .any(|d| m.dest != *d && is_under(&m.dest, d));
+        if reopen {
+            b.notes.push(format!(
+                "{}: not bound, it lies under a masked directory",
+                m.dest.display()
+            ));
+        }
+        !reopen
+    });
+    // Parents first so that each mount point is created inside its parent.
+    b.mounts.sort_by_key(|m| m.dest.components().count());
+    b.masks.sort_by(|a, c| a.path.cmp(&c.path));
+
+    let cwd = std::fs::canonicalize(&req.cwd).unwrap_or_else(|_| req.cwd.clone());
+    let cwd = if b.in_view(&cwd) {
+        cwd
+    } else {
+        b.notes.push(format!(
+            "cwd {} is not in the view; starting in the workspace",
+            cwd.display()
+        ));
+        workspace.clone()
+    };
+    let protect = fsp
+        .protect
+        .iter()
+        .chain(req.protect.iter())
+        .map(|s| b.expand(s))
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
+        .collect();
+    Ok(FsPlan {
+        workspace,
+        cwd,
+        mounts: b.mounts,
+        masks: b.masks,
+        protect,
+        notes: b.notes,
+        sockets_env,
+        findings,
+        scan,
+    })
+}
+
+/// Binds that are not system directories: what the walk and the scan look at.
+fn exposed_roots(mounts: &[Mount]) -> Vec<PathBuf> {
+    const SYSTEM: &[&str] = &[
+        "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix",
+        "/snap", "/sys",
+    ];
+    let mut roots: Vec<PathBuf> = mounts
+        .iter()
+        .filter_map(|m| match &m.kind {
+            MountKind::RoBind { src } | MountKind::RwBind { src } => Some(src.clone()),
+            _ => None,
+        })
+        .filter(|p| !SYSTEM.iter().any(|s| is_under(p, Path::new(s))))
+        .filter(|p| p != Path::new("/"))
+        .collect();
+    roots.sort();
+    // Drop roots inside other roots (walked already).
+    let mut out: Vec<PathBuf> = Vec::new();
+    for r in roots {
+        if !out.iter().any(|o| is_under(&r, o)) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Where a named socket lives on this host, and the variable that points at it.
+fn socket_paths(name: &str, host: &Host) -> Vec<(Option<PathBuf>, Option<&'static str>)> {
+    let env_path = |v: &str| std::env::var_os(v).map(PathBuf::from);
+    let runtime = host.xdg_runtime_dir.clone();
+    match name {
+        "ssh-agent" => vec![(env_path("SSH_AUTH_SOCK"), Some("SSH_AUTH_SOCK"))],
+        "gpg-agent" => vec![(runtime.map(|r| r.join("gnupg")), Some("GPG_AGENT_INFO"))],
+        "docker" => vec![(Some("/var/run/docker.sock".into()), Some("DOCKER_HOST"))],
+        "podman" => vec![(
+            runtime.map(|r| r.join("podman/podman.sock")),
+            Some("CONTAINER_HOST"),
+        )],
+        "dbus-session" => vec![(
+            runtime.map(|r| r.join("bus")),
+            Some("DBUS_SESSION_BUS_ADDRESS"),
+        )],
+        "dbus-system" => vec![(
+            Some("/run/dbus/system_bus_socket".into()),
+            Some("DBUS_SYSTEM_BUS_ADDRESS"),
+        )],
+        "xdg-runtime" => vec![
+            (runtime, Some("XDG_RUNTIME_DIR")),
+            (None, Some("WAYLAND_DISPLAY")),
+        ],
+        path => vec![(Some(PathBuf::from(path)), None)],
+    }
+}
+
+impl FsPlan {
+    /// What Landlock must allow, mirroring the view.
+    pub fn landlock_input(&self, p: &Profile, net: NetMode, mode: RunMode) -> LandlockInput {
+        let mut ro = Vec::new();
+        let mut rw = Vec::new();
+        for m in &self.mounts {
+            match &m.kind {
+                MountKind::RoBind { .. } => ro.push(m.dest.clone()),
+                MountKind::RwBind { .. } | MountKind::Tmpfs { .. } | MountKind::Dev => {
+                    rw.push(m.dest.clone())
+                }
+                MountKind::Proc => ro.push(m.dest.clone()),
+                MountKind::Symlink { .. } => {}
+            }
+        }
+        LandlockInput {
+            ro,
+            rw,
+            protect: self.protect.clone(),
+            deny: if mode == RunMode::LandlockOnly {
+                self.masks
+                    .iter()
+                    .filter(|m| m.in_view)
+                    .map(|m| m.path.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            host_net: net == NetMode::Host,
+            connect_ports: p.network.connect_ports.clone(),
+            bind_ports: p.network.bind_ports.clone(),
+            min_abi: p.landlock.min_abi.unwrap_or(0),
+            best_effort: p.landlock.best_effort.unwrap_or(false),
+        }
+    }
+}

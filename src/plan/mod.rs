@@ -1,0 +1,202 @@
+//! The plan: everything the executor will do, and why. Pure data; built
+//! without privileged syscalls (only reads of the host: stat, readlink, walk).
+
+pub mod defaults;
+pub mod env;
+pub mod fs;
+pub mod landlock;
+pub mod render;
+pub mod seccomp;
+
+use crate::host::Host;
+use crate::profile::types::{Limits, Mode, NetMode, OnSecret};
+use crate::profile::LoadedProfile;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use fs::{Mask, MaskKind, Mount, MountKind};
+
+/// What the caller asked for on the command line, over the profile.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub workspace: Option<PathBuf>,
+    pub ro: Vec<String>,
+    pub rw: Vec<String>,
+    pub mask: Vec<String>,
+    pub protect: Vec<String>,
+    pub env_keep: Vec<String>,
+    pub env_set: Vec<(String, String)>,
+    pub net: Option<NetMode>,
+    pub mode: Option<Mode>,
+    pub on_secret: Option<OnSecret>,
+    pub timeout: Option<Duration>,
+    pub audit_log: Option<PathBuf>,
+    pub no_cache: bool,
+    pub no_scan: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunMode {
+    /// Namespaces, the masked view, and the kernel layers.
+    Full,
+    /// No namespaces: Landlock, seccomp, env scrubbing and no_new_privs only.
+    LandlockOnly,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRef {
+    pub name: String,
+    pub sources: Vec<String>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub profile: ProfileRef,
+    pub mode: RunMode,
+    /// Why this mode (e.g. "auto: user namespaces unavailable").
+    pub mode_reason: String,
+    pub command: Vec<String>,
+    pub cwd: PathBuf,
+    pub workspace: PathBuf,
+    pub home: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub namespaces: Vec<&'static str>,
+    pub network: NetMode,
+    /// Mounts in the order they are made (parents before children, masks last).
+    pub mounts: Vec<Mount>,
+    /// Every mask, with its reason; `in_view` false means the path is not reachable anyway.
+    pub masks: Vec<Mask>,
+    pub protect: Vec<PathBuf>,
+    pub env: env::EnvPlan,
+    pub landlock: landlock::LandlockPlan,
+    pub seccomp: seccomp::SeccompPlan,
+    pub limits: Limits,
+    pub timeout_secs: Option<f64>,
+    pub on_secret: OnSecret,
+    pub audit_log: Option<PathBuf>,
+    pub audit_required: bool,
+    /// Credentials found by the pre-flight scan (path, line, rule; never the value).
+    pub findings: Vec<crate::scan::Finding>,
+    /// Scan totals (files, cache hits, skipped, time); absent when the scan was off.
+    pub scan: Option<ScanSummary>,
+    /// Things worth knowing that change nothing (missing optional paths, dropped binds).
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanSummary {
+    pub files_scanned: u64,
+    pub files_from_cache: u64,
+    pub skipped: u64,
+    pub findings: u64,
+    pub duration_ms: u64,
+}
+
+/// Build the plan. Errors here are configuration errors (exit 125), found before
+/// anything is set up.
+pub fn build(
+    profile: &LoadedProfile,
+    req: &Request,
+    host: &Host,
+    host_env: &[(String, String)],
+) -> crate::error::Result<Plan> {
+    let p = &profile.profile;
+    let mode_req = req.mode.or(p.mode).unwrap_or(Mode::Full);
+    let (mode, mode_reason) = match (mode_req, &host.userns) {
+        (Mode::Full, _) => (RunMode::Full, "profile: full".to_string()),
+        (Mode::LandlockOnly, _) => (
+            RunMode::LandlockOnly,
+            "requested: landlock-only".to_string(),
+        ),
+        (Mode::Auto, Ok(())) => (RunMode::Full, "auto: user namespaces available".to_string()),
+        (Mode::Auto, Err(why)) => (
+            RunMode::LandlockOnly,
+            format!("auto: user namespaces unavailable ({why})"),
+        ),
+    };
+    let network = req.net.or(p.network.mode).unwrap_or(NetMode::None);
+    let fs = fs::build(p, req, host)?;
+    let env = env::build(p, req, host, host_env, &fs.sockets_env);
+    let mut namespaces = vec!["user", "mount", "pid", "ipc", "uts", "cgroup"];
+    if network != NetMode::Host {
+        namespaces.push("net");
+    }
+    if mode == RunMode::LandlockOnly {
+        namespaces.clear();
+    }
+    let ll_input = fs.landlock_input(p, network, mode);
+    let seccomp = seccomp::build(&p.seccomp).map_err(|e| {
+        crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+            file: profile.sources.last().cloned().unwrap_or_default(),
+            key: "seccomp".into(),
+            msg: e,
+        })
+    })?;
+    let timeout = match req.timeout {
+        Some(t) => Some(t),
+        None => match &p.limits.timeout {
+            Some(s) => Some(crate::cli::parse_duration(s).map_err(crate::error::Error::Usage)?),
+            None => None,
+        },
+    };
+    let audit_log = req
+        .audit_log
+        .clone()
+        .or_else(|| {
+            std::env::var_os("AIRLOCK_AUDIT_LOG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| {
+            p.audit
+                .path
+                .as_ref()
+                .map(|s| fs::expand(s, &fs.workspace, &host.home))
+        });
+    Ok(Plan {
+        profile: ProfileRef {
+            name: profile.name.clone(),
+            sources: profile.sources.clone(),
+            sha256: profile.hash.clone(),
+        },
+        mode,
+        mode_reason,
+        command: req.command.clone(),
+        cwd: fs.cwd.clone(),
+        workspace: fs.workspace.clone(),
+        home: host.home.clone(),
+        uid: host.uid,
+        gid: host.gid,
+        namespaces,
+        network,
+        mounts: fs.mounts,
+        masks: fs.masks,
+        protect: fs.protect,
+        env,
+        landlock: landlock::build(&ll_input),
+        seccomp,
+        limits: p.limits.clone(),
+        timeout_secs: timeout.map(|t| t.as_secs_f64()),
+        on_secret: req
+            .on_secret
+            .or(p.secrets.on_secret)
+            .unwrap_or(OnSecret::Mask),
+        audit_log,
+        audit_required: p.audit.required.unwrap_or(false),
+        findings: fs.findings.clone(),
+        scan: fs.scan.as_ref().map(|r| ScanSummary {
+            files_scanned: r.files_scanned,
+            files_from_cache: r.files_from_cache,
+            skipped: r.skipped.len() as u64,
+            findings: r.findings.len() as u64,
+            duration_ms: r.duration_ms,
+        }),
+        notes: fs.notes,
+    })
+}

@@ -1,0 +1,256 @@
+//! The profile format. Every table denies unknown keys so a typo is an error,
+//! never a silently ignored setting. Lists extend the parent's (`extends`);
+//! scalars override it.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Profile name (defaults to the file stem).
+    pub name: Option<String>,
+    /// One line saying what the profile is for.
+    pub description: Option<String>,
+    /// Name of a built-in or user profile this one builds on.
+    pub extends: Option<String>,
+    /// Isolation mode: "full" (namespaces + kernel layers), "landlock-only"
+    /// (no namespaces; for containers without user namespaces) or "auto"
+    /// (full where possible, landlock-only otherwise, reported loudly).
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub filesystem: Filesystem,
+    #[serde(default)]
+    pub env: Env,
+    #[serde(default)]
+    pub network: Network,
+    /// Host sockets made reachable inside: "ssh-agent", "gpg-agent", "docker",
+    /// "podman", "dbus-session", "dbus-system", "xdg-runtime", or an absolute path.
+    #[serde(default)]
+    pub sockets: Vec<String>,
+    #[serde(default)]
+    pub landlock: Landlock,
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    #[serde(default)]
+    pub secrets: Secrets,
+    #[serde(default)]
+    pub audit: Audit,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Full,
+    LandlockOnly,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    Rw,
+    Ro,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Filesystem {
+    /// How the workspace is exposed: "rw" (default), "ro" or "none".
+    pub workspace: Option<Access>,
+    /// Paths bound read-only at the same path (system directories, toolchains).
+    /// Missing paths are skipped unless prefixed with "!" (then required).
+    #[serde(default)]
+    pub ro: Vec<String>,
+    /// Paths bound read-write at the same path.
+    #[serde(default)]
+    pub rw: Vec<String>,
+    /// Paths removed from what a parent profile exposes (workspace profiles use this to tighten).
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Files or directories under $HOME bound read-only into the empty home.
+    #[serde(default)]
+    pub home_ro: Vec<String>,
+    /// Files or directories under $HOME bound read-write into the empty home.
+    #[serde(default)]
+    pub home_rw: Vec<String>,
+    /// Extra paths covered by an empty read-only file or directory.
+    #[serde(default)]
+    pub mask: Vec<String>,
+    /// File-name patterns masked wherever they occur under the workspace.
+    #[serde(default)]
+    pub mask_patterns: Vec<String>,
+    /// Paths that stay readable but whose contents cannot be removed, renamed away,
+    /// truncated or overwritten.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// Workspace-relative paths kept read-only (persistence vectors: hooks, rc files, editor config).
+    #[serde(default)]
+    pub persistence_ro: Vec<String>,
+    /// Do not apply the built-in list of credential locations (never set by built-ins).
+    pub no_default_masks: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    /// Variable names (or prefixes ending in "*") passed from the caller's environment.
+    #[serde(default)]
+    pub keep: Vec<String>,
+    /// Variables passed even though their value looks like a credential: the agent's own key.
+    #[serde(default)]
+    pub pass_secret: Vec<String>,
+    /// Variables set inside the sandbox.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetMode {
+    None,
+    Proxy,
+    Host,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    /// "none" (default: only loopback), "proxy" (allow-listed egress through airlock's proxy) or "host".
+    pub mode: Option<NetMode>,
+    /// Egress allow-list for proxy mode: "host", "*.suffix", optional ":port".
+    #[serde(default)]
+    pub allow: Vec<AllowEntry>,
+    /// Static name → address map used by the proxy resolver (like --add-host).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, String>,
+    /// TCP ports the command may connect to when the host network is shared (Landlock ABI 4+).
+    #[serde(default)]
+    pub connect_ports: Vec<u16>,
+    /// TCP ports the command may bind when the host network is shared (Landlock ABI 4+).
+    #[serde(default)]
+    pub bind_ports: Vec<u16>,
+}
+
+/// An egress allow-list entry: a plain string, or a table with methods.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(untagged)]
+pub enum AllowEntry {
+    Host(String),
+    Detailed {
+        host: String,
+        #[serde(default)]
+        methods: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Landlock {
+    /// Minimum Landlock ABI the profile requires (0 = Landlock not required).
+    pub min_abi: Option<u8>,
+    /// Run with whatever the kernel offers below min_abi, reporting the shortfall.
+    pub best_effort: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeccompAction {
+    Errno,
+    Kill,
+    Log,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Seccomp {
+    /// What a denied syscall gets: "errno" (EPERM, default), "kill" or "log".
+    pub action: Option<SeccompAction>,
+    /// Extra syscall names to deny.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// Named exceptions: syscalls (or groups such as "io_uring", "ptrace") removed from the deny list.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnSecret {
+    Warn,
+    Mask,
+    Block,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    /// What a finding does to a run: "mask" (default), "block" or "warn".
+    pub on_secret: Option<OnSecret>,
+    /// Run the pre-flight content scan (default true).
+    pub scan: Option<bool>,
+    /// Paths (globs, workspace-relative or absolute) or rule ids never reported.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Files larger than this are not scanned for content (bytes).
+    pub max_file_size: Option<u64>,
+    /// Extra directory names whose contents are not scanned.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// User-defined rules.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// A user-defined secret rule.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub id: String,
+    pub description: String,
+    /// Regular expression; the first capture group (or whole match) is the secret.
+    pub regex: String,
+    /// Literal keywords, at least one of which must appear in a file before the regex runs.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Minimum Shannon entropy (bits per char) of the secret.
+    pub entropy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// Where JSON Lines audit records are appended.
+    pub path: Option<String>,
+    /// Refuse to run when the audit log cannot be written.
+    pub required: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// RLIMIT_NPROC.
+    pub nproc: Option<u64>,
+    /// RLIMIT_NOFILE.
+    pub nofile: Option<u64>,
+    /// RLIMIT_CORE in bytes (0 disables core dumps).
+    pub core: Option<u64>,
+    /// RLIMIT_FSIZE in bytes.
+    pub fsize: Option<u64>,
+    /// cgroup v2 memory.max in bytes.
+    pub memory: Option<u64>,
+    /// cgroup v2 pids.max.
+    pub pids: Option<u64>,
+    /// Fail when a cgroup limit cannot be applied (default: report it as unavailable).
+    pub cgroup_required: Option<bool>,
+    /// Kill the whole sandbox after this long ("30s", "10m", "1h").
+    pub timeout: Option<String>,
+}

@@ -1,0 +1,1 @@
+//! Escape probes shared by `airlock selftest` and the tests. (Owned by the kernel-layers work.)
