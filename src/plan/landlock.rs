@@ -1,7 +1,31 @@
-//! The Landlock part of the plan (pure).
+//! The Landlock part of the plan (pure: reads directory listings, makes no
+//! privileged syscall).
+//!
+//! Landlock rights are an allow-list and they *inherit downwards*: a right
+//! granted on a directory holds for everything beneath it, and there is no
+//! "deny" rule. So a path that must get *fewer* rights than the tree it sits in
+//! (a secret in landlock-only mode, a protected path inside the read-write
+//! workspace) cannot be expressed by adding a rule; the tree's rule has to be
+//! *carved*: the tree itself keeps only what the carved path may have
+//! (listing, adding entries), and every sibling on the way down to the carved
+//! path gets the tree's full rights on its own rule.
+//!
+//! Consequences, stated honestly:
+//! - direct entries of a carved directory cannot be removed, renamed away or
+//!   written through the directory's own rule (their own sibling rule still
+//!   lets files be rewritten in place and subdirectories be used freely);
+//! - an entry created in a carved directory *after* the plan was built has no
+//!   rule of its own: it can be created (and renamed into) but not written;
+//! - Landlock cannot tell a new file from an existing one, so under a protected
+//!   path a freshly created file cannot be written either; additions work by
+//!   creating the file elsewhere and renaming it in (REFER);
+//! - a hard link to a secret *outside* the carved directories stays readable
+//!   (links among the carved siblings are detected and dropped);
+//! - a symlink sibling gets no rule: the kernel checks its target's own rules.
 
 use serde::Serialize;
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 /// What the Landlock builder needs to know about the view.
 #[derive(Debug, Clone, Default)]
@@ -24,10 +48,96 @@ pub struct LandlockInput {
 }
 
 /// One path rule.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct PathRule {
     pub path: PathBuf,
+    /// An access class, one of [`ACCESS_CLASSES`].
     pub access: String,
+    /// A required rule whose path cannot be opened is an error; an optional one
+    /// (a sibling found while carving) is skipped and reported.
+    pub required: bool,
+    /// Why the rule exists.
+    pub reason: String,
+}
+
+/// Access classes and the Landlock filesystem rights each grants (names as in
+/// the kernel's `LANDLOCK_ACCESS_FS_*`, lower-case). The executor translates
+/// these names and nothing else; this table is the whole filesystem policy.
+pub const ACCESS_CLASSES: &[(&str, &[&str])] = &[
+    ("ro", &["execute", "read_file", "read_dir"]),
+    (
+        "rw",
+        &[
+            "execute",
+            "read_file",
+            "read_dir",
+            "write_file",
+            "remove_dir",
+            "remove_file",
+            "make_char",
+            "make_dir",
+            "make_reg",
+            "make_sock",
+            "make_fifo",
+            "make_block",
+            "make_sym",
+            "refer",
+            "truncate",
+            "ioctl_dev",
+        ],
+    ),
+    // Readable; entries may be added, never removed, truncated or overwritten.
+    (
+        "protect",
+        &[
+            "execute",
+            "read_file",
+            "read_dir",
+            "make_reg",
+            "make_dir",
+            "make_sym",
+            "make_sock",
+            "make_fifo",
+            "refer",
+        ],
+    ),
+    // A carved read-only directory: listable; its entries get their own rules.
+    ("dir-ro", &["read_dir"]),
+    // A carved writable directory: listable, entries may be added.
+    (
+        "dir-rw",
+        &[
+            "read_dir",
+            "make_reg",
+            "make_dir",
+            "make_sym",
+            "make_sock",
+            "make_fifo",
+            "refer",
+        ],
+    ),
+    // A carved writable directory above a denied *directory*: read_dir would
+    // be inherited by the secret directory and list its names, so not even that.
+    (
+        "dir-add",
+        &[
+            "make_reg",
+            "make_dir",
+            "make_sym",
+            "make_sock",
+            "make_fifo",
+            "refer",
+        ],
+    ),
+];
+
+/// The rights of an access class (empty for an unknown name).
+pub fn rights_of(class: &str) -> &'static [&'static str] {
+    ACCESS_CLASSES
+        .iter()
+        .find(|(name, _)| *name == class)
+        .map(|(_, r)| *r)
+        .unwrap_or(&[])
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -35,27 +145,483 @@ pub struct LandlockPlan {
     pub min_abi: u8,
     pub best_effort: bool,
     pub rules: Vec<PathRule>,
+    /// Paths left without any rule on purpose (landlock-only secrets).
+    pub denied: Vec<PathBuf>,
     pub scope_abstract_unix: bool,
     pub scope_signals: bool,
+    /// TCP ports that may be connected to (None: TCP not restricted by Landlock,
+    /// e.g. because the network namespace already cuts the network).
     pub connect_ports: Option<Vec<u16>>,
     pub bind_ports: Option<Vec<u16>>,
+    /// Things the shaping could not do or chose not to do.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carve {
+    /// No rule at all.
+    Deny,
+    /// The protect class.
+    Protect,
 }
 
 pub fn build(input: &LandlockInput) -> LandlockPlan {
-    LandlockPlan {
+    let mut plan = LandlockPlan {
         min_abi: input.min_abi,
         best_effort: input.best_effort,
+        scope_abstract_unix: true,
+        scope_signals: true,
+        connect_ports: input.host_net.then(|| sorted(&input.connect_ports)),
+        bind_ports: input.host_net.then(|| sorted(&input.bind_ports)),
         ..Default::default()
+    };
+
+    let writable = |p: &Path| input.rw.iter().any(|r| p.starts_with(r));
+
+    // Base grants: one class per path; on a duplicate the narrower class wins
+    // for protect, the wider for ro vs rw (a read-only bind enforces ro there).
+    let mut base: Vec<(PathBuf, &'static str, String)> = Vec::new();
+    let mut put = |p: &Path, class: &'static str, why: String| {
+        if let Some(e) = base.iter_mut().find(|(q, _, _)| q == p) {
+            if class == "protect" || (e.1 == "ro" && class == "rw") {
+                *e = (p.to_path_buf(), class, why);
+            }
+        } else {
+            base.push((p.to_path_buf(), class, why));
+        }
+    };
+    for p in &input.ro {
+        put(p, "ro", "read-only in the view".into());
     }
+    for p in &input.rw {
+        put(p, "rw", "read-write in the view".into());
+    }
+    let mut carves: Vec<(PathBuf, Carve)> = Vec::new();
+    for p in &input.protect {
+        if writable(p) {
+            put(p, "protect", "protected: add only".into());
+            carves.push((p.clone(), Carve::Protect));
+        } else {
+            put(p, "ro", "protected (in a read-only tree)".into());
+        }
+    }
+    for p in &input.deny {
+        carves.push((p.clone(), Carve::Deny));
+    }
+    // A grant of a denied path itself is dropped.
+    base.retain(|(p, _, _)| {
+        let denied = input.deny.iter().any(|d| d == p);
+        if denied {
+            plan.notes.push(format!(
+                "{}: denied, its own grant is dropped",
+                p.display()
+            ));
+        }
+        !denied
+    });
+
+    let deny_ids: Vec<(u64, u64)> = input.deny.iter().filter_map(|d| file_id(d)).collect();
+
+    for (path, class, why) in &base {
+        // Carve-outs strictly beneath this grant that need fewer rights than it gives.
+        let under: Vec<(PathBuf, Carve)> = carves
+            .iter()
+            .filter(|(c, kind)| {
+                c != path
+                    && c.starts_with(path)
+                    && match kind {
+                        Carve::Deny => true,
+                        Carve::Protect => *class == "rw",
+                    }
+            })
+            .cloned()
+            .collect();
+        if under.is_empty() {
+            plan.rules.push(PathRule {
+                path: path.clone(),
+                access: (*class).into(),
+                required: true,
+                reason: why.clone(),
+            });
+        } else {
+            carve(path, class, &under, &deny_ids, true, &mut plan);
+        }
+    }
+    for d in &input.deny {
+        if !base.iter().any(|(p, _, _)| d.starts_with(p)) {
+            plan.notes.push(format!(
+                "{}: denied, and no rule reaches it anyway",
+                d.display()
+            ));
+        }
+        plan.denied.push(d.clone());
+    }
+    plan
+}
+
+/// Replace the grant `class` on directory `dir` by a carved rule on `dir`
+/// itself plus one rule per entry, recursing towards each carve-out.
+fn carve(
+    dir: &Path,
+    class: &'static str,
+    under: &[(PathBuf, Carve)],
+    deny_ids: &[(u64, u64)],
+    required: bool,
+    plan: &mut LandlockPlan,
+) {
+    let adds = rights_of(class).contains(&"make_reg");
+    let denied_dir_beneath = under
+        .iter()
+        .any(|(c, k)| *k == Carve::Deny && !c.is_symlink() && c.is_dir());
+    let dir_class = match (adds, denied_dir_beneath) {
+        (true, false) => Some("dir-rw"),
+        (true, true) => Some("dir-add"),
+        (false, false) => Some("dir-ro"),
+        (false, true) => None,
+    };
+    if let Some(dc) = dir_class {
+        plan.rules.push(PathRule {
+            path: dir.to_path_buf(),
+            access: dc.into(),
+            required,
+            reason: format!("carved {class}: holds a path with fewer rights"),
+        });
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            v.sort();
+            v
+        }
+        Err(e) => {
+            // Fail closed: the directory keeps only its carved rule.
+            plan.notes.push(format!(
+                "{}: cannot list ({e}); its entries get no {class} rule",
+                dir.display()
+            ));
+            return;
+        }
+    };
+    for entry in entries {
+        if let Some((_, kind)) = under.iter().find(|(c, _)| *c == entry) {
+            if *kind == Carve::Deny {
+                continue; // the secret itself: no rule
+            }
+            continue; // a protected path: its own base rule covers it
+        }
+        let deeper: Vec<(PathBuf, Carve)> = under
+            .iter()
+            .filter(|(c, _)| c.starts_with(&entry))
+            .cloned()
+            .collect();
+        let meta = match std::fs::symlink_metadata(&entry) {
+            Ok(m) => m,
+            Err(_) => continue, // vanished while listing
+        };
+        if meta.file_type().is_symlink() {
+            continue; // its target is checked under its own rules
+        }
+        if !deeper.is_empty() {
+            if meta.is_dir() {
+                carve(&entry, class, &deeper, deny_ids, false, plan);
+            }
+            continue;
+        }
+        if meta.is_file() && meta_id(&meta).is_some_and(|id| deny_ids.contains(&id)) {
+            plan.notes.push(format!(
+                "{}: a hard link to a denied file; no rule",
+                entry.display()
+            ));
+            continue;
+        }
+        plan.rules.push(PathRule {
+            path: entry,
+            access: class.into(),
+            required: false,
+            reason: format!("sibling in carved {}", dir.display()),
+        });
+    }
+}
+
+fn file_id(p: &Path) -> Option<(u64, u64)> {
+    let m = std::fs::symlink_metadata(p).ok()?;
+    if m.is_file() {
+        meta_id(&m)
+    } else {
+        None
+    }
+}
+
+fn meta_id(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+fn sorted(v: &[u16]) -> Vec<u16> {
+    let s: BTreeSet<u16> = v.iter().copied().collect();
+    s.into_iter().collect()
 }
 
 impl LandlockPlan {
     /// Lines for `--dry-run`.
     pub fn describe(&self) -> Vec<String> {
-        vec![format!(
-            "min ABI {}, {} path rules",
+        let mut out = vec![format!(
+            "min ABI {}{}, {} path rules, scopes: {}",
             self.min_abi,
-            self.rules.len()
-        )]
+            if self.best_effort {
+                " (best effort)"
+            } else {
+                ""
+            },
+            self.rules.len(),
+            match (self.scope_abstract_unix, self.scope_signals) {
+                (true, true) => "abstract-unix-socket, signal (ABI 6+)",
+                (true, false) => "abstract-unix-socket (ABI 6+)",
+                (false, true) => "signal (ABI 6+)",
+                (false, false) => "none",
+            }
+        )];
+        for r in &self.rules {
+            out.push(format!(
+                "  {:<8} {}{}  # {}",
+                r.access,
+                r.path.display(),
+                if r.required { "" } else { " (optional)" },
+                r.reason
+            ));
+        }
+        for d in &self.denied {
+            out.push(format!("  {:<8} {}", "deny", d.display()));
+        }
+        match (&self.connect_ports, &self.bind_ports) {
+            (None, None) => out.push("  tcp: not restricted by Landlock".into()),
+            (c, b) => out.push(format!(
+                "  tcp (ABI 4+): connect {:?}, bind {:?}",
+                c.clone().unwrap_or_default(),
+                b.clone().unwrap_or_default()
+            )),
+        }
+        for n in &self.notes {
+            out.push(format!("  note: {n}"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn rule(path: &Path, access: &str, required: bool) -> (PathBuf, String, bool) {
+        (path.to_path_buf(), access.to_string(), required)
+    }
+
+    fn rules(plan: &LandlockPlan) -> Vec<(PathBuf, String, bool)> {
+        plan.rules
+            .iter()
+            .map(|r| (r.path.clone(), r.access.clone(), r.required))
+            .collect()
+    }
+
+    #[test]
+    fn plain_view_maps_one_rule_per_path() {
+        let input = LandlockInput {
+            ro: vec!["/usr".into(), "/etc".into()],
+            rw: vec!["/work".into(), "/tmp".into()],
+            min_abi: 3,
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert_eq!(
+            rules(&plan),
+            vec![
+                rule(Path::new("/usr"), "ro", true),
+                rule(Path::new("/etc"), "ro", true),
+                rule(Path::new("/work"), "rw", true),
+                rule(Path::new("/tmp"), "rw", true),
+            ]
+        );
+        assert_eq!(plan.min_abi, 3);
+        assert!(plan.scope_abstract_unix && plan.scope_signals);
+        assert_eq!(plan.connect_ports, None);
+        assert!(plan.denied.is_empty());
+    }
+
+    #[test]
+    fn host_net_gets_sorted_port_lists() {
+        let input = LandlockInput {
+            host_net: true,
+            connect_ports: vec![443, 80, 443],
+            bind_ports: vec![],
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert_eq!(plan.connect_ports, Some(vec![80, 443]));
+        assert_eq!(plan.bind_ports, Some(vec![]));
+    }
+
+    #[test]
+    fn protect_in_readonly_tree_is_just_readonly() {
+        let input = LandlockInput {
+            ro: vec!["/usr".into()],
+            protect: vec!["/usr/share".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            rules(&build(&input)),
+            vec![
+                rule(Path::new("/usr"), "ro", true),
+                rule(Path::new("/usr/share"), "ro", true)
+            ]
+        );
+    }
+
+    /// ws/{a.txt, src/{main.rs, .env, lib/x.rs}, .git/{hooks/, HEAD}, link -> src/.env}
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().expect("tempdir");
+        let w = t.path();
+        fs::create_dir_all(w.join("src/lib")).expect("mkdir");
+        fs::create_dir_all(w.join(".git/hooks")).expect("mkdir");
+        fs::write(w.join("a.txt"), "a").expect("write");
+        fs::write(w.join("src/main.rs"), "m").expect("write");
+        fs::write(w.join("src/.env"), "SECRET=1").expect("write");
+        fs::write(w.join("src/lib/x.rs"), "x").expect("write");
+        fs::write(w.join(".git/HEAD"), "h").expect("write");
+        std::os::unix::fs::symlink("src/.env", w.join("link")).expect("symlink");
+        t
+    }
+
+    #[test]
+    fn denied_file_is_carved_out_of_a_writable_tree() {
+        let t = tree();
+        let w = t.path();
+        let input = LandlockInput {
+            ro: vec!["/usr".into()],
+            rw: vec![w.to_path_buf()],
+            deny: vec![w.join("src/.env")],
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert_eq!(
+            rules(&plan),
+            vec![
+                rule(Path::new("/usr"), "ro", true),
+                rule(w, "dir-rw", true),
+                rule(&w.join(".git"), "rw", false),
+                rule(&w.join("a.txt"), "rw", false),
+                // `link` is a symlink: no rule
+                rule(&w.join("src"), "dir-rw", false),
+                rule(&w.join("src/lib"), "rw", false),
+                rule(&w.join("src/main.rs"), "rw", false),
+            ]
+        );
+        assert_eq!(plan.denied, vec![w.join("src/.env")]);
+    }
+
+    #[test]
+    fn denied_dir_removes_listing_from_ancestors() {
+        let t = tree();
+        let w = t.path();
+        let input = LandlockInput {
+            rw: vec![w.to_path_buf()],
+            ro: vec!["/opt/ro".into()],
+            deny: vec![w.join("src/lib")],
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert_eq!(
+            rules(&plan),
+            vec![
+                rule(Path::new("/opt/ro"), "ro", true),
+                rule(w, "dir-add", true),
+                rule(&w.join(".git"), "rw", false),
+                rule(&w.join("a.txt"), "rw", false),
+                rule(&w.join("src"), "dir-add", false),
+                rule(&w.join("src/.env"), "rw", false),
+                rule(&w.join("src/main.rs"), "rw", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn denied_file_in_readonly_tree_keeps_siblings_readable() {
+        let t = tree();
+        let w = t.path();
+        let input = LandlockInput {
+            ro: vec![w.to_path_buf()],
+            deny: vec![w.join("src/.env")],
+            ..Default::default()
+        };
+        assert_eq!(
+            rules(&build(&input)),
+            vec![
+                rule(w, "dir-ro", true),
+                rule(&w.join(".git"), "ro", false),
+                rule(&w.join("a.txt"), "ro", false),
+                rule(&w.join("src"), "dir-ro", false),
+                rule(&w.join("src/lib"), "ro", false),
+                rule(&w.join("src/main.rs"), "ro", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn protected_path_in_writable_tree_is_carved() {
+        let t = tree();
+        let w = t.path();
+        let input = LandlockInput {
+            rw: vec![w.to_path_buf()],
+            protect: vec![w.join(".git/hooks")],
+            ..Default::default()
+        };
+        assert_eq!(
+            rules(&build(&input)),
+            vec![
+                rule(w, "dir-rw", true),
+                rule(&w.join(".git"), "dir-rw", false),
+                rule(&w.join(".git/HEAD"), "rw", false),
+                rule(&w.join("a.txt"), "rw", false),
+                rule(&w.join("src"), "rw", false),
+                rule(&w.join(".git/hooks"), "protect", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn hard_link_to_denied_file_gets_no_rule() {
+        let t = tree();
+        let w = t.path();
+        fs::hard_link(w.join("src/.env"), w.join("src/copy")).expect("link");
+        let input = LandlockInput {
+            rw: vec![w.to_path_buf()],
+            deny: vec![w.join("src/.env")],
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert!(!plan.rules.iter().any(|r| r.path == w.join("src/copy")));
+        assert!(plan.notes.iter().any(|n| n.contains("hard link")));
+    }
+
+    #[test]
+    fn denying_a_granted_path_drops_the_grant() {
+        let input = LandlockInput {
+            ro: vec!["/a".into(), "/b".into()],
+            deny: vec!["/b".into()],
+            ..Default::default()
+        };
+        let plan = build(&input);
+        assert_eq!(rules(&plan), vec![rule(Path::new("/a"), "ro", true)]);
+    }
+
+    #[test]
+    fn every_class_is_in_the_table() {
+        for c in ["ro", "rw", "protect", "dir-ro", "dir-rw", "dir-add"] {
+            assert!(!rights_of(c).is_empty(), "{c}");
+        }
+        assert!(!rights_of("protect").contains(&"remove_file"));
+        assert!(!rights_of("protect").contains(&"truncate"));
+        assert!(!rights_of("protect").contains(&"write_file"));
+        assert!(!rights_of("dir-add").contains(&"read_dir"));
     }
 }
