@@ -1,18 +1,238 @@
-//! Landlock: applied in the command's process, after the view is built.
+//! Landlock: applied in the command's process, after the view is built and
+//! before seccomp (landlock_restrict_self is itself a syscall seccomp might
+//! refuse). Restricts the calling thread only: call it in the single-threaded
+//! final child.
 
-use crate::error::LayerError;
-use crate::plan::landlock::LandlockPlan;
+use crate::error::{errno_text, LayerError};
+use crate::plan::landlock::{rights_of, LandlockPlan};
+use landlock::{
+    make_bitflags, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
+    PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+};
+use nix::errno::Errno;
+use std::os::unix::fs::OpenOptionsExt;
+use serde::Serialize;
 
-/// What was actually enforced.
-#[derive(Debug, Clone, serde::Serialize)]
+/// The newest ABI whose rights this code was written and tested against. A
+/// newer kernel is used at this level (new rights never appear silently).
+const TARGET_ABI: ABI = ABI::V6;
+
+/// What was requested and what was actually enforced.
+#[derive(Debug, Clone, Serialize)]
 pub struct LandlockStatus {
+    /// The ABI the kernel offers (0: no Landlock).
     pub abi: i32,
+    /// "fully-enforced", "partially-enforced" or "not-enforced".
     pub enforced: String,
+    /// The profile's `min_abi`.
+    pub requested_abi: u8,
+    /// Set when the kernel is below `min_abi` and the profile allowed best effort.
+    pub shortfall: Option<String>,
+    /// Path rules added.
+    pub rules: usize,
+    /// Optional rules whose path could not be opened (path: errno).
+    pub skipped: Vec<String>,
+    /// Scopes in effect (ABI 6+).
+    pub scopes: Vec<&'static str>,
+    /// Whether TCP bind/connect is restricted to the plan's ports (ABI 4+).
+    pub tcp_restricted: bool,
 }
 
-pub fn apply(_plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
-    Ok(LandlockStatus {
-        abi: 0,
-        enforced: "not-implemented".into(),
-    })
+/// The Landlock ABI of the running kernel (0 when unavailable).
+pub fn kernel_abi() -> i32 {
+    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            1u32,
+        )
+    };
+    if r < 0 {
+        0
+    } else {
+        r as i32
+    }
+}
+
+/// Translate an access class of the plan into rights. An unknown name fails closed.
+fn access_of(class: &str) -> Result<BitFlags<AccessFs>, LayerError> {
+    let names = rights_of(class);
+    if names.is_empty() {
+        return Err(LayerError::new(
+            "landlock",
+            format!("unknown access class `{class}`"),
+        ));
+    }
+    let mut set = BitFlags::<AccessFs>::EMPTY;
+    for n in names {
+        set |= match *n {
+            "execute" => AccessFs::Execute,
+            "read_file" => AccessFs::ReadFile,
+            "read_dir" => AccessFs::ReadDir,
+            "write_file" => AccessFs::WriteFile,
+            "remove_dir" => AccessFs::RemoveDir,
+            "remove_file" => AccessFs::RemoveFile,
+            "make_char" => AccessFs::MakeChar,
+            "make_dir" => AccessFs::MakeDir,
+            "make_reg" => AccessFs::MakeReg,
+            "make_sock" => AccessFs::MakeSock,
+            "make_fifo" => AccessFs::MakeFifo,
+            "make_block" => AccessFs::MakeBlock,
+            "make_sym" => AccessFs::MakeSym,
+            "refer" => AccessFs::Refer,
+            "truncate" => AccessFs::Truncate,
+            "ioctl_dev" => AccessFs::IoctlDev,
+            other => {
+                return Err(LayerError::new(
+                    "landlock",
+                    format!("access class `{class}`: unknown right `{other}`"),
+                ))
+            }
+        };
+    }
+    Ok(set)
+}
+
+fn ll_err(what: &str, e: impl std::fmt::Display) -> LayerError {
+    LayerError::new("landlock", format!("{what}: {e}"))
+}
+
+pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
+    let abi = kernel_abi();
+    let mut status = LandlockStatus {
+        abi,
+        enforced: "not-enforced".into(),
+        requested_abi: plan.min_abi,
+        shortfall: None,
+        rules: 0,
+        skipped: Vec::new(),
+        scopes: Vec::new(),
+        tcp_restricted: false,
+    };
+    if abi < i32::from(plan.min_abi) {
+        let why = format!(
+            "the kernel offers Landlock ABI {abi}, the profile requires {} (min_abi)",
+            plan.min_abi
+        );
+        if !plan.best_effort {
+            return Err(LayerError::new(
+                "landlock",
+                format!(
+                    "{why}; fix: a newer kernel (ABI 1: Linux 5.13, 4: 6.7, 6: 6.12) with \
+                     `lsm=landlock,…` on its command line, or `best_effort = true` in [landlock]"
+                ),
+            ));
+        }
+        status.shortfall = Some(why);
+    }
+    if abi <= 0 {
+        // Not required (min_abi 0) or best effort: nothing to enforce with.
+        return Ok(status);
+    }
+
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(TARGET_ABI))
+        .map_err(|e| ll_err("handle filesystem access", e))?;
+    let tcp = plan.connect_ports.is_some() || plan.bind_ports.is_some();
+    if tcp {
+        ruleset = ruleset
+            .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
+            .map_err(|e| ll_err("handle tcp access", e))?;
+        status.tcp_restricted = abi >= 4;
+    }
+    let mut scopes = BitFlags::<Scope>::EMPTY;
+    if plan.scope_abstract_unix {
+        scopes |= Scope::AbstractUnixSocket;
+    }
+    if plan.scope_signals {
+        scopes |= Scope::Signal;
+    }
+    if !scopes.is_empty() {
+        ruleset = ruleset
+            .scope(scopes)
+            .map_err(|e| ll_err("scope", e))?;
+        if abi >= 6 {
+            if plan.scope_abstract_unix {
+                status.scopes.push("abstract-unix-socket");
+            }
+            if plan.scope_signals {
+                status.scopes.push("signal");
+            }
+        }
+    }
+    let mut created = ruleset
+        .create()
+        .map_err(|e| ll_err("landlock_create_ruleset", e))?;
+
+    for rule in &plan.rules {
+        let access = access_of(&rule.access)?;
+        // Open each path ourselves: path_beneath_rules() would skip a path it
+        // cannot open without a word.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(&rule.path)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(e) if !rule.required => {
+                status
+                    .skipped
+                    .push(format!("{}: {}", rule.path.display(), errno_text(e)));
+                continue;
+            }
+            Err(e) => {
+                return Err(LayerError::new(
+                    "landlock",
+                    format!(
+                        "rule {} {}: open: {}",
+                        rule.access,
+                        rule.path.display(),
+                        errno_text(e)
+                    ),
+                ))
+            }
+        };
+        created = created
+            .add_rule(PathBeneath::new(fd, access))
+            .map_err(|e| {
+                ll_err(
+                    &format!("rule {} {}", rule.access, rule.path.display()),
+                    e,
+                )
+            })?;
+        status.rules += 1;
+    }
+    for p in plan.connect_ports.iter().flatten() {
+        created = created
+            .add_rule(NetPort::new(*p, AccessNet::ConnectTcp))
+            .map_err(|e| ll_err(&format!("tcp connect port {p}"), e))?;
+    }
+    for p in plan.bind_ports.iter().flatten() {
+        created = created
+            .add_rule(NetPort::new(*p, AccessNet::BindTcp))
+            .map_err(|e| ll_err(&format!("tcp bind port {p}"), e))?;
+    }
+    let st = created
+        .restrict_self()
+        .map_err(|e| ll_err("landlock_restrict_self", e))?;
+    status.enforced = match st.ruleset {
+        RulesetStatus::FullyEnforced => "fully-enforced",
+        RulesetStatus::PartiallyEnforced => "partially-enforced",
+        RulesetStatus::NotEnforced => "not-enforced",
+    }
+    .into();
+    if st.ruleset == RulesetStatus::NotEnforced && plan.min_abi > 0 && !plan.best_effort {
+        return Err(LayerError::new(
+            "landlock",
+            format!(
+                "the kernel reports ABI {abi} but the ruleset was not enforced: {}",
+                errno_text(Errno::last())
+            ),
+        ));
+    }
+    Ok(status)
 }
