@@ -23,7 +23,7 @@
 //!   (links among the carved siblings are detected and dropped);
 //! - a symlink sibling gets no rule: the kernel checks its target's own rules.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ pub struct LandlockInput {
 }
 
 /// One path rule.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PathRule {
     pub path: PathBuf,
     /// An access class, one of [`ACCESS_CLASSES`].
@@ -140,7 +140,7 @@ pub fn rights_of(class: &str) -> &'static [&'static str] {
         .unwrap_or(&[])
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LandlockPlan {
     pub min_abi: u8,
     pub best_effort: bool,

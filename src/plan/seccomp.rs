@@ -9,13 +9,13 @@
 //! them in memory).
 
 use crate::profile::types::{Seccomp, SeccompAction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[path = "syscalls_x86_64.rs"]
 pub mod syscalls;
 
 /// When a listed syscall is denied.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum When {
     Always,
@@ -127,7 +127,7 @@ pub const PERSONALITY_ALLOWED: &[u64] = &[0, 0x0008, 0xffff_ffff];
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 /// One planned rule.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DenyRule {
     pub syscall: String,
     pub nr: i64,
@@ -136,7 +136,7 @@ pub struct DenyRule {
     pub group: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeccompPlan {
     pub action: SeccompAction,
     pub rules: Vec<DenyRule>,

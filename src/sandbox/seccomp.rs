@@ -1,8 +1,148 @@
-//! seccomp: the last layer before execve.
+//! seccomp: the last layer before execve (after it, Landlock and capability
+//! calls could themselves be filtered). Restricts the calling thread only.
+//!
+//! The program is our own three-part guard followed by seccompiler's
+//! compilation of the plan's deny table:
+//!
+//! ```text
+//! arch != x86_64 (IA32 int 0x80, …)     -> KILL_PROCESS
+//! nr & 0x40000000 (x32 ABI)             -> ERRNO(EPERM)  (seccompiler does not check this)
+//! nr == clone3                          -> ERRNO(ENOSYS) (libc falls back to clone)
+//! seccompiler: table rules              -> the plan's action; everything else ALLOW
+//! ```
+//! The guard reads only the arch and the syscall number, so the kernel's
+//! constant-action cache still lets unlisted syscalls skip the filter.
 
 use crate::error::LayerError;
-use crate::plan::seccomp::SeccompPlan;
+use crate::plan::seccomp::{
+    SeccompPlan, When, AF_NETLINK, CLONE_NEWTIME, CLONE_NS_FLAGS, NETLINK_ROUTE,
+    PERSONALITY_ALLOWED, TIOCLINUX, TIOCSTI, X32_SYSCALL_BIT,
+};
+use crate::profile::types::SeccompAction as ProfileAction;
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use std::collections::{BTreeMap, BTreeSet};
 
-pub fn apply(_plan: &SeccompPlan) -> Result<(), LayerError> {
-    Ok(())
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JSET_K: u16 = 0x45;
+const BPF_RET_K: u16 = 0x06;
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+/// offsetof(struct seccomp_data, nr) and (…, arch).
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const NR_CLONE3: u32 = 435;
+
+fn ins(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> LayerError {
+    LayerError::new("seccomp", format!("{what}: {e}"))
+}
+
+fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, LayerError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+        .map_err(|e| err("condition", e))
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, LayerError> {
+    SeccompRule::new(conds).map_err(|e| err("rule", e))
+}
+
+/// The argument conditions of one table entry (empty: unconditional).
+fn rules_for(syscall: &str, when: When) -> Result<Vec<SeccompRule>, LayerError> {
+    use SeccompCmpOp::*;
+    Ok(match when {
+        When::Always => Vec::new(),
+        When::NamespaceFlags => {
+            let mut flags: Vec<u64> = CLONE_NS_FLAGS.iter().map(|(_, f)| *f).collect();
+            if syscall == "unshare" {
+                flags.push(CLONE_NEWTIME);
+            }
+            flags
+                .into_iter()
+                .map(|f| rule(vec![cond(0, MaskedEq(f), f)?]))
+                .collect::<Result<_, _>>()?
+        }
+        // Dword: only the low 32 bits are loaded and compared, so a request
+        // with high bits set (CVE-2019-10063) still matches.
+        When::TerminalInjection => vec![
+            rule(vec![cond(1, Eq, TIOCSTI)?])?,
+            rule(vec![cond(1, Eq, TIOCLINUX)?])?,
+        ],
+        When::PersonalityChange => vec![rule(
+            PERSONALITY_ALLOWED
+                .iter()
+                .map(|v| cond(0, Ne, *v))
+                .collect::<Result<_, _>>()?,
+        )?],
+        When::NetlinkExceptRoute => vec![rule(vec![
+            cond(0, Eq, AF_NETLINK)?,
+            cond(2, Ne, NETLINK_ROUTE)?,
+        ])?],
+    })
+}
+
+/// The complete BPF program for a plan (public for tests and the bench).
+pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, LayerError> {
+    let deny_action = match plan.action {
+        ProfileAction::Errno => SeccompAction::Errno(libc::EPERM as u32),
+        ProfileAction::Kill => SeccompAction::KillProcess,
+        ProfileAction::Log => SeccompAction::Log,
+    };
+    // seccompiler: an empty rule list matches unconditionally; an
+    // unconditional entry wins over conditional ones for the same number.
+    let mut always: BTreeSet<i64> = BTreeSet::new();
+    let mut conditional: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    for r in &plan.rules {
+        if r.when == When::Always {
+            always.insert(r.nr);
+        } else {
+            conditional
+                .entry(r.nr)
+                .or_default()
+                .append(&mut rules_for(&r.syscall, r.when)?);
+        }
+    }
+    let mut map: BTreeMap<i64, Vec<SeccompRule>> = conditional
+        .into_iter()
+        .filter(|(nr, _)| !always.contains(nr))
+        .collect();
+    map.extend(always.into_iter().map(|nr| (nr, Vec::new())));
+    let filter = SeccompFilter::new(map, SeccompAction::Allow, deny_action, TargetArch::x86_64)
+        .map_err(|e| err("filter", e))?;
+    let table: BpfProgram = filter.try_into().map_err(|e| err("compile", e))?;
+
+    let x32_ret = match plan.action {
+        ProfileAction::Kill => SECCOMP_RET_KILL_PROCESS,
+        _ => SECCOMP_RET_ERRNO | libc::EPERM as u32,
+    };
+    let mut prog = vec![
+        ins(BPF_LD_W_ABS, 0, 0, OFF_ARCH),
+        ins(BPF_JMP_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        ins(BPF_RET_K, 0, 0, SECCOMP_RET_KILL_PROCESS),
+        ins(BPF_LD_W_ABS, 0, 0, OFF_NR),
+        ins(BPF_JMP_JSET_K, 0, 1, X32_SYSCALL_BIT),
+        ins(BPF_RET_K, 0, 0, x32_ret),
+    ];
+    if plan.clone3_enosys {
+        prog.push(ins(BPF_JMP_JEQ_K, 0, 1, NR_CLONE3));
+        prog.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    }
+    prog.extend(table);
+    if prog.len() > 4096 {
+        return Err(err("compile", format!("{} instructions (max 4096)", prog.len())));
+    }
+    Ok(prog)
+}
+
+pub fn apply(plan: &SeccompPlan) -> Result<(), LayerError> {
+    let prog = compile(plan)?;
+    // Sets no_new_privs itself, then seccomp(SECCOMP_SET_MODE_FILTER).
+    seccompiler::apply_filter(&prog).map_err(|e| err("seccomp(SET_MODE_FILTER)", e))
 }
