@@ -116,5 +116,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             }
         }
     }
-    Ok(crate::sandbox::run(&plan, args.quiet))
+    let run_id = crate::sandbox::new_run_id();
+    let outcome = crate::sandbox::run(&plan, &run_id);
+    Ok(outcome.exit_code)
 }
