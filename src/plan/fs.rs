@@ -463,7 +463,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     patterns.extend(fsp.mask_patterns.iter().cloned());
     let names = NamePatterns::new(&patterns)
         .map_err(|e| Error::Usage(format!("filesystem.mask_patterns: {e}")))?;
-    let entries = crate::walk::collect(&exposed, |e| {
+    let entries = crate::walk::collect_serial(&exposed, |e| {
         !e.is_dir
             && (e.nlink > 1
                 || e.is_symlink
