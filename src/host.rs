@@ -23,7 +23,16 @@ pub struct Host {
 }
 
 impl Host {
+    /// Probe everything, user namespaces included (a throwaway fork).
     pub fn probe() -> Host {
+        let mut h = Host::probe_cheap();
+        h.userns = probe_userns();
+        h
+    }
+
+    /// Probe without the user-namespace test: `run` in full mode learns about
+    /// user namespaces from its own clone, and need not pay a fork for it.
+    pub fn probe_cheap() -> Host {
         let uid = nix::unistd::getuid().as_raw();
         let gid = nix::unistd::getgid().as_raw();
         let user = std::env::var("USER")
@@ -55,7 +64,7 @@ impl Host {
             kernel: nix::sys::utsname::uname()
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
-            userns: probe_userns(),
+            userns: Err("not probed".into()),
             landlock_abi: probe_landlock_abi(),
             seccomp: probe_seccomp(),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),

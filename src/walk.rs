@@ -97,3 +97,40 @@ where
     v.sort_by(|a, b| a.path.cmp(&b.path));
     v
 }
+
+/// The same walk on the calling thread: for small trees (masked directories)
+/// where starting a thread pool costs more than the walk.
+pub fn collect_serial<F>(roots: &[PathBuf], keep: F) -> Vec<Entry>
+where
+    F: Fn(&Entry) -> bool,
+{
+    let mut out = Vec::new();
+    for root in roots.iter().filter(|r| r.exists()) {
+        let walker = ignore::WalkBuilder::new(root)
+            .standard_filters(false)
+            .hidden(false)
+            .parents(false)
+            .follow_links(false)
+            .filter_entry(|e| !is_never_descend(e.path()))
+            .build();
+        for e in walker.flatten().filter(|e| e.depth() > 0) {
+            if let Ok(m) = e.path().symlink_metadata() {
+                let entry = Entry {
+                    path: e.path().to_path_buf(),
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    nlink: m.nlink(),
+                    size: m.size(),
+                    mtime: m.mtime(),
+                    mtime_nsec: m.mtime_nsec(),
+                    is_symlink: m.file_type().is_symlink(),
+                    is_dir: m.is_dir(),
+                };
+                if keep(&entry) {
+                    out.push(entry);
+                }
+            }
+        }
+    }
+    out
+}

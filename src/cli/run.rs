@@ -63,8 +63,18 @@ pub fn resolve(args: &RunArgs, host: &Host) -> Result<plan::Plan, Error> {
     plan::build(&profile, &req, host, &env)
 }
 
+/// Only `mode = "auto"` decides on the user-namespace probe; full mode finds
+/// out from its own clone (and says so), landlock-only does not need it.
+fn needs_userns_probe(args: &RunArgs) -> bool {
+    match args.mode {
+        Some(ModeArg::Auto) => true,
+        Some(_) => false,
+        None => load_named(&args.profile).map(|p| p.profile.mode == Some(Mode::Auto)).unwrap_or(false),
+    }
+}
+
 fn run(args: RunArgs) -> Result<u8, Error> {
-    let host = Host::probe();
+    let host = if needs_userns_probe(&args) { Host::probe() } else { Host::probe_cheap() };
     let plan = resolve(&args, &host)?;
     if args.dry_run {
         match args.format {
@@ -116,5 +126,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             }
         }
     }
-    Ok(crate::sandbox::run(&plan, args.quiet))
+    let run_id = crate::sandbox::new_run_id();
+    let outcome = crate::sandbox::run(&plan, &run_id);
+    Ok(outcome.exit_code)
 }

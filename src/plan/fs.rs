@@ -205,10 +205,13 @@ impl Builder<'_> {
 
     /// Add a mount; at an identical destination the more restrictive one wins.
     fn push(&mut self, m: Mount) {
+        // An explicit bind replaces a placeholder tmpfs (binding the whole home);
+        // between binds, read-only beats read-write.
         let rank = |k: &MountKind| match k {
-            MountKind::RwBind { .. } => 0,
-            MountKind::RoBind { .. } => 1,
-            _ => 2,
+            MountKind::Tmpfs { .. } => 0,
+            MountKind::RwBind { .. } => 1,
+            MountKind::RoBind { .. } => 2,
+            _ => 3,
         };
         if let Some(existing) = self.mounts.iter_mut().find(|x| x.dest == m.dest) {
             if rank(&m.kind) >= rank(&existing.kind) {
@@ -460,7 +463,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     patterns.extend(fsp.mask_patterns.iter().cloned());
     let names = NamePatterns::new(&patterns)
         .map_err(|e| Error::Usage(format!("filesystem.mask_patterns: {e}")))?;
-    let entries = crate::walk::collect(&exposed, |e| {
+    let entries = crate::walk::collect_serial(&exposed, |e| {
         !e.is_dir
             && (e.nlink > 1
                 || e.is_symlink
@@ -513,7 +516,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     }
 
     // Hard links: any other name of a masked inode that the walk saw.
-    let masked_inodes: HashSet<(u64, u64)> = b
+    let mut masked_inodes: HashSet<(u64, u64)> = b
         .masks
         .iter()
         .filter(|m| m.kind == MaskKind::File)
@@ -521,6 +524,18 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         .filter(|m| m.nlink() > 1)
         .map(|m| (m.dev(), m.ino()))
         .collect();
+    // Files inside masked directories (~/.aws/credentials) count too.
+    let mask_dir_roots: Vec<PathBuf> = b
+        .masks
+        .iter()
+        .filter(|m| m.kind == MaskKind::Dir)
+        .map(|m| m.path.clone())
+        .collect();
+    for e in crate::walk::collect(&mask_dir_roots, |e| {
+        !e.is_dir && !e.is_symlink && e.nlink > 1
+    }) {
+        masked_inodes.insert((e.dev, e.ino));
+    }
     for e in &entries {
         if !e.is_symlink && masked_inodes.contains(&(e.dev, e.ino)) {
             b.mask(&e.path, "hard link to a masked file".into());

@@ -1,9 +1,472 @@
 //! The executor: the only module that makes privileged syscalls.
+//!
+//! Order of a full-mode run (each step exists because the next needs it):
+//! 1. supervisor: block the signals it will forward, so none is lost between
+//!    clone and the event loop (read through a signalfd);
+//! 2. supervisor: open a PTY if the caller is on a terminal;
+//! 3. clone into new user, mount, pid, ipc, uts, cgroup (and net) namespaces;
+//! 4. supervisor: write setgroups=deny, then the uid/gid maps (caller's ids
+//!    mapped to themselves), then release the child;
+//! 5. pid 1: build the view (mount.rs), bring up lo, fork the command;
+//! 6. command: session + PTY, rlimits, close-on-exec for every fd, then
+//!    capabilities, Landlock, seccomp (last), execve;
+//! 7. supervisor: relay the PTY, forward signals, enforce --timeout, pass the
+//!    exit status through.
 
 pub mod caps;
+pub mod exec;
 pub mod landlock;
+pub mod limits;
+pub mod mount;
+pub mod pty;
 pub mod seccomp;
 
-pub fn run(_plan: &crate::plan::Plan, _quiet: bool) -> u8 {
-    crate::error::exit::SETUP
+use crate::error::{errno_text, exit, LayerError};
+use crate::plan::{Plan, RunMode};
+use exec::Channels;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// How a run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub run_id: String,
+    pub exit_code: u8,
+    /// The signal that killed the command, if any.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// Set when the sandbox could not be set up (nothing ran) or exec failed.
+    pub error: Option<String>,
+}
+
+/// A fresh 128-bit run id.
+pub fn new_run_id() -> String {
+    let mut b = [0u8; 16];
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != 16 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b[..8].copy_from_slice(&(t.as_nanos() as u64).to_le_bytes());
+        b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Run the plan; print airlock's own errors; return the exit status.
+pub fn run(plan: &Plan, run_id: &str) -> Outcome {
+    let start = Instant::now();
+    let mut out = match supervise(plan, run_id) {
+        Ok(o) => o,
+        Err(e) => Outcome {
+            run_id: run_id.to_string(),
+            exit_code: exit::SETUP,
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            error: Some(format!("sandbox setup failed: {e}")),
+        },
+    };
+    out.duration_ms = start.elapsed().as_millis() as u64;
+    if let Some(e) = &out.error {
+        eprintln!("airlock: {e}");
+    }
+    out
+}
+
+fn pipe_cloexec() -> Result<(i32, i32), LayerError> {
+    let mut fds = [0i32; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(LayerError::new(
+            "process",
+            format!("pipe: {}", errno_text(nix::errno::Errno::last())),
+        ));
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
+    std::fs::write(path, data).map_err(|e| LayerError::new("userns", format!("write {path}: {e}")))
+}
+
+fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
+    let interactive = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
+    let pty = if interactive {
+        Some(
+            pty::open_like_stdin()
+                .map_err(|e| LayerError::new("pty", format!("openpty: {}", errno_text(e))))?,
+        )
+    } else {
+        None
+    };
+    let (err_r, err_w) = pipe_cloexec()?;
+    let (sync_r, sync_w) = pipe_cloexec()?;
+
+    // Signals are read through a signalfd; block them before the child exists.
+    let mut watched: Vec<i32> = exec::FORWARDED.to_vec();
+    watched.extend([libc::SIGCHLD, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU]);
+    let mask = sigset(&watched);
+    let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, &mut old_mask) };
+    let sfd = unsafe { libc::signalfd(-1, &mask, libc::SFD_CLOEXEC) };
+    if sfd < 0 {
+        return Err(LayerError::new(
+            "process",
+            format!("signalfd: {}", errno_text(nix::errno::Errno::last())),
+        ));
+    }
+
+    let ch = Channels {
+        err_fd: err_w,
+        sync_fd: sync_r,
+        tty_fd: pty.as_ref().map_or(-1, |p| p.slave.as_raw_fd()),
+        run_id: run_id.to_string(),
+    };
+
+    let pid = match plan.mode {
+        RunMode::Full => {
+            let mut flags = libc::CLONE_NEWUSER
+                | libc::CLONE_NEWNS
+                | libc::CLONE_NEWPID
+                | libc::CLONE_NEWIPC
+                | libc::CLONE_NEWUTS
+                | libc::CLONE_NEWCGROUP;
+            if plan.namespaces.contains(&"net") {
+                flags |= libc::CLONE_NEWNET;
+            }
+            // A raw clone without a new stack behaves like fork (copy-on-write),
+            // and puts the child straight into the new namespaces as pid 1.
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (flags | libc::SIGCHLD) as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            } as i32;
+            if pid < 0 {
+                let e = nix::errno::Errno::last();
+                return Err(LayerError::new("namespaces", format!("clone(user, mount, pid, ipc, uts, cgroup{}): {}; user namespaces are unavailable here — `airlock check` names the fix, or use --mode landlock-only", if flags & libc::CLONE_NEWNET != 0 { ", net" } else { "" }, errno_text(e))));
+            }
+            if pid == 0 {
+                exec::pid1_main(plan, &ch);
+            }
+            pid
+        }
+        RunMode::LandlockOnly => {
+            // No pid namespace: adopt orphans so --timeout and exit can kill them all.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+            let pid = unsafe { libc::fork() };
+            if pid < 0 {
+                return Err(LayerError::new(
+                    "process",
+                    format!("fork: {}", errno_text(nix::errno::Errno::last())),
+                ));
+            }
+            if pid == 0 {
+                unsafe { libc::close(sync_r) };
+                exec::command_main(plan, &ch);
+            }
+            pid
+        }
+    };
+    unsafe {
+        libc::close(err_w);
+        libc::close(sync_r);
+    }
+    let master = pty.map(|p| {
+        drop(p.slave);
+        p.master
+    });
+
+    let kill_child = || unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        let mut st = 0;
+        libc::waitpid(pid, &mut st, 0);
+    };
+    if plan.mode == RunMode::Full {
+        // setgroups must be denied before an unprivileged gid_map write.
+        let maps = write_file(&format!("/proc/{pid}/setgroups"), "deny")
+            .and_then(|_| {
+                write_file(
+                    &format!("/proc/{pid}/uid_map"),
+                    &format!("{0} {0} 1\n", plan.uid),
+                )
+            })
+            .and_then(|_| {
+                write_file(
+                    &format!("/proc/{pid}/gid_map"),
+                    &format!("{0} {0} 1\n", plan.gid),
+                )
+            });
+        if let Err(e) = maps {
+            kill_child();
+            return Err(e);
+        }
+    }
+    unsafe {
+        libc::write(sync_w, b"1".as_ptr().cast(), 1);
+        libc::close(sync_w);
+    }
+
+    // Setup errors (or EOF: the command was exec'd).
+    let mut report = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = unsafe { libc::read(err_r, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            report.extend_from_slice(&buf[..n as usize]);
+        } else if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            break;
+        }
+    }
+    unsafe { libc::close(err_r) };
+    if !report.is_empty() {
+        let mut st = 0;
+        unsafe { libc::waitpid(pid, &mut st, 0) };
+        if plan.mode == RunMode::LandlockOnly {
+            kill_descendants();
+        }
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
+        return Ok(Outcome {
+            run_id: run_id.to_string(),
+            exit_code: report[0],
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            error: Some(String::from_utf8_lossy(&report[1..]).into_owned()),
+        });
+    }
+
+    let raw = master.as_ref().and_then(|_| pty::RawMode::enter());
+    let deadline = plan
+        .timeout_secs
+        .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    let status = event_loop(
+        pid,
+        sfd,
+        master.as_ref().map(|m| m.as_raw_fd()),
+        deadline,
+        plan.mode,
+    );
+    drop(raw);
+    if plan.mode == RunMode::LandlockOnly {
+        kill_descendants();
+    }
+    unsafe {
+        libc::close(sfd);
+        libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut());
+    }
+    let (exit_code, signal, timed_out, error) = match status {
+        LoopEnd::Exited(st) => {
+            let sig = libc::WIFSIGNALED(st).then(|| libc::WTERMSIG(st));
+            let code = exec::shell_status(st);
+            // pid 1 reports a killed command as 128+N.
+            let sig = sig.or_else(|| (code > 128 && code < 128 + 65).then(|| (code - 128) as i32));
+            (code, sig, false, None)
+        }
+        LoopEnd::TimedOut => (
+            exit::TIMEOUT,
+            None,
+            true,
+            Some(format!(
+                "timeout after {}s: killed the sandbox and everything in it",
+                plan.timeout_secs.unwrap_or(0.0)
+            )),
+        ),
+    };
+    Ok(Outcome {
+        run_id: run_id.to_string(),
+        exit_code,
+        signal,
+        timed_out,
+        duration_ms: 0,
+        error,
+    })
+}
+
+enum LoopEnd {
+    Exited(i32),
+    TimedOut,
+}
+
+/// Relay the PTY, forward signals, watch the deadline, until the child exits.
+fn event_loop(
+    pid: i32,
+    sfd: i32,
+    master: Option<i32>,
+    deadline: Option<Instant>,
+    mode: RunMode,
+) -> LoopEnd {
+    let mut stdin_open = master.is_some();
+    let mut master_open = master.is_some();
+    let mut buf = [0u8; 16384];
+    loop {
+        let mut fds = vec![libc::pollfd {
+            fd: sfd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(m) = master {
+            fds.push(libc::pollfd {
+                fd: if stdin_open { 0 } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            fds.push(libc::pollfd {
+                fd: if master_open { m } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let timeout_ms = match deadline {
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    if mode == RunMode::LandlockOnly {
+                        kill_descendants();
+                    }
+                    let mut st = 0;
+                    unsafe { libc::waitpid(pid, &mut st, 0) };
+                    return LoopEnd::TimedOut;
+                }
+                (d - now).as_millis().min(i32::MAX as u128) as i32 + 1
+            }
+            None => -1,
+        };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n < 0 {
+            continue;
+        }
+        if let Some(m) = master {
+            if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                if r > 0 {
+                    write_all(m, &buf[..r as usize]);
+                } else {
+                    stdin_open = false;
+                }
+            }
+            if fds[2].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                let r = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
+                if r > 0 {
+                    write_all(1, &buf[..r as usize]);
+                } else {
+                    master_open = false;
+                }
+            }
+        }
+        if fds[0].revents & libc::POLLIN != 0 {
+            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            let r = unsafe {
+                libc::read(
+                    sfd,
+                    (&mut si as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            if r as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
+                let sig = si.ssi_signo as i32;
+                match sig {
+                    libc::SIGCHLD => {
+                        let mut st = 0;
+                        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
+                            if let Some(m) = master {
+                                drain(m, &mut buf);
+                            }
+                            return LoopEnd::Exited(st);
+                        }
+                        // Adopted orphans (landlock-only mode): reap them.
+                        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+                    }
+                    libc::SIGWINCH if master.is_some() => {
+                        if let Some(m) = master {
+                            pty::copy_window_size(m);
+                        }
+                    }
+                    libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {}
+                    _ => {
+                        let target = if mode == RunMode::LandlockOnly
+                            && matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)
+                        {
+                            -pid
+                        } else {
+                            pid
+                        };
+                        unsafe { libc::kill(target, sig) };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_all(fd: i32, mut data: &[u8]) {
+    while !data.is_empty() {
+        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if w > 0 {
+            data = &data[w as usize..];
+        } else if w < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
+            continue;
+        } else {
+            return;
+        }
+    }
+}
+
+/// After the command exits, copy what it left in the PTY.
+fn drain(master: i32, buf: &mut [u8]) {
+    unsafe {
+        let fl = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    loop {
+        let r = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        write_all(1, &buf[..r as usize]);
+    }
+}
+
+/// Landlock-only mode has no pid namespace to tear down: kill every process
+/// this supervisor adopted as subreaper, until none is left.
+fn kill_descendants() {
+    for _ in 0..100 {
+        let mut any = false;
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                    for c in children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok())
+                    {
+                        any = true;
+                        unsafe { libc::kill(c, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        let mut st = 0;
+        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+        if !any {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Launch overhead, side by side in one run: the bare command, airlock with the
+# default profile, and bubblewrap given equivalent isolation (all namespaces,
+# read-only system dirs, private /tmp and $HOME, the workspace read-write,
+# a cleared environment). Prints hyperfine's table and the ratios.
+#
+#   scripts/bench.sh [runs]        (needs: hyperfine, bwrap; builds airlock --release)
+set -euo pipefail
+runs=${1:-200}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+airlock="$root/target/release/airlock"
+for t in hyperfine bwrap; do
+  command -v "$t" >/dev/null || { echo "bench.sh: $t is not installed (apt-get install hyperfine bubblewrap)" >&2; exit 2; }
+done
+ws=$(mktemp -d /tmp/airlock-bench-XXXXXX)
+trap 'rm -rf "$ws"' EXIT
+mkdir -p "$ws/src" && for i in $(seq 1 50); do echo "fn f$i() {}" > "$ws/src/m$i.rs"; done
+cd "$ws"
+home=${HOME:-/root}
+bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
+ --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin \
+ --ro-bind /etc /etc --ro-bind-try /opt /opt --proc /proc --dev /dev --tmpfs /tmp --tmpfs /var/tmp --tmpfs $home \
+ --bind $ws $ws --chdir $ws --clearenv --setenv PATH /usr/bin:/bin"
+echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each"
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
+  -n bare "/bin/true" \
+  -n airlock "$airlock run -- /bin/true" \
+  -n bwrap "$bwrap_cmd /bin/true"
+python3 - "$ws/launch.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+a, b, t = r["airlock"]["mean"], r["bwrap"]["mean"], r["bare"]["mean"]
+print(f"\nairlock {a*1e3:.2f} ms, bwrap {b*1e3:.2f} ms, bare {t*1e3:.2f} ms")
+print(f"airlock / bwrap = {a/b:.2f}x   airlock - bare = {(a-t)*1e3:.2f} ms")
+PY
+if [ -x "$root/scripts/bench-seccomp.sh" ]; then
+  echo; echo "# seccomp filter cost per syscall"; "$root/scripts/bench-seccomp.sh" || true
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run the whole test suite as an unprivileged user (uid 65534), the way real
+# users run airlock. The root run of `cargo test` already switches each
+# integration scenario to nobody; this runs every test binary as nobody too.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bins=$(cargo test --no-run --message-format=json 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])')
+export HOME=/tmp/airlock-nobody-home
+tmp=$(mktemp -d /tmp/airlock-unpriv-XXXXXX); chmod 1777 "$tmp"
+fail=0
+for b in $bins; do
+  echo "== $(basename "$b") as uid 65534"
+  setpriv --reuid=65534 --regid=65534 --clear-groups env TMPDIR="$tmp" HOME="$HOME" CARGO_BIN_EXE_airlock="$root/target/debug/airlock" "$b" --test-threads=2 || fail=1
+done
+rm -rf "$tmp"
+exit $fail

@@ -1,0 +1,322 @@
+//! Inside the sandbox: pid 1 (init) and the command's own process, which
+//! applies the kernel layers and execs. Errors travel to the supervisor over a
+//! close-on-exec pipe: EOF means the exec happened.
+
+use super::mount;
+use crate::error::{exit, LayerError};
+use crate::plan::{Plan, RunMode};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Report a failure to the supervisor and exit with its code. Never returns.
+pub fn fail(err_fd: i32, code: u8, msg: &str) -> ! {
+    let mut buf = Vec::with_capacity(msg.len() + 1);
+    buf.push(code);
+    buf.extend_from_slice(msg.as_bytes());
+    unsafe {
+        libc::write(err_fd, buf.as_ptr().cast(), buf.len());
+        libc::_exit(code as i32)
+    }
+}
+
+fn fail_layer(err_fd: i32, e: &LayerError) -> ! {
+    fail(err_fd, exit::SETUP, &format!("sandbox setup failed: {e}"))
+}
+
+/// Close every descriptor but `keep` (sorted ascending).
+pub fn close_all_except(keep: &[i32]) {
+    let mut from: u32 = 0;
+    for &k in keep {
+        let k = k as u32;
+        if k > from {
+            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
+        }
+        from = k + 1;
+    }
+    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
+}
+
+/// Signals pid 1 passes on to the command.
+pub const FORWARDED: &[i32] = &[
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGALRM,
+];
+
+static COMMAND_PID: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward(sig: i32) {
+    let pid = COMMAND_PID.load(Ordering::Relaxed);
+    if pid > 0 {
+        // Terminal-style signals go to the command's process group, as a
+        // terminal would send them; the rest to the command itself.
+        let target = if matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGHUP) {
+            -pid
+        } else {
+            pid
+        };
+        unsafe { libc::kill(target, sig) };
+    }
+}
+
+fn install_forwarders() {
+    for &sig in FORWARDED {
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+pub fn unblock_all_signals() {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Status in shell convention: the exit code, or 128+N for signal N.
+pub fn shell_status(status: i32) -> u8 {
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status) as u8
+    } else if libc::WIFSIGNALED(status) {
+        (128 + libc::WTERMSIG(status)) as u8
+    } else {
+        exit::SETUP
+    }
+}
+
+/// What a sandboxed process needs besides the plan.
+pub struct Channels {
+    /// Write end of the error pipe (close-on-exec).
+    pub err_fd: i32,
+    /// Read end of the "go" pipe (written once the id maps are in place); -1 if none.
+    pub sync_fd: i32,
+    /// The PTY slave for an interactive run; -1 if none.
+    pub tty_fd: i32,
+    pub run_id: String,
+}
+
+/// pid 1 of the new pid namespace. Builds the view, forks the command, reaps
+/// everything, exits with the command's status. When it exits the kernel kills
+/// every other process in the namespace: nothing is left behind.
+pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
+    let mut keep = vec![0, 1, 2, ch.err_fd, ch.sync_fd];
+    if ch.tty_fd >= 0 {
+        keep.push(ch.tty_fd);
+    }
+    keep.sort_unstable();
+    close_all_except(&keep);
+    // Die with the supervisor; then wait for the uid/gid maps (EOF = it died first).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    let mut b = [0u8; 1];
+    if unsafe { libc::read(ch.sync_fd, b.as_mut_ptr().cast(), 1) } != 1 {
+        unsafe { libc::_exit(exit::SETUP as i32) };
+    }
+    unsafe { libc::close(ch.sync_fd) };
+
+    if let Err(e) = mount::build_root(&plan.mounts, &plan.masks, &plan.cwd) {
+        fail_layer(ch.err_fd, &e);
+    }
+    let _ = nix::unistd::sethostname("airlock");
+    if plan.namespaces.contains(&"net") {
+        if let Err(e) = mount::loopback_up() {
+            fail_layer(ch.err_fd, &e);
+        }
+    }
+    install_forwarders();
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(
+            ch.err_fd,
+            exit::SETUP,
+            &format!(
+                "sandbox setup failed: fork: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    if pid == 0 {
+        command_main(plan, ch);
+    }
+    COMMAND_PID.store(pid, Ordering::Relaxed);
+    unsafe {
+        libc::close(ch.err_fd);
+        if ch.tty_fd >= 0 {
+            libc::close(ch.tty_fd);
+        }
+    }
+    unblock_all_signals();
+    loop {
+        let mut status = 0;
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == pid {
+            unsafe { libc::_exit(shell_status(status) as i32) };
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            unsafe { libc::_exit(exit::SETUP as i32) };
+        }
+    }
+}
+
+/// The command's process: session, terminal, limits, descriptors, kernel
+/// layers (seccomp last), then execve. Never returns.
+pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
+    // Signal state from the supervisor and Rust's runtime (SIGPIPE ignored)
+    // must not leak into the command.
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    unblock_all_signals();
+    // A new session: no controlling terminal unless it is our own PTY.
+    unsafe { libc::setsid() };
+    if ch.tty_fd >= 0 {
+        unsafe {
+            libc::ioctl(ch.tty_fd, libc::TIOCSCTTY, 0);
+            for fd in 0..3 {
+                libc::dup2(ch.tty_fd, fd);
+            }
+            if ch.tty_fd > 2 {
+                libc::close(ch.tty_fd);
+            }
+        }
+    }
+    if plan.mode == RunMode::LandlockOnly {
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        if let Err(e) = std::env::set_current_dir(&plan.cwd) {
+            fail(
+                ch.err_fd,
+                exit::SETUP,
+                &format!("sandbox setup failed: chdir {}: {e}", plan.cwd.display()),
+            );
+        }
+    }
+    if let Err(e) = super::limits::apply_rlimits(&plan.limits) {
+        fail_layer(ch.err_fd, &e);
+    }
+    // Everything but 0/1/2 closes at exec (the error pipe included).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+
+    let env = build_env(plan, &ch.run_id);
+    let path_var = plan.env.get("PATH").unwrap_or("/usr/bin:/bin").to_string();
+    let program = match resolve_command(&plan.command[0], &path_var) {
+        Ok(p) => p,
+        Err((code, msg)) => fail(ch.err_fd, code, &msg),
+    };
+    let argv: Vec<CString> = plan
+        .command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_default())
+        .collect();
+
+    // The kernel layers, in the order that makes each possible:
+    // capabilities and no_new_privs first (Landlock needs no_new_privs),
+    // Landlock next, seccomp last (it would refuse the syscalls the others use).
+    if let Err(e) = super::caps::drop_all() {
+        fail_layer(ch.err_fd, &e);
+    }
+    if let Err(e) = super::landlock::apply(&plan.landlock) {
+        fail_layer(ch.err_fd, &e);
+    }
+    if let Err(e) = super::seccomp::apply(&plan.seccomp) {
+        fail_layer(ch.err_fd, &e);
+    }
+    let prog = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    let code = match e.raw_os_error() {
+        Some(libc::ENOENT) => exit::NOT_FOUND,
+        _ => exit::NOT_EXECUTABLE,
+    };
+    fail(
+        ch.err_fd,
+        code,
+        &format!("{}: cannot execute: {e}", plan.command[0]),
+    )
+}
+
+fn build_env(plan: &Plan, run_id: &str) -> Vec<CString> {
+    let mut out: Vec<CString> = plan
+        .env
+        .vars
+        .iter()
+        .filter_map(|v| CString::new(format!("{}={}", v.name, v.value)).ok())
+        .collect();
+    if let Ok(c) = CString::new(format!("AIRLOCK_RUN_ID={run_id}")) {
+        out.push(c);
+    }
+    if let Ok(c) = CString::new(format!("AIRLOCK_PROFILE={}", plan.profile.name)) {
+        out.push(c);
+    }
+    out
+}
+
+/// execvp's search, done by hand so "not found" (127) and "not executable" (126)
+/// are told apart and named.
+fn resolve_command(cmd: &str, path_var: &str) -> Result<PathBuf, (u8, String)> {
+    let check = |p: &Path| -> Option<Result<PathBuf, (u8, String)>> {
+        let meta = std::fs::metadata(p).ok()?;
+        if meta.is_dir() {
+            return Some(Err((
+                exit::NOT_EXECUTABLE,
+                format!("{cmd}: is a directory"),
+            )));
+        }
+        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+            return Some(Err((
+                exit::NOT_EXECUTABLE,
+                format!("{cmd}: permission denied (not executable)"),
+            )));
+        }
+        Some(Ok(p.to_path_buf()))
+    };
+    if cmd.is_empty() {
+        return Err((exit::NOT_FOUND, "empty command name".into()));
+    }
+    if cmd.contains('/') {
+        return check(Path::new(cmd)).unwrap_or_else(|| {
+            Err((
+                exit::NOT_FOUND,
+                format!("{cmd}: command not found in the sandbox"),
+            ))
+        });
+    }
+    let mut denied = None;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        match check(&Path::new(dir).join(cmd)) {
+            Some(Ok(p)) => return Ok(p),
+            Some(Err(e)) => denied = denied.or(Some(e)),
+            None => {}
+        }
+    }
+    Err(denied.unwrap_or((
+        exit::NOT_FOUND,
+        format!("{cmd}: command not found in the sandbox (PATH={path_var})"),
+    )))
+}
