@@ -2,11 +2,12 @@
 
 use super::SelftestArgs;
 
-pub fn main(_args: SelftestArgs) -> u8 {
-    eprintln!("airlock selftest: not available yet");
-    2
+pub fn main(args: SelftestArgs) -> u8 {
+    crate::selftest::main(&args)
 }
 
-pub fn probe(_name: &str, _args: &[String]) -> u8 {
-    2
+/// `airlock __probe NAME ARGS…`, or `airlock __probe with-layers SPEC.json NAME ARGS…`
+/// (tests: apply the kernel layers described in SPEC first, then probe).
+pub fn probe(name: &str, args: &[String]) -> u8 {
+    crate::selftest::probe_entry(name, args)
 }
