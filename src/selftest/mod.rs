@@ -12,6 +12,7 @@ use crate::plan::landlock::LandlockPlan;
 use crate::plan::seccomp::SeccompPlan;
 use probes::{Outcome, EXIT_BLOCKED, EXIT_ERROR, EXIT_THROUGH};
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -162,7 +163,21 @@ pub fn main(args: &SelftestArgs) -> u8 {
         }
     };
     let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    let fixture = match tempfile::Builder::new().prefix("airlock-selftest-").tempdir() {
+    // The fixture must sit outside everything the sandbox may write: not in
+    // /tmp or $HOME, which landlock-only mode shares with the host.
+    let candidates: Vec<PathBuf> = [
+        std::env::var_os("AIRLOCK_SELFTEST_DIR").map(PathBuf::from),
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        exe_dir.parent().map(Path::to_path_buf),
+        Some(std::env::temp_dir()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let fixture = candidates
+        .iter()
+        .find_map(|d| tempfile::Builder::new().prefix("airlock-selftest-").tempdir_in(d).ok());
+    let fixture = match fixture.ok_or("no writable directory") {
         Ok(t) => t,
         Err(e) => {
             eprintln!("airlock selftest: temp dir: {e}");
@@ -239,6 +254,8 @@ pub fn main(args: &SelftestArgs) -> u8 {
         });
     }
     let all_held = rows.iter().all(|r| r.held);
+    // A closed stdout (`| head`) is not an error worth a panic.
+    let mut o = std::io::stdout().lock();
     match args.format {
         Format::Json => {
             let doc = serde_json::json!({
@@ -247,15 +264,15 @@ pub fn main(args: &SelftestArgs) -> u8 {
                 "held": all_held,
                 "probes": rows,
             });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            let _ = writeln!(o, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
         Format::Text => {
-            println!(
+            let _ = writeln!(o, 
                 "{:<17} {:<46} {:<8} {:<5} result",
                 "probe", "vector", "expected", "held"
             );
             for r in &rows {
-                println!(
+                let _ = writeln!(o, 
                     "{:<17} {:<46} {:<8} {:<5} {}{}",
                     r.probe,
                     r.vector,
@@ -271,7 +288,7 @@ pub fn main(args: &SelftestArgs) -> u8 {
             }
             let n_bad = rows.iter().filter(|r| !r.held).count();
             let n_inc = rows.iter().filter(|r| r.inconclusive).count();
-            println!(
+            let _ = writeln!(o, 
                 "\n{} of {} probes held{}",
                 rows.len() - n_bad,
                 rows.len(),
