@@ -71,6 +71,7 @@ pub const PROBES: &[Probe] = &[
     Probe { name: "kill-outside", vector: "kill(PID, 0) of a process outside", run: kill_outside },
     Probe { name: "privilege-gain", vector: "hold a capability or be able to regain one (setuid)", run: privilege_gain },
     Probe { name: "syscall", vector: "raw syscall NR [ARGS]", run: raw_syscall },
+    Probe { name: "fs", vector: "file operation OP PATH [PATH2]", run: fs_op },
 ];
 
 pub fn find(name: &str) -> Option<&'static Probe> {
@@ -407,5 +408,63 @@ fn raw_syscall(args: &[String]) -> Outcome {
         Ok(v) => Outcome::Through(format!("returned {v}")),
         Err(e) if e == Errno::EPERM => Outcome::Blocked(e),
         Err(e) => Outcome::Through(format!("reached the kernel ({e:?})")),
+    }
+}
+
+/// `fs OP PATH [PATH2]`: read, write (in place), otrunc (open O_TRUNC),
+/// truncate, append, create (O_CREAT|O_EXCL), mkdir, unlink, rmdir, rename, link.
+fn fs_op(args: &[String]) -> Outcome {
+    use std::io::{Read, Write};
+    let (Some(op), Some(path)) = (args.first(), args.get(1)) else {
+        return Outcome::Error("usage: fs OP PATH [PATH2]".into());
+    };
+    let second = args.get(2);
+    let mut o = std::fs::OpenOptions::new();
+    let r: std::io::Result<String> = match op.as_str() {
+        "read" => std::fs::File::open(path).and_then(|mut f| {
+            let mut s = String::new();
+            f.read_to_string(&mut s).map(|n| format!("read {n} bytes"))
+        }),
+        "write" => o
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"overwritten").map(|_| "overwrote".into())),
+        "append" => o
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(b"+").map(|_| "appended".into())),
+        "otrunc" => o.write(true).truncate(true).open(path).map(|_| "O_TRUNC".into()),
+        "truncate" => std::fs::File::options()
+            .read(true)
+            .open(path)
+            .and_then(|_| {
+                let c = CString::new(path.as_str()).map_err(std::io::Error::other)?;
+                if unsafe { libc::truncate(c.as_ptr(), 0) } == 0 {
+                    Ok("truncated".into())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }),
+        "create" => o
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map(|_| "created".into()),
+        "mkdir" => std::fs::create_dir(path).map(|_| "made dir".into()),
+        "unlink" => std::fs::remove_file(path).map(|_| "unlinked".into()),
+        "rmdir" => std::fs::remove_dir(path).map(|_| "removed dir".into()),
+        "rename" | "link" => match second {
+            None => return Outcome::Error(format!("usage: fs {op} FROM TO")),
+            Some(to) if op == "rename" => std::fs::rename(path, to).map(|_| "renamed".into()),
+            Some(to) => std::fs::hard_link(path, to).map(|_| "linked".into()),
+        },
+        other => return Outcome::Error(format!("unknown fs op `{other}`")),
+    };
+    match r {
+        Ok(d) => Outcome::Through(d),
+        Err(e) => match e.raw_os_error() {
+            Some(n) => Outcome::Blocked(Errno::from_raw(n)),
+            None => Outcome::Error(e.to_string()),
+        },
     }
 }
