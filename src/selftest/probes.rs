@@ -363,7 +363,10 @@ fn privilege_gain(_: &[String]) -> Outcome {
             .map(|v| v.trim().to_string())
             .unwrap_or_default()
     };
-    let held: Vec<String> = ["CapEff:", "CapPrm:", "CapBnd:", "CapAmb:"]
+    // The bounding set only limits what execve could grant; with
+    // no_new_privs execve grants nothing, so it is not counted on its own
+    // (an ordinary user outside a user namespace cannot empty it).
+    let held: Vec<String> = ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"]
         .iter()
         .filter(|k| u64::from_str_radix(&field(k), 16).map_or(true, |v| v != 0))
         .map(|k| format!("{} {}", k.trim_end_matches(':'), field(k)))
