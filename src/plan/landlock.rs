@@ -171,8 +171,12 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
         best_effort: input.best_effort,
         scope_abstract_unix: true,
         scope_signals: true,
-        connect_ports: input.host_net.then(|| sorted(&input.connect_ports)),
-        bind_ports: input.host_net.then(|| sorted(&input.bind_ports)),
+        // Only a listed kind of access is restricted: `--net host` without a
+        // port list keeps plain TCP working (the user chose to share the network).
+        connect_ports: (input.host_net && !input.connect_ports.is_empty())
+            .then(|| sorted(&input.connect_ports)),
+        bind_ports: (input.host_net && !input.bind_ports.is_empty())
+            .then(|| sorted(&input.bind_ports)),
         ..Default::default()
     };
 
@@ -395,11 +399,17 @@ impl LandlockPlan {
         }
         match (&self.connect_ports, &self.bind_ports) {
             (None, None) => out.push("  tcp: not restricted by Landlock".into()),
-            (c, b) => out.push(format!(
-                "  tcp (ABI 4+): connect {:?}, bind {:?}",
-                c.clone().unwrap_or_default(),
-                b.clone().unwrap_or_default()
-            )),
+            (c, b) => {
+                let show = |v: &Option<Vec<u16>>| match v {
+                    Some(p) => format!("only {p:?}"),
+                    None => "any port".into(),
+                };
+                out.push(format!(
+                    "  tcp (ABI 4+): connect {}, bind {}",
+                    show(c),
+                    show(b)
+                ))
+            }
         }
         for n in &self.notes {
             out.push(format!("  note: {n}"));
@@ -458,7 +468,12 @@ mod tests {
         };
         let plan = build(&input);
         assert_eq!(plan.connect_ports, Some(vec![80, 443]));
-        assert_eq!(plan.bind_ports, Some(vec![]));
+        assert_eq!(plan.bind_ports, None, "an empty list leaves bind alone");
+        let plan = build(&LandlockInput {
+            connect_ports: vec![443],
+            ..Default::default()
+        });
+        assert_eq!(plan.connect_ports, None, "no host network: the netns cuts TCP");
     }
 
     #[test]

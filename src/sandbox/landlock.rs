@@ -6,7 +6,7 @@
 use crate::error::{errno_text, LayerError};
 use crate::plan::landlock::{rights_of, LandlockPlan};
 use landlock::{
-    make_bitflags, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
     PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use nix::errno::Errno;
@@ -136,10 +136,17 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(TARGET_ABI))
         .map_err(|e| ll_err("handle filesystem access", e))?;
-    let tcp = plan.connect_ports.is_some() || plan.bind_ports.is_some();
-    if tcp {
+    // Only the kinds of TCP access the plan lists ports for are handled.
+    let mut tcp = BitFlags::<AccessNet>::EMPTY;
+    if plan.connect_ports.is_some() {
+        tcp |= AccessNet::ConnectTcp;
+    }
+    if plan.bind_ports.is_some() {
+        tcp |= AccessNet::BindTcp;
+    }
+    if !tcp.is_empty() {
         ruleset = ruleset
-            .handle_access(make_bitflags!(AccessNet::{BindTcp | ConnectTcp}))
+            .handle_access(tcp)
             .map_err(|e| ll_err("handle tcp access", e))?;
         status.tcp_restricted = abi >= 4;
     }
