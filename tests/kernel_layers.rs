@@ -459,6 +459,30 @@ fn signalling_a_process_outside_is_refused() {
 }
 
 #[test]
+fn host_network_tcp_connect_is_limited_to_listed_ports() {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let (pa, pb) = (
+        a.local_addr().expect("addr").port(),
+        b.local_addr().expect("addr").port(),
+    );
+    let spec = LayerSpec {
+        landlock: Some(landlock::build(&LandlockInput {
+            host_net: true,
+            connect_ports: vec![pa],
+            min_abi: 4,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let allowed = format!("127.0.0.1:{pa}");
+    let other = format!("127.0.0.1:{pb}");
+    let got = probe(Some(&spec), "tcp-connect", &[&allowed]);
+    assert!(matches!(got, Observed::Through(_)), "{got:?}");
+    assert_held(&spec, "tcp-connect", &[&other], blocked("EACCES"));
+}
+
+#[test]
 fn min_abi_above_the_kernel_is_refused_unless_best_effort() {
     let t = Tree::new();
     let mut plan = landlock::build(&LandlockInput {

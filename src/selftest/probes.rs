@@ -72,6 +72,7 @@ pub const PROBES: &[Probe] = &[
     Probe { name: "privilege-gain", vector: "hold a capability or be able to regain one (setuid)", run: privilege_gain },
     Probe { name: "syscall", vector: "raw syscall NR [ARGS]", run: raw_syscall },
     Probe { name: "fs", vector: "file operation OP PATH [PATH2]", run: fs_op },
+    Probe { name: "tcp-connect", vector: "TCP connect to ADDR:PORT", run: tcp_connect },
 ];
 
 pub fn find(name: &str) -> Option<&'static Probe> {
@@ -465,6 +466,19 @@ fn fs_op(args: &[String]) -> Outcome {
     };
     match r {
         Ok(d) => Outcome::Through(d),
+        Err(e) => match e.raw_os_error() {
+            Some(n) => Outcome::Blocked(Errno::from_raw(n)),
+            None => Outcome::Error(e.to_string()),
+        },
+    }
+}
+
+fn tcp_connect(args: &[String]) -> Outcome {
+    let Some(addr) = args.first().and_then(|a| a.parse::<std::net::SocketAddr>().ok()) else {
+        return Outcome::Error("usage: tcp-connect ADDR:PORT".into());
+    };
+    match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
+        Ok(_) => Outcome::Through(format!("connected to {addr}")),
         Err(e) => match e.raw_os_error() {
             Some(n) => Outcome::Blocked(Errno::from_raw(n)),
             None => Outcome::Error(e.to_string()),
