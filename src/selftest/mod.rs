@@ -65,6 +65,25 @@ pub fn probe_entry(name: &str, args: &[String]) -> u8 {
         }
         return probe_entry(inner, &args[2..]);
     }
+    if name == "layer-spec" {
+        // The default layers as a spec for `with-layers` (used by scripts/bench-seccomp.sh).
+        // `empty`: a filter that allows everything (the fixed cost of any filter).
+        let mut seccomp = crate::plan::seccomp::build(&Default::default()).ok();
+        if args.iter().any(|a| a == "empty") {
+            if let Some(s) = seccomp.as_mut() {
+                s.rules.clear();
+                s.clone3_enosys = false;
+            }
+        }
+        let caps = args.iter().any(|a| a == "caps");
+        let spec = LayerSpec {
+            caps,
+            landlock: None,
+            seccomp,
+        };
+        println!("{}", serde_json::to_string(&spec).unwrap_or_default());
+        return 0;
+    }
     if name == "exec" {
         // Replace the probe with a program (a C probe, a setuid binary) under the layers.
         use std::os::unix::process::CommandExt;
