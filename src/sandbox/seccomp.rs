@@ -146,3 +146,135 @@ pub fn apply(plan: &SeccompPlan) -> Result<(), LayerError> {
     // Sets no_new_privs itself, then seccomp(SECCOMP_SET_MODE_FILTER).
     seccompiler::apply_filter(&prog).map_err(|e| err("seccomp(SET_MODE_FILTER)", e))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The compiled program, run by a small classic-BPF interpreter: the
+    //! policy's decisions checked without a kernel.
+    use super::*;
+    use crate::plan::seccomp::{build, syscalls::number};
+    use crate::profile::types::Seccomp;
+
+    const ALLOW: u32 = 0x7fff_0000;
+    const EPERM: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+    const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+
+    /// struct seccomp_data: nr, arch, ip, args[6] (little endian).
+    fn run(prog: &[sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+        let mut data = Vec::new();
+        data.extend(nr.to_le_bytes());
+        data.extend(arch.to_le_bytes());
+        data.extend(0u64.to_le_bytes());
+        for a in args {
+            data.extend(a.to_le_bytes());
+        }
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            pc += 1;
+            match i.code {
+                0x20 => {
+                    let o = i.k as usize;
+                    acc = u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]);
+                }
+                0x54 => acc &= i.k,
+                0x05 => pc += i.k as usize,
+                0x15 | 0x25 | 0x35 | 0x45 => {
+                    let t = match i.code {
+                        0x15 => acc == i.k,
+                        0x25 => acc > i.k,
+                        0x35 => acc >= i.k,
+                        _ => acc & i.k != 0,
+                    };
+                    pc += if t { i.jt } else { i.jf } as usize;
+                }
+                0x06 => return i.k,
+                c => panic!("opcode {c:#x} not emulated"),
+            }
+        }
+    }
+
+    fn nr(name: &str) -> u32 {
+        number(name).expect("known syscall") as u32
+    }
+
+    fn default_prog() -> BpfProgram {
+        compile(&build(&Seccomp::default()).expect("plan")).expect("compile")
+    }
+
+    #[test]
+    fn guards_come_first() {
+        let p = default_prog();
+        let x = AUDIT_ARCH_X86_64;
+        assert_eq!(run(&p, AUDIT_ARCH_I386, 5, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]), EPERM);
+        assert_eq!(run(&p, x, nr("clone3"), [0; 6]), ENOSYS);
+        assert_eq!(run(&p, x, nr("getpid"), [0; 6]), ALLOW);
+        assert_eq!(run(&p, x, nr("read"), [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn ioctl_request_compared_on_low_32_bits() {
+        let p = default_prog();
+        let x = AUDIT_ARCH_X86_64;
+        let ioctl = nr("ioctl");
+        assert_eq!(run(&p, x, ioctl, [0, TIOCSTI, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&p, x, ioctl, [0, TIOCSTI | 1 << 32, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&p, x, ioctl, [0, TIOCLINUX | 0xffff << 40, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&p, x, ioctl, [0, 0x5413, 0, 0, 0, 0]), ALLOW); // TIOCGWINSZ
+    }
+
+    #[test]
+    fn clone_and_unshare_checked_per_namespace_flag() {
+        let p = default_prog();
+        let x = AUDIT_ARCH_X86_64;
+        let fork_flags = 0x0120_0011; // CLONE_CHILD_SETTID|CLEARTID|SIGCHLD
+        assert_eq!(run(&p, x, nr("clone"), [fork_flags, 0, 0, 0, 0, 0]), ALLOW);
+        for (_, f) in CLONE_NS_FLAGS {
+            assert_eq!(run(&p, x, nr("clone"), [f | 0x11, 0, 0, 0, 0, 0]), EPERM);
+            assert_eq!(run(&p, x, nr("unshare"), [*f, 0, 0, 0, 0, 0]), EPERM);
+        }
+        // The exit-signal byte of clone may hold 0x80; unshare's CLONE_NEWTIME may not.
+        assert_eq!(run(&p, x, nr("clone"), [0x80, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&p, x, nr("unshare"), [CLONE_NEWTIME, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&p, x, nr("unshare"), [0x200, 0, 0, 0, 0, 0]), ALLOW); // CLONE_FS
+    }
+
+    #[test]
+    fn personality_and_netlink_exceptions() {
+        let p = default_prog();
+        let x = AUDIT_ARCH_X86_64;
+        for ok in PERSONALITY_ALLOWED {
+            assert_eq!(run(&p, x, nr("personality"), [*ok, 0, 0, 0, 0, 0]), ALLOW);
+        }
+        assert_eq!(run(&p, x, nr("personality"), [0x40000, 0, 0, 0, 0, 0]), EPERM);
+        let sock = nr("socket");
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, 3, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, 3, 9, 0, 0, 0]), EPERM); // audit
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, 3, 15, 0, 0, 0]), EPERM); // uevent
+        assert_eq!(run(&p, x, sock, [2, 1, 0, 0, 0, 0]), ALLOW); // AF_INET
+    }
+
+    #[test]
+    fn every_table_entry_is_denied_and_allow_lifts_it() {
+        let x = AUDIT_ARCH_X86_64;
+        let p = default_prog();
+        for (_, sys, when) in crate::plan::seccomp::DENY {
+            if *when == When::Always {
+                assert_eq!(run(&p, x, nr(sys), [0; 6]), EPERM, "{sys}");
+            }
+        }
+        let plan = build(&Seccomp {
+            allow: vec!["io_uring".into(), "clone3".into()],
+            action: Some(ProfileAction::Kill),
+            ..Default::default()
+        })
+        .expect("plan");
+        let p = compile(&plan).expect("compile");
+        assert_eq!(run(&p, x, nr("io_uring_setup"), [0; 6]), ALLOW);
+        assert_eq!(run(&p, x, nr("clone3"), [0; 6]), ALLOW);
+        assert_eq!(run(&p, x, nr("ptrace"), [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+    }
+}
