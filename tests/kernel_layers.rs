@@ -66,10 +66,7 @@ fn seccomp_spec(action: SeccompAction) -> LayerSpec {
 fn all_layers(ll: LandlockInput) -> LayerSpec {
     LayerSpec {
         caps: true,
-        landlock: Some(landlock::build(&LandlockInput {
-            min_abi: 6,
-            ..ll
-        })),
+        landlock: Some(landlock::build(&LandlockInput { min_abi: 6, ..ll })),
         seccomp: seccomp_spec(SeccompAction::Errno).seccomp,
     }
 }
@@ -89,7 +86,12 @@ fn assert_held(spec: &LayerSpec, name: &str, args: &[&str], want: Observed) {
 
 #[test]
 fn ptrace_of_a_child_is_refused() {
-    assert_held(&seccomp_spec(SeccompAction::Errno), "ptrace-attach", &[], blocked("EPERM"));
+    assert_held(
+        &seccomp_spec(SeccompAction::Errno),
+        "ptrace-attach",
+        &[],
+        blocked("EPERM"),
+    );
 }
 
 #[test]
@@ -114,7 +116,12 @@ fn plain_fork_still_works() {
 
 #[test]
 fn clone3_answers_enosys_so_libc_falls_back_to_clone() {
-    assert_held(&seccomp_spec(SeccompAction::Errno), "clone3", &[], blocked("ENOSYS"));
+    assert_held(
+        &seccomp_spec(SeccompAction::Errno),
+        "clone3",
+        &[],
+        blocked("ENOSYS"),
+    );
 }
 
 #[test]
@@ -138,7 +145,12 @@ fn terminal_injection_is_refused_even_with_high_bits() {
 
 #[test]
 fn x32_syscall_numbers_are_refused() {
-    assert_held(&seccomp_spec(SeccompAction::Errno), "x32", &[], blocked("EPERM"));
+    assert_held(
+        &seccomp_spec(SeccompAction::Errno),
+        "x32",
+        &[],
+        blocked("EPERM"),
+    );
 }
 
 #[test]
@@ -218,7 +230,7 @@ fn harmless_args(sys: &str) -> Vec<&'static str> {
         "kexec_load" => vec!["0", "0x7fffffff"], // too many segments
         "iopl" => vec!["4"],                     // invalid level
         "ioperm" => vec!["0xffffffff", "1", "1"], // out of range
-        "reboot" => vec!["0", "0"],               // bad magic
+        "reboot" => vec!["0", "0"],              // bad magic
         "settimeofday" => vec!["1"],
         "clock_settime" | "clock_adjtime" => vec!["0", "1"],
         "personality" => vec!["0x0040000"],
@@ -263,10 +275,18 @@ fn errno_action_answers_eperm_where_the_kernel_would_not() {
         if probe(None, "syscall", &args) == blocked("EPERM") {
             continue; // the kernel says EPERM on its own here (missing capability)
         }
-        assert_eq!(probe(Some(&spec), "syscall", &args), blocked("EPERM"), "{}", rule.syscall);
+        assert_eq!(
+            probe(Some(&spec), "syscall", &args),
+            blocked("EPERM"),
+            "{}",
+            rule.syscall
+        );
         distinguishable += 1;
     }
-    assert!(distinguishable >= 25, "only {distinguishable} syscalls distinguishable");
+    assert!(
+        distinguishable >= 25,
+        "only {distinguishable} syscalls distinguishable"
+    );
 }
 
 // ---------------------------------------------------------------- capabilities
@@ -290,7 +310,12 @@ fn setuid_root_binary_gains_nothing() {
     let dir = tmp();
     let bin = dir.path().join("euid");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes/euid.c");
-    let st = Command::new("cc").arg("-O2").arg("-o").arg(&bin).arg(&src).status();
+    let st = Command::new("cc")
+        .arg("-O2")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status();
     assert!(st.map(|s| s.success()).unwrap_or(false), "cc euid.c");
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
     let nobody = |args: &[&std::ffi::OsStr]| {
@@ -368,13 +393,20 @@ fn assert_fs_held(op: &str, a: &str, b: Option<&str>, want: Observed) {
     args.extend(b.map(|b| control.p(b)));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let c = probe(None, "fs", &refs);
-    assert!(matches!(c, Observed::Through(_)), "control fs {op} {a}: {c:?}");
+    assert!(
+        matches!(c, Observed::Through(_)),
+        "control fs {op} {a}: {c:?}"
+    );
 
     let t = Tree::new();
     let mut args = vec![op.to_string(), t.p(a)];
     args.extend(b.map(|b| t.p(b)));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_eq!(probe(Some(&t.spec()), "fs", &refs), want, "fs {op} {a} {b:?}");
+    assert_eq!(
+        probe(Some(&t.spec()), "fs", &refs),
+        want,
+        "fs {op} {a} {b:?}"
+    );
 }
 
 fn assert_fs_works(op: &str, a: &str, b: Option<&str>) {
@@ -383,7 +415,10 @@ fn assert_fs_works(op: &str, a: &str, b: Option<&str>) {
     args.extend(b.map(|b| t.p(b)));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let got = probe(Some(&t.spec()), "fs", &refs);
-    assert!(matches!(got, Observed::Through(_)), "fs {op} {a} {b:?}: {got:?}");
+    assert!(
+        matches!(got, Observed::Through(_)),
+        "fs {op} {a} {b:?}: {got:?}"
+    );
 }
 
 #[test]
@@ -435,7 +470,12 @@ fn denied_secret_is_unreadable_while_neighbours_stay_usable() {
         Some("rw/scratch/leak"),
         blocked("EACCES"),
     );
-    assert_fs_held("link", "rw/secret.env", Some("rw/scratch/leak"), blocked("EXDEV"));
+    assert_fs_held(
+        "link",
+        "rw/secret.env",
+        Some("rw/scratch/leak"),
+        blocked("EXDEV"),
+    );
     assert_fs_works("read", "rw/notes.txt", None);
     assert_fs_works("write", "rw/notes.txt", None);
     assert_fs_works("read", "rw/scratch/new.txt", None);
@@ -444,7 +484,11 @@ fn denied_secret_is_unreadable_while_neighbours_stay_usable() {
 #[test]
 fn abstract_socket_outside_is_unreachable() {
     use std::os::linux::net::SocketAddrExt;
-    let name = format!("airlock-test-{}-{:?}", std::process::id(), std::thread::current().id());
+    let name = format!(
+        "airlock-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    );
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("addr");
     let _l = std::os::unix::net::UnixListener::bind_addr(&addr).expect("listen");
     let t = Tree::new();
@@ -545,8 +589,7 @@ fn selftest_holds_through_the_real_sandbox() {
         .args(["selftest", "--format", "json"])
         .output()
         .expect("selftest");
-    let doc: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("selftest prints JSON");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("selftest prints JSON");
     assert_eq!(doc["held"], true, "{doc:#}");
     assert_eq!(out.status.code(), Some(0));
     let probes = doc["probes"].as_array().expect("probes");

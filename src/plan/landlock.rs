@@ -216,10 +216,8 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
     base.retain(|(p, _, _)| {
         let denied = input.deny.iter().any(|d| d == p);
         if denied {
-            plan.notes.push(format!(
-                "{}: denied, its own grant is dropped",
-                p.display()
-            ));
+            plan.notes
+                .push(format!("{}: denied, its own grant is dropped", p.display()));
         }
         !denied
     });
@@ -473,7 +471,10 @@ mod tests {
             connect_ports: vec![443],
             ..Default::default()
         });
-        assert_eq!(plan.connect_ports, None, "no host network: the netns cuts TCP");
+        assert_eq!(
+            plan.connect_ports, None,
+            "no host network: the netns cuts TCP"
+        );
     }
 
     #[test]

@@ -229,7 +229,10 @@ impl SeccompPlan {
             "  guard: x32 syscall numbers (nr | 0x40000000): EPERM".into(),
         ];
         if self.clone3_enosys {
-            out.push("  guard: clone3: ENOSYS (libc falls back to clone, whose flags are checked)".into());
+            out.push(
+                "  guard: clone3: ENOSYS (libc falls back to clone, whose flags are checked)"
+                    .into(),
+            );
         } else {
             out.push("  clone3: ALLOWED by the profile (namespace flags cannot be checked)".into());
         }
@@ -242,7 +245,10 @@ impl SeccompPlan {
             ));
         }
         if !self.allowed.is_empty() {
-            out.push(format!("  allowed by the profile: {}", self.allowed.join(", ")));
+            out.push(format!(
+                "  allowed by the profile: {}",
+                self.allowed.join(", ")
+            ));
         }
         out
     }
@@ -264,7 +270,10 @@ mod tests {
         assert_eq!(find("open_tree_attr").map(|r| r.nr), Some(467));
         assert_eq!(find("ioctl").map(|r| r.when), Some(When::TerminalInjection));
         assert_eq!(find("clone").map(|r| r.when), Some(When::NamespaceFlags));
-        assert_eq!(find("socket").map(|r| r.when), Some(When::NetlinkExceptRoute));
+        assert_eq!(
+            find("socket").map(|r| r.when),
+            Some(When::NetlinkExceptRoute)
+        );
     }
 
     #[test]
@@ -274,7 +283,12 @@ mod tests {
             ..Default::default()
         })
         .expect("build");
-        for s in ["io_uring_setup", "io_uring_enter", "io_uring_register", "kcmp"] {
+        for s in [
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "kcmp",
+        ] {
             assert!(!plan.rules.iter().any(|r| r.syscall == s), "{s}");
             assert!(plan.allowed.iter().any(|a| a == s), "{s}");
         }
@@ -290,10 +304,17 @@ mod tests {
             ..Default::default()
         })
         .expect("build");
-        let sock: Vec<_> = plan.rules.iter().filter(|r| r.syscall == "socket").collect();
+        let sock: Vec<_> = plan
+            .rules
+            .iter()
+            .filter(|r| r.syscall == "socket")
+            .collect();
         assert_eq!(sock.len(), 1);
         assert_eq!(sock[0].when, When::Always);
-        assert!(plan.rules.iter().any(|r| r.syscall == "chroot" && r.nr == 161));
+        assert!(plan
+            .rules
+            .iter()
+            .any(|r| r.syscall == "chroot" && r.nr == 161));
         assert_eq!(plan.action, SeccompAction::Kill);
     }
 

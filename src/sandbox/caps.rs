@@ -119,16 +119,18 @@ pub fn drop_all() -> Result<CapsStatus, LayerError> {
         return Err(err("capset (clear all sets)", Errno::last()));
     }
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(|e| err("PR_SET_NO_NEW_PRIVS", e))?;
-    status.no_new_privs = prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0)
-        .map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))?
-        == 1;
+    status.no_new_privs =
+        prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0).map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))? == 1;
 
     // Verify instead of trusting: any bit left is a failure.
     let d = capget().map_err(|e| err("capget", e))?;
     if d.iter()
         .any(|c| c.effective | c.permitted | c.inheritable != 0)
     {
-        return Err(LayerError::new("caps", "capability sets not empty after capset"));
+        return Err(LayerError::new(
+            "caps",
+            "capability sets not empty after capset",
+        ));
     }
     if status.bounding_emptied
         && prctl(libc::PR_CAPBSET_READ, CAP_SETPCAP as libc::c_ulong, 0).unwrap_or(1) != 0

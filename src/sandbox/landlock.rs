@@ -6,12 +6,12 @@
 use crate::error::{errno_text, LayerError};
 use crate::plan::landlock::{rights_of, LandlockPlan};
 use landlock::{
-    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort,
-    PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use nix::errno::Errno;
-use std::os::unix::fs::OpenOptionsExt;
 use serde::Serialize;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// The newest ABI whose rights this code was written and tested against. A
 /// newer kernel is used at this level (new rights never appear silently).
@@ -158,9 +158,7 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         scopes |= Scope::Signal;
     }
     if !scopes.is_empty() {
-        ruleset = ruleset
-            .scope(scopes)
-            .map_err(|e| ll_err("scope", e))?;
+        ruleset = ruleset.scope(scopes).map_err(|e| ll_err("scope", e))?;
         if abi >= 6 {
             if plan.scope_abstract_unix {
                 status.scopes.push("abstract-unix-socket");
@@ -205,12 +203,7 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         };
         created = created
             .add_rule(PathBeneath::new(fd, access))
-            .map_err(|e| {
-                ll_err(
-                    &format!("rule {} {}", rule.access, rule.path.display()),
-                    e,
-                )
-            })?;
+            .map_err(|e| ll_err(&format!("rule {} {}", rule.access, rule.path.display()), e))?;
         status.rules += 1;
     }
     for p in plan.connect_ports.iter().flatten() {

@@ -46,8 +46,7 @@ fn err(what: &str, e: impl std::fmt::Display) -> LayerError {
 }
 
 fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, LayerError> {
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
-        .map_err(|e| err("condition", e))
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).map_err(|e| err("condition", e))
 }
 
 fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, LayerError> {
@@ -132,11 +131,19 @@ pub fn compile(plan: &SeccompPlan) -> Result<BpfProgram, LayerError> {
     ];
     if plan.clone3_enosys {
         prog.push(ins(BPF_JMP_JEQ_K, 0, 1, NR_CLONE3));
-        prog.push(ins(BPF_RET_K, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+        prog.push(ins(
+            BPF_RET_K,
+            0,
+            0,
+            SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ));
     }
     prog.extend(table);
     if prog.len() > 4096 {
-        return Err(err("compile", format!("{} instructions (max 4096)", prog.len())));
+        return Err(err(
+            "compile",
+            format!("{} instructions (max 4096)", prog.len()),
+        ));
     }
     Ok(prog)
 }
@@ -207,7 +214,10 @@ mod tests {
     fn guards_come_first() {
         let p = default_prog();
         let x = AUDIT_ARCH_X86_64;
-        assert_eq!(run(&p, AUDIT_ARCH_I386, 5, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(
+            run(&p, AUDIT_ARCH_I386, 5, [0; 6]),
+            SECCOMP_RET_KILL_PROCESS
+        );
         assert_eq!(run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]), EPERM);
         assert_eq!(run(&p, x, nr("clone3"), [0; 6]), ENOSYS);
         assert_eq!(run(&p, x, nr("getpid"), [0; 6]), ALLOW);
@@ -221,7 +231,10 @@ mod tests {
         let ioctl = nr("ioctl");
         assert_eq!(run(&p, x, ioctl, [0, TIOCSTI, 0, 0, 0, 0]), EPERM);
         assert_eq!(run(&p, x, ioctl, [0, TIOCSTI | 1 << 32, 0, 0, 0, 0]), EPERM);
-        assert_eq!(run(&p, x, ioctl, [0, TIOCLINUX | 0xffff << 40, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&p, x, ioctl, [0, TIOCLINUX | 0xffff << 40, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(run(&p, x, ioctl, [0, 0x5413, 0, 0, 0, 0]), ALLOW); // TIOCGWINSZ
     }
 
@@ -237,7 +250,10 @@ mod tests {
         }
         // The exit-signal byte of clone may hold 0x80; unshare's CLONE_NEWTIME may not.
         assert_eq!(run(&p, x, nr("clone"), [0x80, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(run(&p, x, nr("unshare"), [CLONE_NEWTIME, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&p, x, nr("unshare"), [CLONE_NEWTIME, 0, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(run(&p, x, nr("unshare"), [0x200, 0, 0, 0, 0, 0]), ALLOW); // CLONE_FS
     }
 
@@ -248,7 +264,10 @@ mod tests {
         for ok in PERSONALITY_ALLOWED {
             assert_eq!(run(&p, x, nr("personality"), [*ok, 0, 0, 0, 0, 0]), ALLOW);
         }
-        assert_eq!(run(&p, x, nr("personality"), [0x40000, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&p, x, nr("personality"), [0x40000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
         let sock = nr("socket");
         assert_eq!(run(&p, x, sock, [AF_NETLINK, 3, 0, 0, 0, 0]), ALLOW);
         assert_eq!(run(&p, x, sock, [AF_NETLINK, 3, 9, 0, 0, 0]), EPERM); // audit
@@ -275,6 +294,9 @@ mod tests {
         assert_eq!(run(&p, x, nr("io_uring_setup"), [0; 6]), ALLOW);
         assert_eq!(run(&p, x, nr("clone3"), [0; 6]), ALLOW);
         assert_eq!(run(&p, x, nr("ptrace"), [0; 6]), SECCOMP_RET_KILL_PROCESS);
-        assert_eq!(run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(
+            run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]),
+            SECCOMP_RET_KILL_PROCESS
+        );
     }
 }

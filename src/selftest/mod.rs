@@ -181,7 +181,10 @@ pub fn main(args: &SelftestArgs) -> u8 {
             return crate::error::exit::SETUP;
         }
     };
-    let exe_dir = exe.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let exe_dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
     // The fixture must sit outside everything the sandbox may write: not in
     // /tmp or $HOME, which landlock-only mode shares with the host.
     let candidates: Vec<PathBuf> = [
@@ -193,9 +196,12 @@ pub fn main(args: &SelftestArgs) -> u8 {
     .into_iter()
     .flatten()
     .collect();
-    let fixture = candidates
-        .iter()
-        .find_map(|d| tempfile::Builder::new().prefix("airlock-selftest-").tempdir_in(d).ok());
+    let fixture = candidates.iter().find_map(|d| {
+        tempfile::Builder::new()
+            .prefix("airlock-selftest-")
+            .tempdir_in(d)
+            .ok()
+    });
     let fixture = match fixture.ok_or("no writable directory") {
         Ok(t) => t,
         Err(e) => {
@@ -231,13 +237,23 @@ pub fn main(args: &SelftestArgs) -> u8 {
                 "kill-outside" => vec![me.clone()],
                 _ => vec![],
             };
-            (p.name, a, if p.name == "fork" { "works" } else { "blocked" })
+            (
+                p.name,
+                a,
+                if p.name == "fork" { "works" } else { "blocked" },
+            )
         })
         .collect();
 
     let mut rows = Vec::new();
     for (name, pargs, expected) in plan {
-        let control = observe(Command::new(&exe).arg("__probe").arg(name).args(&pargs).output());
+        let control = observe(
+            Command::new(&exe)
+                .arg("__probe")
+                .arg(name)
+                .args(&pargs)
+                .output(),
+        );
         let _ = std::fs::remove_file(&target);
         let mut cmd = Command::new(&exe);
         cmd.arg("run")
@@ -253,7 +269,11 @@ pub fn main(args: &SelftestArgs) -> u8 {
         if let Some(m) = args.mode {
             cmd.arg("--mode").arg(mode_flag(m));
         }
-        cmd.arg("--").arg(&exe).arg("__probe").arg(name).args(&pargs);
+        cmd.arg("--")
+            .arg(&exe)
+            .arg("__probe")
+            .arg(name)
+            .args(&pargs);
         let sandboxed = observe(cmd.output());
         let _ = std::fs::remove_file(&target);
         let held = match expected {
@@ -261,7 +281,10 @@ pub fn main(args: &SelftestArgs) -> u8 {
             _ => matches!(sandboxed, Observed::Blocked(_) | Observed::Killed(_)),
         };
         let inconclusive = !matches!(control, Observed::Through(_));
-        let vector = probes::find(name).map(|p| p.vector).unwrap_or("").to_string();
+        let vector = probes::find(name)
+            .map(|p| p.vector)
+            .unwrap_or("")
+            .to_string();
         rows.push(Row {
             probe: name.to_string(),
             vector,
@@ -283,15 +306,21 @@ pub fn main(args: &SelftestArgs) -> u8 {
                 "held": all_held,
                 "probes": rows,
             });
-            let _ = writeln!(o, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            let _ = writeln!(
+                o,
+                "{}",
+                serde_json::to_string_pretty(&doc).unwrap_or_default()
+            );
         }
         Format::Text => {
-            let _ = writeln!(o, 
+            let _ = writeln!(
+                o,
                 "{:<17} {:<46} {:<8} {:<5} result",
                 "probe", "vector", "expected", "held"
             );
             for r in &rows {
-                let _ = writeln!(o, 
+                let _ = writeln!(
+                    o,
                     "{:<17} {:<46} {:<8} {:<5} {}{}",
                     r.probe,
                     r.vector,
@@ -307,7 +336,8 @@ pub fn main(args: &SelftestArgs) -> u8 {
             }
             let n_bad = rows.iter().filter(|r| !r.held).count();
             let n_inc = rows.iter().filter(|r| r.inconclusive).count();
-            let _ = writeln!(o, 
+            let _ = writeln!(
+                o,
                 "\n{} of {} probes held{}",
                 rows.len() - n_bad,
                 rows.len(),

@@ -51,28 +51,116 @@ pub struct Probe {
 
 /// Every probe, in the order `selftest` prints them.
 pub const PROBES: &[Probe] = &[
-    Probe { name: "ptrace-attach", vector: "ptrace(PTRACE_ATTACH) a child", run: ptrace_attach },
-    Probe { name: "unshare-user", vector: "unshare(CLONE_NEWUSER)", run: unshare_user },
-    Probe { name: "clone-newuser", vector: "clone(CLONE_NEWUSER)", run: clone_newuser },
-    Probe { name: "fork", vector: "plain fork (must keep working)", run: fork_plain },
-    Probe { name: "mount", vector: "mount(2)", run: mount },
-    Probe { name: "clone3", vector: "clone3 (flags unseen by seccomp)", run: clone3 },
-    Probe { name: "io-uring", vector: "io_uring_setup", run: io_uring },
-    Probe { name: "bpf", vector: "bpf(2)", run: bpf },
-    Probe { name: "keyctl", vector: "keyctl: read the user keyring", run: keyctl },
-    Probe { name: "tiocsti", vector: "ioctl(TIOCSTI): type into the terminal", run: tiocsti },
-    Probe { name: "tiocsti-high", vector: "ioctl(TIOCSTI | 1<<32) (CVE-2019-10063)", run: tiocsti_high },
-    Probe { name: "tioclinux", vector: "ioctl(TIOCLINUX)", run: tioclinux },
-    Probe { name: "x32", vector: "x32 syscall number (getpid | 0x40000000)", run: x32 },
-    Probe { name: "int80", vector: "32-bit int 0x80 open(\"/\")", run: int80 },
-    Probe { name: "netlink-audit", vector: "socket(AF_NETLINK, NETLINK_AUDIT)", run: netlink_audit },
-    Probe { name: "write-outside", vector: "open PATH for write outside the writable set", run: write_outside },
-    Probe { name: "abstract-connect", vector: "connect to abstract unix socket NAME", run: abstract_connect },
-    Probe { name: "kill-outside", vector: "kill(PID, 0) of a process outside", run: kill_outside },
-    Probe { name: "privilege-gain", vector: "hold a capability or be able to regain one (setuid)", run: privilege_gain },
-    Probe { name: "syscall", vector: "raw syscall NR [ARGS]", run: raw_syscall },
-    Probe { name: "fs", vector: "file operation OP PATH [PATH2]", run: fs_op },
-    Probe { name: "tcp-connect", vector: "TCP connect to ADDR:PORT", run: tcp_connect },
+    Probe {
+        name: "ptrace-attach",
+        vector: "ptrace(PTRACE_ATTACH) a child",
+        run: ptrace_attach,
+    },
+    Probe {
+        name: "unshare-user",
+        vector: "unshare(CLONE_NEWUSER)",
+        run: unshare_user,
+    },
+    Probe {
+        name: "clone-newuser",
+        vector: "clone(CLONE_NEWUSER)",
+        run: clone_newuser,
+    },
+    Probe {
+        name: "fork",
+        vector: "plain fork (must keep working)",
+        run: fork_plain,
+    },
+    Probe {
+        name: "mount",
+        vector: "mount(2)",
+        run: mount,
+    },
+    Probe {
+        name: "clone3",
+        vector: "clone3 (flags unseen by seccomp)",
+        run: clone3,
+    },
+    Probe {
+        name: "io-uring",
+        vector: "io_uring_setup",
+        run: io_uring,
+    },
+    Probe {
+        name: "bpf",
+        vector: "bpf(2)",
+        run: bpf,
+    },
+    Probe {
+        name: "keyctl",
+        vector: "keyctl: read the user keyring",
+        run: keyctl,
+    },
+    Probe {
+        name: "tiocsti",
+        vector: "ioctl(TIOCSTI): type into the terminal",
+        run: tiocsti,
+    },
+    Probe {
+        name: "tiocsti-high",
+        vector: "ioctl(TIOCSTI | 1<<32) (CVE-2019-10063)",
+        run: tiocsti_high,
+    },
+    Probe {
+        name: "tioclinux",
+        vector: "ioctl(TIOCLINUX)",
+        run: tioclinux,
+    },
+    Probe {
+        name: "x32",
+        vector: "x32 syscall number (getpid | 0x40000000)",
+        run: x32,
+    },
+    Probe {
+        name: "int80",
+        vector: "32-bit int 0x80 open(\"/\")",
+        run: int80,
+    },
+    Probe {
+        name: "netlink-audit",
+        vector: "socket(AF_NETLINK, NETLINK_AUDIT)",
+        run: netlink_audit,
+    },
+    Probe {
+        name: "write-outside",
+        vector: "open PATH for write outside the writable set",
+        run: write_outside,
+    },
+    Probe {
+        name: "abstract-connect",
+        vector: "connect to abstract unix socket NAME",
+        run: abstract_connect,
+    },
+    Probe {
+        name: "kill-outside",
+        vector: "kill(PID, 0) of a process outside",
+        run: kill_outside,
+    },
+    Probe {
+        name: "privilege-gain",
+        vector: "hold a capability or be able to regain one (setuid)",
+        run: privilege_gain,
+    },
+    Probe {
+        name: "syscall",
+        vector: "raw syscall NR [ARGS]",
+        run: raw_syscall,
+    },
+    Probe {
+        name: "fs",
+        vector: "file operation OP PATH [PATH2]",
+        run: fs_op,
+    },
+    Probe {
+        name: "tcp-connect",
+        vector: "TCP connect to ADDR:PORT",
+        run: tcp_connect,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Probe> {
@@ -176,7 +264,10 @@ fn clone3(_: &[String]) -> Outcome {
 
 fn io_uring(_: &[String]) -> Outcome {
     let mut params = [0u8; 120]; // struct io_uring_params
-    match sys(libc::SYS_io_uring_setup, [1, params.as_mut_ptr() as u64, 0, 0, 0, 0]) {
+    match sys(
+        libc::SYS_io_uring_setup,
+        [1, params.as_mut_ptr() as u64, 0, 0, 0, 0],
+    ) {
         Ok(fd) => {
             unsafe { libc::close(fd as i32) };
             Outcome::Through("ring created".into())
@@ -209,7 +300,10 @@ fn terminal_ioctl(request: u64) -> Outcome {
         return Outcome::Error(format!("open /dev/null: {:?}", last()));
     }
     let c: u8 = b'x';
-    let r = sys(libc::SYS_ioctl, [fd as u64, request, &c as *const u8 as u64, 0, 0, 0]);
+    let r = sys(
+        libc::SYS_ioctl,
+        [fd as u64, request, &c as *const u8 as u64, 0, 0, 0],
+    );
     unsafe { libc::close(fd) };
     match r {
         Ok(_) => Outcome::Through("ioctl accepted".into()),
@@ -294,7 +388,13 @@ fn int80_open(_: u64) -> Outcome {
 }
 
 fn netlink_audit(_: &[String]) -> Outcome {
-    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_AUDIT) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_AUDIT,
+        )
+    };
     if fd >= 0 {
         unsafe { libc::close(fd) };
         return Outcome::Through("audit netlink socket".into());
@@ -307,7 +407,12 @@ fn write_outside(args: &[String]) -> Outcome {
     let Some(path) = args.first() else {
         return Outcome::Error("usage: write-outside PATH".into());
     };
-    match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+    {
         Ok(_) => Outcome::Through(format!("{path} opened for write")),
         Err(e) => Outcome::Blocked(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
     }
@@ -369,7 +474,7 @@ fn privilege_gain(_: &[String]) -> Outcome {
     // (an ordinary user outside a user namespace cannot empty it).
     let held: Vec<String> = ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:"]
         .iter()
-        .filter(|k| u64::from_str_radix(&field(k), 16).map_or(true, |v| v != 0))
+        .filter(|k| u64::from_str_radix(&field(k), 16) != Ok(0))
         .map(|k| format!("{} {}", k.trim_end_matches(':'), field(k)))
         .collect();
     let nnp = field("NoNewPrivs:") == "1";
@@ -389,7 +494,9 @@ fn parse_num(s: &str) -> Option<u64> {
     if let Some(h) = s.strip_prefix("0x") {
         u64::from_str_radix(h, 16).ok()
     } else if let Some(n) = s.strip_prefix('-') {
-        n.parse::<u64>().ok().map(|v| (v as i64).wrapping_neg() as u64)
+        n.parse::<u64>()
+            .ok()
+            .map(|v| (v as i64).wrapping_neg() as u64)
     } else {
         s.parse().ok()
     }
@@ -437,7 +544,11 @@ fn fs_op(args: &[String]) -> Outcome {
             .append(true)
             .open(path)
             .and_then(|mut f| f.write_all(b"+").map(|_| "appended".into())),
-        "otrunc" => o.write(true).truncate(true).open(path).map(|_| "O_TRUNC".into()),
+        "otrunc" => o
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .map(|_| "O_TRUNC".into()),
         "truncate" => std::fs::File::options()
             .read(true)
             .open(path)
@@ -474,7 +585,10 @@ fn fs_op(args: &[String]) -> Outcome {
 }
 
 fn tcp_connect(args: &[String]) -> Outcome {
-    let Some(addr) = args.first().and_then(|a| a.parse::<std::net::SocketAddr>().ok()) else {
+    let Some(addr) = args
+        .first()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+    else {
         return Outcome::Error("usage: tcp-connect ADDR:PORT".into());
     };
     match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)) {
