@@ -69,18 +69,12 @@ fn needs_userns_probe(args: &RunArgs) -> bool {
     match args.mode {
         Some(ModeArg::Auto) => true,
         Some(_) => false,
-        None => load_named(&args.profile)
-            .map(|p| p.profile.mode == Some(Mode::Auto))
-            .unwrap_or(false),
+        None => load_named(&args.profile).map(|p| p.profile.mode == Some(Mode::Auto)).unwrap_or(false),
     }
 }
 
 fn run(args: RunArgs) -> Result<u8, Error> {
-    let host = if needs_userns_probe(&args) {
-        Host::probe()
-    } else {
-        Host::probe_cheap()
-    };
+    let host = if needs_userns_probe(&args) { Host::probe() } else { Host::probe_cheap() };
     let plan = resolve(&args, &host)?;
     if args.dry_run {
         match args.format {
