@@ -434,8 +434,23 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
 
     // 8. Masks: built-in credential locations, the profile's, the command line's.
     if fsp.no_default_masks != Some(true) {
+        let unmask: Vec<PathBuf> = fsp.unmask.iter().map(|u| b.expand(u)).collect();
         for (rel, why) in defaults::HOME_CREDENTIALS {
-            b.mask(&host.home.join(rel), format!("built-in: {why}"));
+            let path = host.home.join(rel);
+            if let Some(u) = unmask
+                .iter()
+                .find(|u| is_under(&path, u) || is_under(u, &path))
+            {
+                b.notes.push(format!(
+                    "{}: built-in mask ({why}) lifted by profile filesystem.unmask {}",
+                    path.display(),
+                    u.display()
+                ));
+                if is_under(&path, u) {
+                    continue;
+                }
+            }
+            b.mask(&path, format!("built-in: {why}"));
         }
         for (path, why) in defaults::SYSTEM_CREDENTIALS {
             b.mask(Path::new(path), format!("built-in: {why}"));
@@ -495,7 +510,18 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             excludes: p.secrets.exclude.clone(),
             use_cache: !req.no_cache,
             extra_rules: p.secrets.rules.clone(),
-            allow: p.secrets.allow.clone(),
+            // The agent's own credential, deliberately exposed, is not a finding.
+            allow: p
+                .secrets
+                .allow
+                .iter()
+                .cloned()
+                .chain(
+                    fsp.unmask
+                        .iter()
+                        .map(|u| b.expand(u).to_string_lossy().into_owned()),
+                )
+                .collect(),
             progress: nix::unistd::isatty(2).unwrap_or(false),
         };
         let report =

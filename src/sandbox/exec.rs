@@ -10,15 +10,24 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+/// Frames on the error pipe: `[kind u8][len u32 LE][payload]`.
+pub const FRAME_STATUS: u8 = 1;
+pub const FRAME_ERROR: u8 = 2;
+
+fn send_frame(fd: i32, kind: u8, payload: &[u8]) {
+    let mut buf = Vec::with_capacity(payload.len() + 5);
+    buf.push(kind);
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(payload);
+    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+}
+
 /// Report a failure to the supervisor and exit with its code. Never returns.
 pub fn fail(err_fd: i32, code: u8, msg: &str) -> ! {
-    let mut buf = Vec::with_capacity(msg.len() + 1);
-    buf.push(code);
-    buf.extend_from_slice(msg.as_bytes());
-    unsafe {
-        libc::write(err_fd, buf.as_ptr().cast(), buf.len());
-        libc::_exit(code as i32)
-    }
+    let mut payload = vec![code];
+    payload.extend_from_slice(msg.as_bytes());
+    send_frame(err_fd, FRAME_ERROR, &payload);
+    unsafe { libc::_exit(code as i32) }
 }
 
 fn fail_layer(err_fd: i32, e: &LayerError) -> ! {
@@ -236,9 +245,18 @@ pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
     if let Err(e) = super::caps::drop_all() {
         fail_layer(ch.err_fd, &e);
     }
-    if let Err(e) = super::landlock::apply(&plan.landlock) {
-        fail_layer(ch.err_fd, &e);
-    }
+    let landlock = match super::landlock::apply(&plan.landlock) {
+        Ok(status) => status,
+        Err(e) => fail_layer(ch.err_fd, &e),
+    };
+    // What was enforced (not what was asked), for the audit record. Sent
+    // before seccomp, which is the last thing between here and execve.
+    let status = serde_json::json!({
+        "capabilities": "all sets cleared, bounding set empty, no_new_privs",
+        "landlock": landlock,
+        "seccomp": plan.seccomp.describe(),
+    });
+    send_frame(ch.err_fd, FRAME_STATUS, status.to_string().as_bytes());
     if let Err(e) = super::seccomp::apply(&plan.seccomp) {
         fail_layer(ch.err_fd, &e);
     }

@@ -38,6 +38,8 @@ pub struct Outcome {
     pub duration_ms: u64,
     /// Set when the sandbox could not be set up (nothing ran) or exec failed.
     pub error: Option<String>,
+    /// What the command's process reported as enforced, just before exec.
+    pub enforced: Option<serde_json::Value>,
 }
 
 /// A fresh 128-bit run id.
@@ -66,6 +68,7 @@ pub fn run(plan: &Plan, run_id: &str) -> Outcome {
             timed_out: false,
             duration_ms: 0,
             error: Some(format!("sandbox setup failed: {e}")),
+            enforced: None,
         },
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
@@ -223,7 +226,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         libc::close(sync_w);
     }
 
-    // Setup errors (or EOF: the command was exec'd).
+    // Status and setup errors; EOF means the command was exec'd.
     let mut report = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -235,7 +238,8 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         }
     }
     unsafe { libc::close(err_r) };
-    if !report.is_empty() {
+    let (enforced, failure) = parse_frames(&report);
+    if let Some((code, msg)) = failure {
         let mut st = 0;
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if plan.mode == RunMode::LandlockOnly {
@@ -244,11 +248,12 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
         return Ok(Outcome {
             run_id: run_id.to_string(),
-            exit_code: report[0],
+            exit_code: code,
             signal: None,
             timed_out: false,
             duration_ms: 0,
-            error: Some(String::from_utf8_lossy(&report[1..]).into_owned()),
+            error: Some(msg),
+            enforced,
         });
     }
 
@@ -296,7 +301,38 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         timed_out,
         duration_ms: 0,
         error,
+        enforced,
     })
+}
+
+/// Split the error pipe's bytes into the status report and the failure, if any.
+fn parse_frames(mut b: &[u8]) -> (Option<serde_json::Value>, Option<(u8, String)>) {
+    let (mut status, mut failure) = (None, None);
+    while b.len() >= 5 {
+        let kind = b[0];
+        let len = u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        let Some(payload) = b.get(5..5 + len) else {
+            break;
+        };
+        match kind {
+            exec::FRAME_STATUS => status = serde_json::from_slice(payload).ok(),
+            exec::FRAME_ERROR if !payload.is_empty() => {
+                failure = Some((
+                    payload[0],
+                    String::from_utf8_lossy(&payload[1..]).into_owned(),
+                ));
+            }
+            _ => {}
+        }
+        b = &b[5 + len..];
+    }
+    if failure.is_none() && !b.is_empty() {
+        failure = Some((
+            exit::SETUP,
+            "sandbox setup failed: garbled report from the sandbox".to_string(),
+        ));
+    }
+    (status, failure)
 }
 
 enum LoopEnd {
