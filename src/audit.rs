@@ -137,6 +137,7 @@ pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
         "duration_ms": out.duration_ms,
         "error": out.error,
         "enforced": out.enforced,
+        "cgroup": out.cgroup,
     });
     if let (Some(extra), Some(obj)) = (extra, v.as_object_mut()) {
         if let Some(e) = extra.as_object() {

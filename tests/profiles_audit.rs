@@ -449,3 +449,58 @@ fn a_real_ci_job_runs_under_the_ci_profile() {
     assert!(stdout(&out).contains("1 passed"), "{}", show(&out));
     f.assert_no_canary(&out, "ci job");
 }
+
+#[test]
+fn cgroup_limits_are_applied_or_reported_never_silently_ignored() {
+    let f = Fixture::new();
+    let soft = f.dir.path().join("mem.toml");
+    std::fs::write(
+        &soft,
+        "extends = \"default\"\n[limits]\nmemory = 268435456\npids = 256\n",
+    )
+    .unwrap();
+    let hard = f.dir.path().join("mem-required.toml");
+    std::fs::write(
+        &hard,
+        "extends = \"default\"\n[limits]\nmemory = 268435456\npids = 256\ncgroup_required = true\n",
+    )
+    .unwrap();
+    let log = f.dir.path().join("cg.jsonl");
+    let out = f.run_sh(
+        As::Me,
+        &[
+            "--profile",
+            soft.to_str().unwrap(),
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        "echo ran",
+    );
+    assert!(stdout(&out).contains("ran"), "{}", show(&out));
+    let end = lines(&log).pop().unwrap();
+    let note = end["cgroup"]
+        .as_str()
+        .expect("the audit record says what happened to the cgroup limits");
+    if note.starts_with("unavailable") {
+        assert!(
+            stderr(&out).contains("WARNING: memory/pids limits not applied"),
+            "{}",
+            show(&out)
+        );
+        let out = f.run_sh(
+            As::Me,
+            &["--profile", hard.to_str().unwrap()],
+            "echo should-not-run",
+        );
+        assert_eq!(out.status.code(), Some(125), "{}", show(&out));
+        assert!(stderr(&out).contains("cgroup") && !stdout(&out).contains("should-not-run"));
+    } else {
+        assert!(note.starts_with("applied"), "{note}");
+        let out = f.run_sh(
+            As::Me,
+            &["--profile", hard.to_str().unwrap()],
+            "cat /sys/fs/cgroup/pids.max 2>/dev/null; echo ran",
+        );
+        assert!(stdout(&out).contains("ran"), "{}", show(&out));
+    }
+}

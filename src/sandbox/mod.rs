@@ -14,6 +14,7 @@
 //!    exit status through.
 
 pub mod caps;
+pub mod cgroup;
 pub mod exec;
 pub mod landlock;
 pub mod limits;
@@ -40,6 +41,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// What the command's process reported as enforced, just before exec.
     pub enforced: Option<serde_json::Value>,
+    /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
+    pub cgroup: Option<String>,
 }
 
 /// A fresh 128-bit run id.
@@ -69,6 +72,7 @@ pub fn run(plan: &Plan, run_id: &str) -> Outcome {
             duration_ms: 0,
             error: Some(format!("sandbox setup failed: {e}")),
             enforced: None,
+            cgroup: None,
         },
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
@@ -130,6 +134,30 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             format!("signalfd: {}", errno_text(nix::errno::Errno::last())),
         ));
     }
+
+    // cgroup limits: created before the child exists, joined before it runs anything.
+    let mut cgroup_note = None;
+    let cg = if plan.limits.memory.is_some() || plan.limits.pids.is_some() {
+        match cgroup::create(&plan.limits, run_id) {
+            Ok(cg) => {
+                cgroup_note = Some(format!("applied at {}", cg.path().display()));
+                Some(cg)
+            }
+            Err(why) if plan.limits.cgroup_required == Some(true) => {
+                return Err(LayerError::new(
+                    "cgroup",
+                    format!("memory/pids limits required but unavailable: {why}"),
+                ));
+            }
+            Err(why) => {
+                eprintln!("airlock: WARNING: memory/pids limits not applied: {why} (rlimits and --timeout still apply; set limits.cgroup_required = true to refuse instead)");
+                cgroup_note = Some(format!("unavailable: {why}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     let ch = Channels {
         err_fd: err_w,
@@ -201,6 +229,12 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         let mut st = 0;
         libc::waitpid(pid, &mut st, 0);
     };
+    if let Some(cg) = &cg {
+        if let Err(why) = cg.add(pid) {
+            kill_child();
+            return Err(LayerError::new("cgroup", why));
+        }
+    }
     if plan.mode == RunMode::Full {
         // setgroups must be denied before an unprivileged gid_map write.
         let maps = write_file(&format!("/proc/{pid}/setgroups"), "deny")
@@ -254,6 +288,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             duration_ms: 0,
             error: Some(msg),
             enforced,
+            cgroup: cgroup_note,
         });
     }
 
@@ -302,6 +337,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         duration_ms: 0,
         error,
         enforced,
+        cgroup: cgroup_note,
     })
 }
 
