@@ -678,17 +678,30 @@ fn socket_paths(name: &str, host: &Host) -> Vec<(Option<PathBuf>, Option<&'stati
 }
 
 impl FsPlan {
-    /// What Landlock must allow, mirroring the view.
+    /// What Landlock must allow, mirroring the view. In landlock-only mode
+    /// there is no view of our own: the host paths themselves are granted, so
+    /// the placeholder tmpfs of the empty home is not granted at all (the real
+    /// home holds the credentials), and of /dev only the harmless nodes.
     pub fn landlock_input(&self, p: &Profile, net: NetMode, mode: RunMode) -> LandlockInput {
         let mut ro = Vec::new();
         let mut rw = Vec::new();
+        let own_view = mode == RunMode::Full;
         for m in &self.mounts {
             match &m.kind {
-                MountKind::RoBind { .. } => ro.push(m.dest.clone()),
-                MountKind::RwBind { .. } | MountKind::Tmpfs { .. } | MountKind::Dev => {
-                    rw.push(m.dest.clone())
+                MountKind::RoBind { .. } | MountKind::Proc => ro.push(m.dest.clone()),
+                MountKind::RwBind { .. } => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { .. } if own_view => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { mode } if *mode == 0o1777 => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { .. } => {}
+                MountKind::Dev if own_view => rw.push(m.dest.clone()),
+                MountKind::Dev => {
+                    for n in ["null", "zero", "full", "tty", "pts", "ptmx", "shm"] {
+                        rw.push(m.dest.join(n));
+                    }
+                    for n in ["random", "urandom"] {
+                        ro.push(m.dest.join(n));
+                    }
                 }
-                MountKind::Proc => ro.push(m.dest.clone()),
                 MountKind::Symlink { .. } => {}
             }
         }

@@ -6,6 +6,7 @@ use super::mount;
 use crate::error::{exit, LayerError};
 use crate::plan::{Plan, RunMode};
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -115,6 +116,9 @@ pub struct Channels {
     pub sync_fd: i32,
     /// The PTY slave for an interactive run; -1 if none.
     pub tty_fd: i32,
+    /// Full mode, interactive: the socket over which pid 1 hands the master
+    /// of a PTY opened inside the sandbox (its own devpts) to the supervisor.
+    pub pty_sock: i32,
     pub run_id: String,
 }
 
@@ -123,8 +127,8 @@ pub struct Channels {
 /// every other process in the namespace: nothing is left behind.
 pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     let mut keep = vec![0, 1, 2, ch.err_fd, ch.sync_fd];
-    if ch.tty_fd >= 0 {
-        keep.push(ch.tty_fd);
+    if ch.pty_sock >= 0 {
+        keep.push(ch.pty_sock);
     }
     keep.sort_unstable();
     close_all_except(&keep);
@@ -145,6 +149,37 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
             fail_layer(ch.err_fd, &e);
         }
     }
+    // The terminal: a PTY of the sandbox's own devpts, so `tty` and job
+    // control work inside while the caller's terminal stays out of reach.
+    let mut tty_fd = -1;
+    if ch.pty_sock >= 0 {
+        match super::pty::open_inside() {
+            Ok((master, slave)) => {
+                if let Err(e) = super::pty::send_fd(ch.pty_sock, master.as_raw_fd()) {
+                    fail(
+                        ch.err_fd,
+                        exit::SETUP,
+                        &format!("sandbox setup failed: pty: {e}"),
+                    );
+                }
+                drop(master);
+                tty_fd = slave.into_raw_fd();
+            }
+            Err(e) => fail(
+                ch.err_fd,
+                exit::SETUP,
+                &format!("sandbox setup failed: pty: {e}"),
+            ),
+        }
+        unsafe { libc::close(ch.pty_sock) };
+    }
+    let ch = &Channels {
+        err_fd: ch.err_fd,
+        sync_fd: -1,
+        tty_fd,
+        pty_sock: -1,
+        run_id: ch.run_id.clone(),
+    };
     install_forwarders();
     let pid = unsafe { libc::fork() };
     if pid < 0 {

@@ -110,7 +110,26 @@ fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
 
 fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     let interactive = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
-    let pty = if interactive {
+    // Full mode opens the PTY inside (pid 1 passes the master back);
+    // landlock-only mode has no devpts of its own and opens it here.
+    let mut pty_socks = [-1i32; 2];
+    let want_socks = interactive && plan.mode == RunMode::Full;
+    if want_socks
+        && unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pty_socks.as_mut_ptr(),
+            )
+        } != 0
+    {
+        return Err(LayerError::new(
+            "pty",
+            format!("socketpair: {}", errno_text(nix::errno::Errno::last())),
+        ));
+    }
+    let pty = if interactive && plan.mode == RunMode::LandlockOnly {
         Some(
             pty::open_like_stdin()
                 .map_err(|e| LayerError::new("pty", format!("openpty: {}", errno_text(e))))?,
@@ -163,6 +182,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         err_fd: err_w,
         sync_fd: sync_r,
         tty_fd: pty.as_ref().map_or(-1, |p| p.slave.as_raw_fd()),
+        pty_sock: pty_socks[1],
         run_id: run_id.to_string(),
     };
 
@@ -219,10 +239,13 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         libc::close(err_w);
         libc::close(sync_r);
     }
-    let master = pty.map(|p| {
+    let mut master = pty.map(|p| {
         drop(p.slave);
         p.master
     });
+    if pty_socks[1] >= 0 {
+        unsafe { libc::close(pty_socks[1]) };
+    }
 
     let kill_child = || unsafe {
         libc::kill(pid, libc::SIGKILL);
@@ -258,6 +281,11 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     unsafe {
         libc::write(sync_w, b"1".as_ptr().cast(), 1);
         libc::close(sync_w);
+    }
+    if pty_socks[0] >= 0 {
+        // EOF here means pid 1 failed first; its error follows on the error pipe.
+        master = pty::recv_fd(pty_socks[0]);
+        unsafe { libc::close(pty_socks[0]) };
     }
 
     // Status and setup errors; EOF means the command was exec'd.
