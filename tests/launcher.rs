@@ -853,3 +853,78 @@ fn interactive_run_gets_a_fresh_pty_not_the_callers_terminal() {
     assert!(out.contains("stdin-is-tty"), "{out}");
     assert_eq!(st.code(), Some(5), "{out}");
 }
+
+/// Drive airlock on a real terminal (a PTY made by python), type into it, and
+/// collect what it shows and how it exits.
+fn on_terminal(f: &Fixture, script: &str) -> (String, i32) {
+    let driver = format!(
+        r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, "run", "--", "bash", "--norc", "--noprofile", "-i"])
+out = b""
+def pump(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+{script}
+_, st = os.waitpid(pid, 0)
+pump(0.2)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
+"#,
+        bin = BIN,
+        script = script
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(driver)
+        .current_dir(&f.ws)
+        .env("HOME", &f.home)
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let s = stdout(&out);
+    let code = s
+        .rsplit("EXIT=")
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(-1);
+    (s, code)
+}
+
+#[test]
+fn interactive_shell_has_job_control_and_ctrl_c_reaches_only_the_foreground_job() {
+    let f = Fixture::new();
+    let (s, code) = on_terminal(
+        &f,
+        r#"
+pump(1.0)
+os.write(fd, b"tty; sleep 30 &\n"); pump(0.3)
+os.write(fd, b"sleep 40\n"); pump(0.5)
+os.write(fd, b"\x03"); pump(0.3)
+os.write(fd, b"echo after=$?; jobs\n"); pump(0.3)
+os.write(fd, b"exit 6\n"); pump(0.5)
+"#,
+    );
+    assert!(
+        s.contains("/dev/pts/0"),
+        "the shell's terminal is the sandbox's own PTY: {s}"
+    );
+    assert!(
+        s.contains("after=130"),
+        "Ctrl-C interrupted the foreground job: {s}"
+    );
+    assert!(
+        s.contains("Running") && s.contains("sleep 30"),
+        "the background job survived Ctrl-C: {s}"
+    );
+    assert_eq!(code, 6, "{s}");
+}
