@@ -965,3 +965,29 @@ fn check_reports_the_machine_and_what_run_would_apply() {
         assert!(stdout(&out).contains("would run in mode"), "{}", show(&out));
     }
 }
+
+#[test]
+fn command_cannot_push_keystrokes_into_the_callers_terminal() {
+    // stdin is not a terminal (no PTY is relayed) but stdout is the caller's
+    // terminal: the command runs in a session of its own, so TIOCSTI on that
+    // terminal is refused. The control run, in the caller's session, succeeds.
+    let f = Fixture::new();
+    let probe = "python3 -c \"import fcntl, termios, sys\ntry:\n    fcntl.ioctl(1, termios.TIOCSTI, b'#')\n    print('INJECTED', file=sys.stderr)\nexcept OSError as e:\n    print('refused', e.errno, file=sys.stderr)\"";
+    let run = |inner: String| {
+        let out = Command::new("script")
+            .args(["-qec", &format!("{inner} </dev/null", inner = inner), "/dev/null"])
+            .current_dir(&f.ws)
+            .env("HOME", &f.home)
+            .stdin(Stdio::piped())
+            .output()
+            .unwrap();
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    let control = run(format!("sh -c '{}'", probe.replace('\'', "'\\''")));
+    if !control.contains("INJECTED") {
+        eprintln!("skipping: TIOCSTI is disabled on this kernel (dev.tty.legacy_tiocsti=0): {control}");
+        return;
+    }
+    let out = run(format!("'{BIN}' run -- sh -c '{}'", probe.replace('\'', "'\\''")));
+    assert!(out.contains("refused") && !out.contains("INJECTED"), "{out}");
+}
