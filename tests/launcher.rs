@@ -933,13 +933,29 @@ os.write(fd, b"exit 6\n"); pump(0.5)
 fn a_required_step_that_fails_stops_the_run_with_125_and_names_it() {
     let f = Fixture::new();
     let prof = f.dir.path().join("needs.toml");
-    std::fs::write(&prof, "extends = \"default\"\n[filesystem]\nro = [\"!/no/such/toolchain\"]\n").unwrap();
-    let out = f.run_sh(As::Me, &["--profile", prof.to_str().unwrap()], "echo should-not-run");
+    std::fs::write(
+        &prof,
+        "extends = \"default\"\n[filesystem]\nro = [\"!/no/such/toolchain\"]\n",
+    )
+    .unwrap();
+    let out = f.run_sh(
+        As::Me,
+        &["--profile", prof.to_str().unwrap()],
+        "echo should-not-run",
+    );
     assert_eq!(out.status.code(), Some(125), "{}", show(&out));
-    assert!(stderr(&out).contains("/no/such/toolchain") && stderr(&out).contains("required"), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("/no/such/toolchain") && stderr(&out).contains("required"),
+        "{}",
+        show(&out)
+    );
     assert!(!stdout(&out).contains("should-not-run"));
     // A workspace that does not exist is a usage error, not a silent fallback.
-    let out = f.airlock(As::Me).args(["run", "--workspace", "/no/such/ws", "--", "true"]).output().unwrap();
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--workspace", "/no/such/ws", "--", "true"])
+        .output()
+        .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("/no/such/ws"), "{}", show(&out));
 }
@@ -948,17 +964,38 @@ fn a_required_step_that_fails_stops_the_run_with_125_and_names_it() {
 fn check_reports_the_machine_and_what_run_would_apply() {
     for who in users() {
         let f = Fixture::new();
-        let out = f.airlock(who).args(["check", "--format", "json"]).output().unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        let out = f
+            .airlock(who)
+            .args(["check", "--format", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
         let items = v["items"].as_array().unwrap();
-        for feature in ["user namespaces", "landlock", "seccomp", "cgroup v2", "container"] {
-            let item = items.iter().find(|i| i["feature"] == feature).unwrap_or_else(|| panic!("{feature}"));
+        for feature in [
+            "user namespaces",
+            "landlock",
+            "seccomp",
+            "cgroup v2",
+            "container",
+        ] {
+            let item = items
+                .iter()
+                .find(|i| i["feature"] == feature)
+                .unwrap_or_else(|| panic!("{feature}"));
             if item["available"] == false && feature != "container" {
-                assert!(item["fix"].is_string() && item["without_it"].is_string(), "{feature}: a missing piece names its fix: {item}");
+                assert!(
+                    item["fix"].is_string() && item["without_it"].is_string(),
+                    "{feature}: a missing piece names its fix: {item}"
+                );
             }
         }
         // What check says about user namespaces is what run does.
-        let userns_ok = items.iter().find(|i| i["feature"] == "user namespaces").unwrap()["available"] == true;
+        let userns_ok = items
+            .iter()
+            .find(|i| i["feature"] == "user namespaces")
+            .unwrap()["available"]
+            == true;
         let run = f.run_sh(who, &[], "true");
         assert_eq!(run.status.success(), userns_ok, "{who:?}: {}", show(&run));
         let out = f.airlock(who).arg("check").output().unwrap();
@@ -975,7 +1012,11 @@ fn command_cannot_push_keystrokes_into_the_callers_terminal() {
     let probe = "python3 -c \"import fcntl, termios, sys\ntry:\n    fcntl.ioctl(1, termios.TIOCSTI, b'#')\n    print('INJECTED', file=sys.stderr)\nexcept OSError as e:\n    print('refused', e.errno, file=sys.stderr)\"";
     let run = |inner: String| {
         let out = Command::new("script")
-            .args(["-qec", &format!("{inner} </dev/null", inner = inner), "/dev/null"])
+            .args([
+                "-qec",
+                &format!("{inner} </dev/null", inner = inner),
+                "/dev/null",
+            ])
             .current_dir(&f.ws)
             .env("HOME", &f.home)
             .stdin(Stdio::piped())
@@ -985,9 +1026,17 @@ fn command_cannot_push_keystrokes_into_the_callers_terminal() {
     };
     let control = run(format!("sh -c '{}'", probe.replace('\'', "'\\''")));
     if !control.contains("INJECTED") {
-        eprintln!("skipping: TIOCSTI is disabled on this kernel (dev.tty.legacy_tiocsti=0): {control}");
+        eprintln!(
+            "skipping: TIOCSTI is disabled on this kernel (dev.tty.legacy_tiocsti=0): {control}"
+        );
         return;
     }
-    let out = run(format!("'{BIN}' run -- sh -c '{}'", probe.replace('\'', "'\\''")));
-    assert!(out.contains("refused") && !out.contains("INJECTED"), "{out}");
+    let out = run(format!(
+        "'{BIN}' run -- sh -c '{}'",
+        probe.replace('\'', "'\\''")
+    ));
+    assert!(
+        out.contains("refused") && !out.contains("INJECTED"),
+        "{out}"
+    );
 }

@@ -507,11 +507,24 @@ fn cgroup_limits_are_applied_or_reported_never_silently_ignored() {
 
 #[test]
 fn the_profile_reference_in_the_readme_validates() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let block = readme.split("Reference (every key is optional):").nth(1).unwrap().split("```toml").nth(1).unwrap().split("```").next().unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("Reference (every key is optional):")
+        .nth(1)
+        .unwrap()
+        .split("```toml")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("reference.toml");
     std::fs::write(&p, block).unwrap();
-    let out = Command::new(BIN).args(["profile", "validate", p.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["profile", "validate", p.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", show(&out));
 }
