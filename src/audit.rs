@@ -1,1 +1,150 @@
-//! Audit records: JSON Lines, names and paths only.
+//! Audit records: JSON Lines, one `start` and one `end` object per run.
+//! Names and paths only: the plan's serialised form carries no env value and
+//! no finding value, and nothing else is written here.
+//!
+//! Each record is one `write(2)` on an `O_APPEND` descriptor, so concurrent
+//! runs appending to the same log never interleave within a line.
+
+use crate::plan::Plan;
+use crate::sandbox::Outcome;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct AuditLog {
+    file: std::fs::File,
+    pub path: PathBuf,
+}
+
+impl AuditLog {
+    /// Open (create, mode 0600) for appending.
+    pub fn open(path: &Path) -> std::io::Result<AuditLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)?;
+        Ok(AuditLog {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Append one record as a single write.
+    pub fn write(&mut self, record: &Value) -> std::io::Result<()> {
+        let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        let n = self.file.write(&line)?;
+        if n != line.len() {
+            return Err(std::io::Error::other(format!(
+                "short write ({n} of {} bytes)",
+                line.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// RFC 3339 UTC timestamp with milliseconds, without a date-time crate.
+pub fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = if month <= 2 { y + 1 } else { y };
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// The `start` record: who ran what, under which profile, given what.
+pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> Value {
+    let masks: Vec<Value> = plan
+        .masks
+        .iter()
+        .filter(|m| m.in_view)
+        .map(|m| json!({ "path": m.path, "kind": m.kind, "reason": m.reason }))
+        .collect();
+    let passed: Vec<&str> = plan.env.vars.iter().map(|v| v.name.as_str()).collect();
+    let findings: Vec<Value> = plan
+        .findings
+        .iter()
+        .map(|f| json!({ "path": f.path, "line": f.line, "rule": f.rule }))
+        .collect();
+    json!({
+        "event": "start",
+        "run_id": run_id,
+        "time": now_rfc3339(),
+        "user": user,
+        "uid": plan.uid,
+        "gid": plan.gid,
+        "pid": std::process::id(),
+        "argv": argv,
+        "command": plan.command,
+        "cwd": plan.cwd,
+        "workspace": plan.workspace,
+        "profile": { "name": plan.profile.name, "sources": plan.profile.sources, "sha256": plan.profile.sha256 },
+        "mode": plan.mode,
+        "mode_reason": plan.mode_reason,
+        "layers": {
+            "namespaces": plan.namespaces,
+            "network": plan.network,
+            "filesystem": { "mounts": plan.mounts.len(), "masks": masks.len() },
+            "landlock": { "min_abi": plan.landlock.min_abi, "best_effort": plan.landlock.best_effort, "rules": plan.landlock.rules.len() },
+            "seccomp": plan.seccomp.describe(),
+            "protect": plan.protect,
+        },
+        "masks": masks,
+        "env": { "passed": passed, "dropped": plan.env.dropped, "not_allowed": plan.env.not_allowed },
+        "scan": plan.scan,
+        "findings": findings,
+        "on_secret": plan.on_secret,
+        "timeout_secs": plan.timeout_secs,
+        "limits": plan.limits,
+    })
+}
+
+/// The `end` record: how it ended, and what the kernel layers actually enforced.
+pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
+    let mut v = json!({
+        "event": "end",
+        "run_id": out.run_id,
+        "time": now_rfc3339(),
+        "profile": plan.profile.name,
+        "exit_code": out.exit_code,
+        "signal": out.signal,
+        "timed_out": out.timed_out,
+        "duration_ms": out.duration_ms,
+        "error": out.error,
+        "enforced": out.enforced,
+        "cgroup": out.cgroup,
+    });
+    if let (Some(extra), Some(obj)) = (extra, v.as_object_mut()) {
+        if let Some(e) = extra.as_object() {
+            for (k, val) in e {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+    }
+    v
+}

@@ -24,6 +24,22 @@ pub struct Entry {
     pub is_dir: bool,
 }
 
+impl Entry {
+    pub fn new(path: &Path, m: &std::fs::Metadata) -> Entry {
+        Entry {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+            nlink: m.nlink(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            is_symlink: m.file_type().is_symlink(),
+            is_dir: m.is_dir(),
+        }
+    }
+}
+
 /// Walk `roots` in parallel, calling `visit` for every entry below them (not the
 /// roots themselves). `visit` runs on the walker's threads, which are all joined
 /// before this returns: `unshare(CLONE_NEWUSER)` refuses a multi-threaded process.
@@ -58,17 +74,7 @@ where
                     return ignore::WalkState::Continue;
                 }
                 if let Ok(m) = e.path().symlink_metadata() {
-                    visit(&Entry {
-                        path: e.path().to_path_buf(),
-                        dev: m.dev(),
-                        ino: m.ino(),
-                        nlink: m.nlink(),
-                        size: m.size(),
-                        mtime: m.mtime(),
-                        mtime_nsec: m.mtime_nsec(),
-                        is_symlink: m.file_type().is_symlink(),
-                        is_dir: m.is_dir(),
-                    });
+                    visit(&Entry::new(e.path(), &m));
                 }
             }
             ignore::WalkState::Continue
@@ -115,17 +121,7 @@ where
             .build();
         for e in walker.flatten().filter(|e| e.depth() > 0) {
             if let Ok(m) = e.path().symlink_metadata() {
-                let entry = Entry {
-                    path: e.path().to_path_buf(),
-                    dev: m.dev(),
-                    ino: m.ino(),
-                    nlink: m.nlink(),
-                    size: m.size(),
-                    mtime: m.mtime(),
-                    mtime_nsec: m.mtime_nsec(),
-                    is_symlink: m.file_type().is_symlink(),
-                    is_dir: m.is_dir(),
-                };
+                let entry = Entry::new(e.path(), &m);
                 if keep(&entry) {
                     out.push(entry);
                 }

@@ -853,3 +853,190 @@ fn interactive_run_gets_a_fresh_pty_not_the_callers_terminal() {
     assert!(out.contains("stdin-is-tty"), "{out}");
     assert_eq!(st.code(), Some(5), "{out}");
 }
+
+/// Drive airlock on a real terminal (a PTY made by python), type into it, and
+/// collect what it shows and how it exits.
+fn on_terminal(f: &Fixture, script: &str) -> (String, i32) {
+    let driver = format!(
+        r#"
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv({bin:?}, [{bin:?}, "run", "--", "bash", "--norc", "--noprofile", "-i"])
+out = b""
+def pump(t):
+    global out
+    end = time.time() + t
+    while time.time() < end:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(fd, 4096)
+            except OSError:
+                return
+{script}
+_, st = os.waitpid(pid, 0)
+pump(0.2)
+sys.stdout.write(out.decode(errors="replace"))
+sys.stdout.write("\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
+"#,
+        bin = BIN,
+        script = script
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(driver)
+        .current_dir(&f.ws)
+        .env("HOME", &f.home)
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    let s = stdout(&out);
+    let code = s
+        .rsplit("EXIT=")
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(-1);
+    (s, code)
+}
+
+#[test]
+fn interactive_shell_has_job_control_and_ctrl_c_reaches_only_the_foreground_job() {
+    let f = Fixture::new();
+    let (s, code) = on_terminal(
+        &f,
+        r#"
+pump(1.0)
+os.write(fd, b"tty; sleep 30 &\n"); pump(0.3)
+os.write(fd, b"sleep 40\n"); pump(0.5)
+os.write(fd, b"\x03"); pump(0.3)
+os.write(fd, b"echo after=$?; jobs\n"); pump(0.3)
+os.write(fd, b"exit 6\n"); pump(0.5)
+"#,
+    );
+    assert!(
+        s.contains("/dev/pts/0"),
+        "the shell's terminal is the sandbox's own PTY: {s}"
+    );
+    assert!(
+        s.contains("after=130"),
+        "Ctrl-C interrupted the foreground job: {s}"
+    );
+    assert!(
+        s.contains("Running") && s.contains("sleep 30"),
+        "the background job survived Ctrl-C: {s}"
+    );
+    assert_eq!(code, 6, "{s}");
+}
+
+#[test]
+fn a_required_step_that_fails_stops_the_run_with_125_and_names_it() {
+    let f = Fixture::new();
+    let prof = f.dir.path().join("needs.toml");
+    std::fs::write(
+        &prof,
+        "extends = \"default\"\n[filesystem]\nro = [\"!/no/such/toolchain\"]\n",
+    )
+    .unwrap();
+    let out = f.run_sh(
+        As::Me,
+        &["--profile", prof.to_str().unwrap()],
+        "echo should-not-run",
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("/no/such/toolchain") && stderr(&out).contains("required"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stdout(&out).contains("should-not-run"));
+    // A workspace that does not exist is a usage error, not a silent fallback.
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--workspace", "/no/such/ws", "--", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("/no/such/ws"), "{}", show(&out));
+}
+
+#[test]
+fn check_reports_the_machine_and_what_run_would_apply() {
+    for who in users() {
+        let f = Fixture::new();
+        let out = f
+            .airlock(who)
+            .args(["check", "--format", "json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+        let items = v["items"].as_array().unwrap();
+        for feature in [
+            "user namespaces",
+            "landlock",
+            "seccomp",
+            "cgroup v2",
+            "container",
+        ] {
+            let item = items
+                .iter()
+                .find(|i| i["feature"] == feature)
+                .unwrap_or_else(|| panic!("{feature}"));
+            if item["available"] == false && feature != "container" {
+                assert!(
+                    item["fix"].is_string() && item["without_it"].is_string(),
+                    "{feature}: a missing piece names its fix: {item}"
+                );
+            }
+        }
+        // What check says about user namespaces is what run does.
+        let userns_ok = items
+            .iter()
+            .find(|i| i["feature"] == "user namespaces")
+            .unwrap()["available"]
+            == true;
+        let run = f.run_sh(who, &[], "true");
+        assert_eq!(run.status.success(), userns_ok, "{who:?}: {}", show(&run));
+        let out = f.airlock(who).arg("check").output().unwrap();
+        assert!(stdout(&out).contains("would run in mode"), "{}", show(&out));
+    }
+}
+
+#[test]
+fn command_cannot_push_keystrokes_into_the_callers_terminal() {
+    // stdin is not a terminal (no PTY is relayed) but stdout is the caller's
+    // terminal: the command runs in a session of its own, so TIOCSTI on that
+    // terminal is refused. The control run, in the caller's session, succeeds.
+    let f = Fixture::new();
+    let probe = "python3 -c \"import fcntl, termios, sys\ntry:\n    fcntl.ioctl(1, termios.TIOCSTI, b'#')\n    print('INJECTED', file=sys.stderr)\nexcept OSError as e:\n    print('refused', e.errno, file=sys.stderr)\"";
+    let run = |inner: String| {
+        let out = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{inner} </dev/null", inner = inner),
+                "/dev/null",
+            ])
+            .current_dir(&f.ws)
+            .env("HOME", &f.home)
+            .stdin(Stdio::piped())
+            .output()
+            .unwrap();
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    let control = run(format!("sh -c '{}'", probe.replace('\'', "'\\''")));
+    if !control.contains("INJECTED") {
+        eprintln!(
+            "skipping: TIOCSTI is disabled on this kernel (dev.tty.legacy_tiocsti=0): {control}"
+        );
+        return;
+    }
+    let out = run(format!(
+        "'{BIN}' run -- sh -c '{}'",
+        probe.replace('\'', "'\\''")
+    ));
+    assert!(
+        out.contains("refused") && !out.contains("INJECTED"),
+        "{out}"
+    );
+}

@@ -131,15 +131,35 @@ pub fn build(host: &Host, profile_name: &str) -> Result<Report, crate::error::Er
     let ll_ok = host.landlock_abi >= min_abi || p.landlock.best_effort == Some(true);
     let mut run_would = Vec::new();
     if run_mode == "full" {
-        run_would.push(format!("namespaces: user, mount, pid, ipc, uts, cgroup{}", if p.network.mode == Some(crate::profile::types::NetMode::Host) { "" } else { ", net" }));
+        run_would.push(format!(
+            "namespaces: user, mount, pid, ipc, uts, cgroup{}",
+            if p.network.mode == Some(crate::profile::types::NetMode::Host) {
+                ""
+            } else {
+                ", net"
+            }
+        ));
         run_would.push("filesystem: tmpfs root, system dirs read-only, workspace read-write, empty $HOME, credential paths masked".into());
     }
     run_would.push(if ll_ok {
-        format!("landlock: ABI {} (profile needs >= {min_abi})", host.landlock_abi)
+        format!(
+            "landlock: ABI {} (profile needs >= {min_abi})",
+            host.landlock_abi
+        )
     } else {
-        format!("landlock: REFUSED — profile needs ABI >= {min_abi}, kernel has {}", host.landlock_abi)
+        format!(
+            "landlock: REFUSED — profile needs ABI >= {min_abi}, kernel has {}",
+            host.landlock_abi
+        )
     });
-    run_would.push(format!("seccomp: {}", if host.seccomp { "deny-list filter" } else { "unavailable" }));
+    run_would.push(format!(
+        "seccomp: {}",
+        if host.seccomp {
+            "deny-list filter"
+        } else {
+            "unavailable"
+        }
+    ));
     run_would.push("capabilities: all dropped, no_new_privs".into());
     run_would.push("environment: allow-list, secret values dropped".into());
     Ok(Report {
@@ -153,10 +173,15 @@ pub fn build(host: &Host, profile_name: &str) -> Result<Report, crate::error::Er
 }
 
 fn cgroup_delegated() -> bool {
-    let Ok(s) = std::fs::read_to_string("/proc/self/cgroup") else { return false };
-    let Some(rel) = s.lines().find_map(|l| l.strip_prefix("0::")) else { return false };
+    let Ok(s) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return false;
+    };
+    let Some(rel) = s.lines().find_map(|l| l.strip_prefix("0::")) else {
+        return false;
+    };
     let dir = std::path::Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
-    let c = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let c = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
+        .unwrap_or_default();
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
@@ -167,11 +192,27 @@ pub fn main(args: CheckArgs) -> u8 {
         Err(e) => return super::report(&e),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
         Format::Text => {
-            println!("airlock check — kernel {}, uid {}{}", host.kernel, host.uid, host.container.as_ref().map(|c| format!(", inside {c}")).unwrap_or_default());
+            println!(
+                "airlock check — kernel {}, uid {}{}",
+                host.kernel,
+                host.uid,
+                host.container
+                    .as_ref()
+                    .map(|c| format!(", inside {c}"))
+                    .unwrap_or_default()
+            );
             for i in &report.items {
-                println!("  [{}] {:<16} {}", if i.available { " ok " } else { "MISS" }, i.feature, i.detail);
+                println!(
+                    "  [{}] {:<16} {}",
+                    if i.available { " ok " } else { "MISS" },
+                    i.feature,
+                    i.detail
+                );
                 if let Some(f) = &i.fix {
                     println!("         fix: {f}");
                 }
@@ -179,7 +220,10 @@ pub fn main(args: CheckArgs) -> u8 {
                     println!("         without it: {w}");
                 }
             }
-            println!("\nprofile `{}` would run in mode: {}", report.profile, report.run_mode);
+            println!(
+                "\nprofile `{}` would run in mode: {}",
+                report.profile, report.run_mode
+            );
             for r in &report.run_would {
                 println!("  - {r}");
             }

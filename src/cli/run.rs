@@ -69,12 +69,18 @@ fn needs_userns_probe(args: &RunArgs) -> bool {
     match args.mode {
         Some(ModeArg::Auto) => true,
         Some(_) => false,
-        None => load_named(&args.profile).map(|p| p.profile.mode == Some(Mode::Auto)).unwrap_or(false),
+        None => load_named(&args.profile)
+            .map(|p| p.profile.mode == Some(Mode::Auto))
+            .unwrap_or(false),
     }
 }
 
 fn run(args: RunArgs) -> Result<u8, Error> {
-    let host = if needs_userns_probe(&args) { Host::probe() } else { Host::probe_cheap() };
+    let host = if needs_userns_probe(&args) {
+        Host::probe()
+    } else {
+        Host::probe_cheap()
+    };
     let plan = resolve(&args, &host)?;
     if args.dry_run {
         match args.format {
@@ -126,7 +132,68 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             }
         }
     }
+    if plan.mode_reason.starts_with("auto") && !args.quiet {
+        // Devcontainer entrypoints: the first line says which isolation this container got.
+        eprintln!(
+            "airlock: mode {} ({})",
+            match plan.mode {
+                plan::RunMode::Full => "full",
+                plan::RunMode::LandlockOnly => "landlock-only",
+            },
+            plan.mode_reason
+        );
+    }
     let run_id = crate::sandbox::new_run_id();
+    let mut audit = open_audit(&plan)?;
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(log) = audit.as_mut() {
+        let user = std::env::var("USER").unwrap_or_else(|_| plan.uid.to_string());
+        if let Err(e) = log.write(&crate::audit::start_record(&plan, &run_id, &argv, &user)) {
+            audit_failed(&plan, &log.path, &e)?;
+        }
+    }
     let outcome = crate::sandbox::run(&plan, &run_id);
+    if let Some(log) = audit.as_mut() {
+        if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, None)) {
+            eprintln!("airlock: audit log {}: {e}", log.path.display());
+        }
+    }
     Ok(outcome.exit_code)
+}
+
+/// The audit log, if one is configured. A log that cannot be opened stops the
+/// run when the profile requires audit; otherwise it is reported loudly.
+fn open_audit(plan: &plan::Plan) -> Result<Option<crate::audit::AuditLog>, Error> {
+    let Some(path) = &plan.audit_log else {
+        if plan.audit_required {
+            return Err(Error::Layer(crate::error::LayerError::new(
+                "audit",
+                "the profile requires an audit log but none is configured (audit.path, --audit-log or AIRLOCK_AUDIT_LOG)",
+            )));
+        }
+        return Ok(None);
+    };
+    match crate::audit::AuditLog::open(path) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => audit_failed(plan, path, &e).map(|_| None),
+    }
+}
+
+fn audit_failed(
+    plan: &plan::Plan,
+    path: &std::path::Path,
+    e: &std::io::Error,
+) -> Result<(), Error> {
+    if plan.audit_required {
+        Err(Error::Layer(crate::error::LayerError::new(
+            "audit",
+            format!(
+                "cannot write {}: {e} (the profile requires audit)",
+                path.display()
+            ),
+        )))
+    } else {
+        eprintln!("airlock: WARNING: audit log {} cannot be written: {e}; running without an audit record", path.display());
+        Ok(())
+    }
 }

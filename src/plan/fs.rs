@@ -434,8 +434,23 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
 
     // 8. Masks: built-in credential locations, the profile's, the command line's.
     if fsp.no_default_masks != Some(true) {
+        let unmask: Vec<PathBuf> = fsp.unmask.iter().map(|u| b.expand(u)).collect();
         for (rel, why) in defaults::HOME_CREDENTIALS {
-            b.mask(&host.home.join(rel), format!("built-in: {why}"));
+            let path = host.home.join(rel);
+            if let Some(u) = unmask
+                .iter()
+                .find(|u| is_under(&path, u) || is_under(u, &path))
+            {
+                b.notes.push(format!(
+                    "{}: built-in mask ({why}) lifted by profile filesystem.unmask {}",
+                    path.display(),
+                    u.display()
+                ));
+                if is_under(&path, u) {
+                    continue;
+                }
+            }
+            b.mask(&path, format!("built-in: {why}"));
         }
         for (path, why) in defaults::SYSTEM_CREDENTIALS {
             b.mask(Path::new(path), format!("built-in: {why}"));
@@ -495,7 +510,18 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             excludes: p.secrets.exclude.clone(),
             use_cache: !req.no_cache,
             extra_rules: p.secrets.rules.clone(),
-            allow: p.secrets.allow.clone(),
+            // The agent's own credential, deliberately exposed, is not a finding.
+            allow: p
+                .secrets
+                .allow
+                .iter()
+                .cloned()
+                .chain(
+                    fsp.unmask
+                        .iter()
+                        .map(|u| b.expand(u).to_string_lossy().into_owned()),
+                )
+                .collect(),
             progress: nix::unistd::isatty(2).unwrap_or(false),
         };
         let report =
@@ -652,17 +678,30 @@ fn socket_paths(name: &str, host: &Host) -> Vec<(Option<PathBuf>, Option<&'stati
 }
 
 impl FsPlan {
-    /// What Landlock must allow, mirroring the view.
+    /// What Landlock must allow, mirroring the view. In landlock-only mode
+    /// there is no view of our own: the host paths themselves are granted, so
+    /// the placeholder tmpfs of the empty home is not granted at all (the real
+    /// home holds the credentials), and of /dev only the harmless nodes.
     pub fn landlock_input(&self, p: &Profile, net: NetMode, mode: RunMode) -> LandlockInput {
         let mut ro = Vec::new();
         let mut rw = Vec::new();
+        let own_view = mode == RunMode::Full;
         for m in &self.mounts {
             match &m.kind {
-                MountKind::RoBind { .. } => ro.push(m.dest.clone()),
-                MountKind::RwBind { .. } | MountKind::Tmpfs { .. } | MountKind::Dev => {
-                    rw.push(m.dest.clone())
+                MountKind::RoBind { .. } | MountKind::Proc => ro.push(m.dest.clone()),
+                MountKind::RwBind { .. } => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { .. } if own_view => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { mode } if *mode == 0o1777 => rw.push(m.dest.clone()),
+                MountKind::Tmpfs { .. } => {}
+                MountKind::Dev if own_view => rw.push(m.dest.clone()),
+                MountKind::Dev => {
+                    for n in ["null", "zero", "full", "tty", "pts", "ptmx", "shm"] {
+                        rw.push(m.dest.join(n));
+                    }
+                    for n in ["random", "urandom"] {
+                        ro.push(m.dest.join(n));
+                    }
                 }
-                MountKind::Proc => ro.push(m.dest.clone()),
                 MountKind::Symlink { .. } => {}
             }
         }

@@ -3,6 +3,19 @@
 pub const BUILTINS: &[(&str, &str)] = &[
     ("default", include_str!("../../profiles/default.toml")),
     ("strict", include_str!("../../profiles/strict.toml")),
+    ("ci", include_str!("../../profiles/ci.toml")),
+    (
+        "devcontainer",
+        include_str!("../../profiles/devcontainer.toml"),
+    ),
+    (
+        "claude-code",
+        include_str!("../../profiles/claude-code.toml"),
+    ),
+    ("codex", include_str!("../../profiles/codex.toml")),
+    ("gemini-cli", include_str!("../../profiles/gemini-cli.toml")),
+    ("aider", include_str!("../../profiles/aider.toml")),
+    ("opencode", include_str!("../../profiles/opencode.toml")),
 ];
 
 pub fn get(name: &str) -> Option<&'static str> {

@@ -285,6 +285,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     ext!(filesystem.protect);
     ext!(filesystem.persistence_ro);
     over!(filesystem.no_default_masks);
+    ext!(filesystem.unmask);
     ext!(env.keep);
     ext!(env.pass_secret);
     base.env.set.extend(child.env.set.clone());
@@ -374,7 +375,7 @@ fn check_tightens_only(label: &str, p: &Profile, trusted: &Profile) -> Result<()
             "it would expose files from $HOME",
         );
     }
-    if fs.no_default_masks.is_some() {
+    if fs.no_default_masks.is_some() || !fs.unmask.is_empty() {
         return refuse(
             "filesystem.no_default_masks",
             "it would unmask credential paths",

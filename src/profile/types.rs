@@ -93,6 +93,10 @@ pub struct Filesystem {
     pub persistence_ro: Vec<String>,
     /// Do not apply the built-in list of credential locations (never set by built-ins).
     pub no_default_masks: Option<bool>,
+    /// Built-in credential locations this profile deliberately exposes: the
+    /// agent's own credential file (`~/.codex/auth.json` for codex). Trusted profiles only.
+    #[serde(default)]
+    pub unmask: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

@@ -6,19 +6,29 @@ use super::mount;
 use crate::error::{exit, LayerError};
 use crate::plan::{Plan, RunMode};
 use std::ffi::CString;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+/// Frames on the error pipe: `[kind u8][len u32 LE][payload]`.
+pub const FRAME_STATUS: u8 = 1;
+pub const FRAME_ERROR: u8 = 2;
+
+fn send_frame(fd: i32, kind: u8, payload: &[u8]) {
+    let mut buf = Vec::with_capacity(payload.len() + 5);
+    buf.push(kind);
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(payload);
+    unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+}
+
 /// Report a failure to the supervisor and exit with its code. Never returns.
 pub fn fail(err_fd: i32, code: u8, msg: &str) -> ! {
-    let mut buf = Vec::with_capacity(msg.len() + 1);
-    buf.push(code);
-    buf.extend_from_slice(msg.as_bytes());
-    unsafe {
-        libc::write(err_fd, buf.as_ptr().cast(), buf.len());
-        libc::_exit(code as i32)
-    }
+    let mut payload = vec![code];
+    payload.extend_from_slice(msg.as_bytes());
+    send_frame(err_fd, FRAME_ERROR, &payload);
+    unsafe { libc::_exit(code as i32) }
 }
 
 fn fail_layer(err_fd: i32, e: &LayerError) -> ! {
@@ -106,6 +116,9 @@ pub struct Channels {
     pub sync_fd: i32,
     /// The PTY slave for an interactive run; -1 if none.
     pub tty_fd: i32,
+    /// Full mode, interactive: the socket over which pid 1 hands the master
+    /// of a PTY opened inside the sandbox (its own devpts) to the supervisor.
+    pub pty_sock: i32,
     pub run_id: String,
 }
 
@@ -114,8 +127,8 @@ pub struct Channels {
 /// every other process in the namespace: nothing is left behind.
 pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     let mut keep = vec![0, 1, 2, ch.err_fd, ch.sync_fd];
-    if ch.tty_fd >= 0 {
-        keep.push(ch.tty_fd);
+    if ch.pty_sock >= 0 {
+        keep.push(ch.pty_sock);
     }
     keep.sort_unstable();
     close_all_except(&keep);
@@ -136,6 +149,37 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
             fail_layer(ch.err_fd, &e);
         }
     }
+    // The terminal: a PTY of the sandbox's own devpts, so `tty` and job
+    // control work inside while the caller's terminal stays out of reach.
+    let mut tty_fd = -1;
+    if ch.pty_sock >= 0 {
+        match super::pty::open_inside() {
+            Ok((master, slave)) => {
+                if let Err(e) = super::pty::send_fd(ch.pty_sock, master.as_raw_fd()) {
+                    fail(
+                        ch.err_fd,
+                        exit::SETUP,
+                        &format!("sandbox setup failed: pty: {e}"),
+                    );
+                }
+                drop(master);
+                tty_fd = slave.into_raw_fd();
+            }
+            Err(e) => fail(
+                ch.err_fd,
+                exit::SETUP,
+                &format!("sandbox setup failed: pty: {e}"),
+            ),
+        }
+        unsafe { libc::close(ch.pty_sock) };
+    }
+    let ch = &Channels {
+        err_fd: ch.err_fd,
+        sync_fd: -1,
+        tty_fd,
+        pty_sock: -1,
+        run_id: ch.run_id.clone(),
+    };
     install_forwarders();
     let pid = unsafe { libc::fork() };
     if pid < 0 {
@@ -236,9 +280,18 @@ pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
     if let Err(e) = super::caps::drop_all() {
         fail_layer(ch.err_fd, &e);
     }
-    if let Err(e) = super::landlock::apply(&plan.landlock) {
-        fail_layer(ch.err_fd, &e);
-    }
+    let landlock = match super::landlock::apply(&plan.landlock) {
+        Ok(status) => status,
+        Err(e) => fail_layer(ch.err_fd, &e),
+    };
+    // What was enforced (not what was asked), for the audit record. Sent
+    // before seccomp, which is the last thing between here and execve.
+    let status = serde_json::json!({
+        "capabilities": "all sets cleared, bounding set empty, no_new_privs",
+        "landlock": landlock,
+        "seccomp": plan.seccomp.describe(),
+    });
+    send_frame(ch.err_fd, FRAME_STATUS, status.to_string().as_bytes());
     if let Err(e) = super::seccomp::apply(&plan.seccomp) {
         fail_layer(ch.err_fd, &e);
     }

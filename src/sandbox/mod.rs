@@ -14,6 +14,7 @@
 //!    exit status through.
 
 pub mod caps;
+pub mod cgroup;
 pub mod exec;
 pub mod landlock;
 pub mod limits;
@@ -38,6 +39,10 @@ pub struct Outcome {
     pub duration_ms: u64,
     /// Set when the sandbox could not be set up (nothing ran) or exec failed.
     pub error: Option<String>,
+    /// What the command's process reported as enforced, just before exec.
+    pub enforced: Option<serde_json::Value>,
+    /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
+    pub cgroup: Option<String>,
 }
 
 /// A fresh 128-bit run id.
@@ -66,6 +71,8 @@ pub fn run(plan: &Plan, run_id: &str) -> Outcome {
             timed_out: false,
             duration_ms: 0,
             error: Some(format!("sandbox setup failed: {e}")),
+            enforced: None,
+            cgroup: None,
         },
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
@@ -103,7 +110,26 @@ fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
 
 fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     let interactive = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
-    let pty = if interactive {
+    // Full mode opens the PTY inside (pid 1 passes the master back);
+    // landlock-only mode has no devpts of its own and opens it here.
+    let mut pty_socks = [-1i32; 2];
+    let want_socks = interactive && plan.mode == RunMode::Full;
+    if want_socks
+        && unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                0,
+                pty_socks.as_mut_ptr(),
+            )
+        } != 0
+    {
+        return Err(LayerError::new(
+            "pty",
+            format!("socketpair: {}", errno_text(nix::errno::Errno::last())),
+        ));
+    }
+    let pty = if interactive && plan.mode == RunMode::LandlockOnly {
         Some(
             pty::open_like_stdin()
                 .map_err(|e| LayerError::new("pty", format!("openpty: {}", errno_text(e))))?,
@@ -128,10 +154,35 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         ));
     }
 
+    // cgroup limits: created before the child exists, joined before it runs anything.
+    let mut cgroup_note = None;
+    let cg = if plan.limits.memory.is_some() || plan.limits.pids.is_some() {
+        match cgroup::create(&plan.limits, run_id) {
+            Ok(cg) => {
+                cgroup_note = Some(format!("applied at {}", cg.path().display()));
+                Some(cg)
+            }
+            Err(why) if plan.limits.cgroup_required == Some(true) => {
+                return Err(LayerError::new(
+                    "cgroup",
+                    format!("memory/pids limits required but unavailable: {why}"),
+                ));
+            }
+            Err(why) => {
+                eprintln!("airlock: WARNING: memory/pids limits not applied: {why} (rlimits and --timeout still apply; set limits.cgroup_required = true to refuse instead)");
+                cgroup_note = Some(format!("unavailable: {why}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+
     let ch = Channels {
         err_fd: err_w,
         sync_fd: sync_r,
         tty_fd: pty.as_ref().map_or(-1, |p| p.slave.as_raw_fd()),
+        pty_sock: pty_socks[1],
         run_id: run_id.to_string(),
     };
 
@@ -188,16 +239,25 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         libc::close(err_w);
         libc::close(sync_r);
     }
-    let master = pty.map(|p| {
+    let mut master = pty.map(|p| {
         drop(p.slave);
         p.master
     });
+    if pty_socks[1] >= 0 {
+        unsafe { libc::close(pty_socks[1]) };
+    }
 
     let kill_child = || unsafe {
         libc::kill(pid, libc::SIGKILL);
         let mut st = 0;
         libc::waitpid(pid, &mut st, 0);
     };
+    if let Some(cg) = &cg {
+        if let Err(why) = cg.add(pid) {
+            kill_child();
+            return Err(LayerError::new("cgroup", why));
+        }
+    }
     if plan.mode == RunMode::Full {
         // setgroups must be denied before an unprivileged gid_map write.
         let maps = write_file(&format!("/proc/{pid}/setgroups"), "deny")
@@ -222,8 +282,13 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         libc::write(sync_w, b"1".as_ptr().cast(), 1);
         libc::close(sync_w);
     }
+    if pty_socks[0] >= 0 {
+        // EOF here means pid 1 failed first; its error follows on the error pipe.
+        master = pty::recv_fd(pty_socks[0]);
+        unsafe { libc::close(pty_socks[0]) };
+    }
 
-    // Setup errors (or EOF: the command was exec'd).
+    // Status and setup errors; EOF means the command was exec'd.
     let mut report = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -235,7 +300,8 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         }
     }
     unsafe { libc::close(err_r) };
-    if !report.is_empty() {
+    let (enforced, failure) = parse_frames(&report);
+    if let Some((code, msg)) = failure {
         let mut st = 0;
         unsafe { libc::waitpid(pid, &mut st, 0) };
         if plan.mode == RunMode::LandlockOnly {
@@ -244,11 +310,13 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old_mask, std::ptr::null_mut()) };
         return Ok(Outcome {
             run_id: run_id.to_string(),
-            exit_code: report[0],
+            exit_code: code,
             signal: None,
             timed_out: false,
             duration_ms: 0,
-            error: Some(String::from_utf8_lossy(&report[1..]).into_owned()),
+            error: Some(msg),
+            enforced,
+            cgroup: cgroup_note,
         });
     }
 
@@ -296,7 +364,39 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         timed_out,
         duration_ms: 0,
         error,
+        enforced,
+        cgroup: cgroup_note,
     })
+}
+
+/// Split the error pipe's bytes into the status report and the failure, if any.
+fn parse_frames(mut b: &[u8]) -> (Option<serde_json::Value>, Option<(u8, String)>) {
+    let (mut status, mut failure) = (None, None);
+    while b.len() >= 5 {
+        let kind = b[0];
+        let len = u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize;
+        let Some(payload) = b.get(5..5 + len) else {
+            break;
+        };
+        match kind {
+            exec::FRAME_STATUS => status = serde_json::from_slice(payload).ok(),
+            exec::FRAME_ERROR if !payload.is_empty() => {
+                failure = Some((
+                    payload[0],
+                    String::from_utf8_lossy(&payload[1..]).into_owned(),
+                ));
+            }
+            _ => {}
+        }
+        b = &b[5 + len..];
+    }
+    if failure.is_none() && !b.is_empty() {
+        failure = Some((
+            exit::SETUP,
+            "sandbox setup failed: garbled report from the sandbox".to_string(),
+        ));
+    }
+    (status, failure)
 }
 
 enum LoopEnd {

@@ -61,3 +61,65 @@ impl Drop for RawMode {
         let _ = tcsetattr(stdin, SetArg::TCSADRAIN, &self.saved);
     }
 }
+
+/// Inside the sandbox (pid 1, after its own devpts is mounted): open a PTY
+/// from /dev/ptmx with the caller's terminal modes and size (read from fd 0,
+/// the caller's terminal, still open in pid 1). Returns (master, slave).
+pub fn open_inside() -> Result<(OwnedFd, OwnedFd), String> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::FromRawFd;
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(|e| format!("open /dev/ptmx: {e}"))?;
+    nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
+    nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
+    let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
+    let c = std::ffi::CString::new(name.clone()).map_err(|_| "pts name".to_string())?;
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("open {name}: {}", std::io::Error::last_os_error()));
+    }
+    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    if let Ok(modes) = tcgetattr(stdin) {
+        let _ = tcsetattr(&slave, SetArg::TCSANOW, &modes);
+    }
+    if let Some(ws) = window_size(0) {
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let master_fd = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
+    Ok((master_fd, slave))
+}
+
+/// Pass a descriptor over a unix socket (SCM_RIGHTS).
+pub fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(b"p")];
+    let fds = [fd];
+    sendmsg::<()>(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map(|_| ())
+    .map_err(|e| format!("send pty: {e}"))
+}
+
+/// Receive a descriptor sent by `send_fd`; None on EOF (the sender failed first).
+pub fn recv_fd(sock: i32) -> Option<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::FromRawFd;
+    let mut buf = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([i32; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    None
+}
