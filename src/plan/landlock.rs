@@ -383,7 +383,34 @@ impl LandlockPlan {
                 (false, false) => "none",
             }
         )];
-        for r in &self.rules {
+        // Siblings found while carving are many: one line per carved directory and class.
+        let mut i = 0;
+        while i < self.rules.len() {
+            let r = &self.rules[i];
+            let parent = r.path.parent();
+            let run = self.rules[i..]
+                .iter()
+                .take_while(|q| !q.required && q.access == r.access && q.path.parent() == parent)
+                .count();
+            if run > 1 {
+                let names: Vec<String> = self.rules[i..i + run]
+                    .iter()
+                    .filter_map(|q| q.path.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect();
+                let shown = if names.len() > 6 {
+                    format!("{}, … ({} entries)", names[..6].join(", "), names.len())
+                } else {
+                    names.join(", ")
+                };
+                out.push(format!(
+                    "  {:<8} {}/{{{shown}}}  # siblings in a carved directory",
+                    r.access,
+                    parent.map(|p| p.display().to_string()).unwrap_or_default(),
+                ));
+                i += run;
+                continue;
+            }
             out.push(format!(
                 "  {:<8} {}{}  # {}",
                 r.access,
@@ -391,6 +418,7 @@ impl LandlockPlan {
                 if r.required { "" } else { " (optional)" },
                 r.reason
             ));
+            i += 1;
         }
         for d in &self.denied {
             out.push(format!("  {:<8} {}", "deny", d.display()));
@@ -533,6 +561,12 @@ mod tests {
             ]
         );
         assert_eq!(plan.denied, vec![w.join("src/.env")]);
+        let text = plan.describe().join("\n");
+        assert!(
+            text.contains("rw       ") && text.contains("/{.git, a.txt}"),
+            "{text}"
+        );
+        assert!(text.contains(&format!("deny     {}", w.join("src/.env").display())));
     }
 
     #[test]
