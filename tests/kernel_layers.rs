@@ -581,12 +581,42 @@ fn missing_required_path_is_a_named_error() {
     assert!(line.contains("ENOENT"), "{line}");
 }
 
+#[test]
+fn landlock_only_run_hides_the_secret_but_not_its_neighbours() {
+    let t = tmp();
+    let ws = t.path().join("ws");
+    std::fs::create_dir_all(ws.join("sub")).expect("mkdir");
+    std::fs::write(ws.join("sub/secret.txt"), "s3cr3t-canary").expect("write");
+    std::fs::write(ws.join("sub/notes.txt"), "visible").expect("write");
+    let script = "cat sub/secret.txt; echo; cat sub/notes.txt; echo; \
+                  echo more >> sub/notes.txt && echo appended; \
+                  mv sub/secret.txt leaked 2>/dev/null || echo rename-refused";
+    let run = |mask: bool, script: &str| {
+        let mut c = Command::new(exe());
+        c.args(["run", "--quiet", "--mode", "landlock-only", "--workspace"])
+            .arg(&ws);
+        if mask {
+            c.arg("--mask").arg(ws.join("sub/secret.txt"));
+        }
+        let out = c.args(["--", "sh", "-c", script]).output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Control: the same run without the mask reads the secret.
+    assert!(run(false, "cat sub/secret.txt").contains("s3cr3t-canary"));
+    let got = run(true, script);
+    assert!(!got.contains("s3cr3t-canary"), "{got}");
+    assert!(got.contains("visible"), "{got}");
+    assert!(got.contains("appended"), "{got}");
+    assert!(got.contains("rename-refused"), "{got}");
+    assert!(ws.join("sub/secret.txt").exists());
+}
+
 // ---------------------------------------------------------------- selftest
 
-#[test]
-fn selftest_holds_through_the_real_sandbox() {
+fn selftest_holds(mode: &[&str]) {
     let out = Command::new(exe())
         .args(["selftest", "--format", "json"])
+        .args(mode)
         .output()
         .expect("selftest");
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("selftest prints JSON");
@@ -597,4 +627,14 @@ fn selftest_holds_through_the_real_sandbox() {
     for p in probes {
         assert_eq!(p["inconclusive"], false, "control did not get through: {p}");
     }
+}
+
+#[test]
+fn selftest_holds_through_the_real_sandbox() {
+    selftest_holds(&[]);
+}
+
+#[test]
+fn selftest_holds_in_landlock_only_mode() {
+    selftest_holds(&["--mode", "landlock-only"]);
 }

@@ -191,6 +191,8 @@ pub fn main(args: &SelftestArgs) -> u8 {
         std::env::var_os("AIRLOCK_SELFTEST_DIR").map(PathBuf::from),
         std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
         exe_dir.parent().map(Path::to_path_buf),
+        // World-writable on most distributions and shared by no mode.
+        Some(PathBuf::from("/run/lock")),
         Some(std::env::temp_dir()),
     ]
     .into_iter()
