@@ -226,7 +226,14 @@ impl SeccompPlan {
                 self.rules.len()
             ),
             "  guard: non-x86_64 syscall ABI (IA32 int 0x80): kill the process".into(),
-            "  guard: x32 syscall numbers (nr | 0x40000000): EPERM".into(),
+            format!(
+                "  guard: x32 syscall numbers (nr | 0x40000000): {}",
+                if self.action == SeccompAction::Kill {
+                    "kill the process"
+                } else {
+                    "EPERM"
+                }
+            ),
         ];
         if self.clone3_enosys {
             out.push(

@@ -229,8 +229,8 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         return Err(LayerError::new(
             "landlock",
             format!(
-                "the kernel reports ABI {abi} but the ruleset was not enforced: {}",
-                errno_text(Errno::last())
+                "the kernel reports ABI {abi} but the ruleset was not enforced \
+                 (Landlock disabled at boot? check `lsm=` on the kernel command line)"
             ),
         ));
     }
