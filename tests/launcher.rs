@@ -1040,3 +1040,52 @@ fn command_cannot_push_keystrokes_into_the_callers_terminal() {
         "{out}"
     );
 }
+
+#[test]
+fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
+    let f = Fixture::new();
+    let host_tmp = std::env::temp_dir().join(format!("airlock-ll-host-{}", std::process::id()));
+    std::fs::write(&host_tmp, canary("host-tmp")).unwrap();
+    std::fs::set_permissions(
+        &host_tmp,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    for who in users() {
+        let script = format!(
+            "cat .env config/server.key; cat src/main.py; echo edit >> src/main.py && echo ws-write-ok; \
+             echo t > \"$TMPDIR/x\" && echo private-tmp-ok; cat {ht}; touch /tmp/airlock-ll-new 2>&1; \
+             {grep}; echo done",
+            ht = host_tmp.display(),
+            grep = grep_all(&[&f.home])
+        );
+        let out = f.run_sh(who, &["--mode", "landlock-only"], &script);
+        let s = stdout(&out);
+        f.assert_no_canary(&out, &format!("{who:?} landlock-only"));
+        assert!(
+            s.contains("hello from the workspace")
+                && s.contains("ws-write-ok")
+                && s.contains("private-tmp-ok")
+                && s.contains("done"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(
+            !std::path::Path::new("/tmp/airlock-ll-new").exists(),
+            "{who:?}: host /tmp is not writable"
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_string_lossy().len() == 40
+                    && e.file_name().to_string_lossy().starts_with("airlock-")
+            })
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "the private tmp dir is removed: {leftovers:?}"
+        );
+    }
+    std::fs::remove_file(&host_tmp).ok();
+}

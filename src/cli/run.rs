@@ -46,6 +46,7 @@ pub fn request_from(args: &RunArgs) -> Result<Request, Error> {
         audit_log: args.audit_log.clone(),
         no_cache: args.no_cache,
         no_scan: false,
+        run_id: crate::sandbox::new_run_id(),
     })
 }
 
@@ -143,7 +144,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             plan.mode_reason
         );
     }
-    let run_id = crate::sandbox::new_run_id();
+    let run_id = plan.run_id.clone();
     let mut audit = open_audit(&plan)?;
     let argv: Vec<String> = std::env::args().collect();
     if let Some(log) = audit.as_mut() {

@@ -682,16 +682,21 @@ impl FsPlan {
     /// there is no view of our own: the host paths themselves are granted, so
     /// the placeholder tmpfs of the empty home is not granted at all (the real
     /// home holds the credentials), and of /dev only the harmless nodes.
-    pub fn landlock_input(&self, p: &Profile, net: NetMode, mode: RunMode) -> LandlockInput {
+    pub fn landlock_input(
+        &self,
+        p: &Profile,
+        net: NetMode,
+        mode: RunMode,
+        private_tmp: Option<&Path>,
+    ) -> LandlockInput {
         let mut ro = Vec::new();
-        let mut rw = Vec::new();
+        let mut rw: Vec<PathBuf> = private_tmp.map(Path::to_path_buf).into_iter().collect();
         let own_view = mode == RunMode::Full;
         for m in &self.mounts {
             match &m.kind {
                 MountKind::RoBind { .. } | MountKind::Proc => ro.push(m.dest.clone()),
                 MountKind::RwBind { .. } => rw.push(m.dest.clone()),
                 MountKind::Tmpfs { .. } if own_view => rw.push(m.dest.clone()),
-                MountKind::Tmpfs { mode } if *mode == 0o1777 => rw.push(m.dest.clone()),
                 MountKind::Tmpfs { .. } => {}
                 MountKind::Dev if own_view => rw.push(m.dest.clone()),
                 MountKind::Dev => {

@@ -36,6 +36,8 @@ pub struct Request {
     pub audit_log: Option<PathBuf>,
     pub no_cache: bool,
     pub no_scan: bool,
+    /// This run's id (exported as AIRLOCK_RUN_ID, names the private tmp dir in landlock-only mode).
+    pub run_id: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -56,6 +58,7 @@ pub struct ProfileRef {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    pub run_id: String,
     pub profile: ProfileRef,
     pub mode: RunMode,
     /// Why this mode (e.g. "auto: user namespaces unavailable").
@@ -81,6 +84,9 @@ pub struct Plan {
     pub on_secret: OnSecret,
     pub audit_log: Option<PathBuf>,
     pub audit_required: bool,
+    /// landlock-only mode has no tmpfs of its own: a private directory made at
+    /// run time (and removed after) is the only writable temp dir, as TMPDIR.
+    pub private_tmp: Option<PathBuf>,
     /// Credentials found by the pre-flight scan (path, line, rule; never the value).
     pub findings: Vec<crate::scan::Finding>,
     /// Scan totals (files, cache hits, skipped, time); absent when the scan was off.
@@ -122,7 +128,16 @@ pub fn build(
     };
     let network = req.net.or(p.network.mode).unwrap_or(NetMode::None);
     let fs = fs::build(p, req, host)?;
-    let env = env::build(p, req, host, host_env, &fs.sockets_env);
+    let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
+    let private_tmp = (mode == RunMode::LandlockOnly)
+        .then(|| std::env::temp_dir().join(format!("airlock-{}", req.run_id)));
+    if let Some(t) = &private_tmp {
+        env.set(
+            "TMPDIR",
+            t.to_string_lossy().into_owned(),
+            "airlock (landlock-only private tmp)",
+        );
+    }
     let mut namespaces = vec!["user", "mount", "pid", "ipc", "uts", "cgroup"];
     if network != NetMode::Host {
         namespaces.push("net");
@@ -130,7 +145,7 @@ pub fn build(
     if mode == RunMode::LandlockOnly {
         namespaces.clear();
     }
-    let ll_input = fs.landlock_input(p, network, mode);
+    let ll_input = fs.landlock_input(p, network, mode, private_tmp.as_deref());
     let seccomp = seccomp::build(&p.seccomp).map_err(|e| {
         crate::error::Error::Profile(crate::error::ProfileError::Invalid {
             file: profile.sources.last().cloned().unwrap_or_default(),
@@ -160,6 +175,8 @@ pub fn build(
                 .map(|s| fs::expand(s, &fs.workspace, &host.home))
         });
     Ok(Plan {
+        run_id: req.run_id.clone(),
+        private_tmp,
         profile: ProfileRef {
             name: profile.name.clone(),
             sources: profile.sources.clone(),

@@ -178,6 +178,12 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         None
     };
 
+    // landlock-only mode: the private temp dir, removed with everything in it afterwards.
+    let _private_tmp = match &plan.private_tmp {
+        Some(dir) => Some(PrivateTmp::create(dir)?),
+        None => None,
+    };
+
     let ch = Channels {
         err_fd: err_w,
         sync_fd: sync_r,
@@ -568,5 +574,27 @@ fn kill_descendants() {
             return;
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A 0700 directory that exists for one run.
+struct PrivateTmp(std::path::PathBuf);
+
+impl PrivateTmp {
+    fn create(dir: &std::path::Path) -> Result<PrivateTmp, LayerError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| {
+                LayerError::new("tmp", format!("create private tmp {}: {e}", dir.display()))
+            })?;
+        Ok(PrivateTmp(dir.to_path_buf()))
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
