@@ -23,7 +23,7 @@ mod server;
 
 pub use policy::{classify, AddrClass, Policy};
 pub use relay::relay;
-pub use server::{start, ProxyHandle};
+pub use server::{start, start_with, ProxyHandle, ProxyLimits};
 
 use serde::Serialize;
 

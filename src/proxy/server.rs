@@ -17,23 +17,42 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// A client has this long to send its whole request head (slowloris bound).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle bound while forwarding a plain-HTTP exchange (tunnels have none).
-const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Writing airlock's own short responses.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at accept.
-const MAX_CONNECTIONS: usize = 4096;
 /// Decisions kept; later ones are counted, not stored, so memory stays bounded.
 const MAX_DECISIONS: usize = 100_000;
 /// How long `shutdown` waits for connection threads after cutting their sockets.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 const CONN_STACK: usize = 256 * 1024;
 
+/// Time and size bounds of a proxy; [`Default`] is what a run uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyLimits {
+    /// A client has this long to send its whole request head (slowloris bound).
+    pub head_timeout: Duration,
+    /// Per address tried.
+    pub connect_timeout: Duration,
+    /// Idle bound while forwarding a plain-HTTP exchange (tunnels have none:
+    /// long-lived connections are legitimate).
+    pub http_idle_timeout: Duration,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            head_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(300),
+            max_connections: 4096,
+        }
+    }
+}
+
 struct Shared {
     policy: Policy,
+    limits: ProxyLimits,
     stop: AtomicBool,
     decisions: Mutex<Vec<Decision>>,
     dropped_decisions: AtomicU64,
@@ -65,7 +84,7 @@ impl Shared {
 
     fn register(&self) -> Option<u64> {
         let mut reg = lock(&self.conns);
-        if reg.live.len() >= MAX_CONNECTIONS {
+        if reg.live.len() >= self.limits.max_connections {
             return None;
         }
         reg.next_id += 1;
@@ -108,10 +127,20 @@ pub struct ProxyHandle {
 /// Binds `socket_path` (which must not exist; mode 0600) and serves in
 /// background threads.
 pub fn start(policy: Policy, socket_path: &Path) -> io::Result<ProxyHandle> {
+    start_with(policy, socket_path, ProxyLimits::default())
+}
+
+/// [`start`] with explicit bounds.
+pub fn start_with(
+    policy: Policy,
+    socket_path: &Path,
+    limits: ProxyLimits,
+) -> io::Result<ProxyHandle> {
     let listener = UnixListener::bind(socket_path)?;
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))?;
     let shared = Arc::new(Shared {
         policy,
+        limits,
         stop: AtomicBool::new(false),
         decisions: Mutex::new(Vec::new()),
         dropped_decisions: AtomicU64::new(0),
@@ -268,7 +297,7 @@ fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
         up: AtomicU64::new(0),
         down: AtomicU64::new(0),
     };
-    let deadline = started + HEAD_TIMEOUT;
+    let deadline = started + shared.limits.head_timeout;
     let mut buf = Vec::with_capacity(4096);
     let reader: &UnixStream = &client;
     let head = http::read_head(&mut { reader }, &mut buf, || {
@@ -340,7 +369,7 @@ fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
     if shared.stop.load(Ordering::SeqCst) {
         return;
     }
-    let upstream = match connect_any(&addrs) {
+    let upstream = match connect_any(&addrs, shared.limits.connect_timeout) {
         Ok(u) => u,
         Err(e) => {
             let why = format!(
@@ -348,11 +377,11 @@ fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
                 join_addrs(&addrs)
             );
             let body = format!("airlock: egress to {}:{} failed: {why}\n", p.host, p.port);
+            shared.record(p.decide(true, Some(grant.rule), why));
             send_and_close(
                 &mut client,
                 &http::airlock_response(502, "Bad Gateway", &body),
             );
-            shared.record(p.decide(true, Some(grant.rule), why));
             return;
         }
     };
@@ -360,9 +389,10 @@ fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
     let rest = buf.split_off(head_len);
     let result = match &req.target {
         Target::Connect { .. } => tunnel(&mut client, &upstream, &rest, &p),
-        Target::Absolute {
-            authority, path, ..
-        } => forward(&mut client, &upstream, &req, authority, path, rest, &p),
+        Target::Absolute { .. } => {
+            let idle = shared.limits.http_idle_timeout;
+            forward(&mut client, &upstream, &req, rest, &p, idle)
+        }
     };
     let reason = match result {
         Ok(()) => "allowed".to_string(),
@@ -379,10 +409,10 @@ fn join_addrs(addrs: &[SocketAddr]) -> String {
         .join(", ")
 }
 
-fn connect_any(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for a in addrs {
-        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => {
                 let _ = s.set_nodelay(true);
                 return Ok(s);
@@ -405,8 +435,8 @@ fn deny(shared: &Shared, client: &mut UnixStream, p: &Pending, d: Denial) {
         .map(|r| format!(" (rule \"{r}\")"))
         .unwrap_or_default();
     let body = format!("airlock: egress to {target} refused{rule}: {}\n", d.reason);
-    send_and_close(client, &http::airlock_response(403, "Forbidden", &body));
     shared.record(p.decide(false, d.rule, d.reason));
+    send_and_close(client, &http::airlock_response(403, "Forbidden", &body));
 }
 
 fn refuse(
@@ -419,8 +449,8 @@ fn refuse(
     why: &str,
 ) {
     let body = format!("airlock proxy: {why}\n");
-    send_and_close(client, &http::airlock_response(status, text, &body));
     shared.record(p.decide(false, rule, why));
+    send_and_close(client, &http::airlock_response(status, text, &body));
 }
 
 /// Writes airlock's own response, then closes gently: reading what the
@@ -484,11 +514,19 @@ fn forward(
     client: &mut UnixStream,
     upstream: &TcpStream,
     req: &http::Request,
-    authority: &str,
-    path: &str,
     early: Vec<u8>,
     p: &Pending,
+    idle: Duration,
 ) -> io::Result<()> {
+    let Target::Absolute {
+        authority, path, ..
+    } = &req.target
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not an absolute-form request",
+        ));
+    };
     let framing = match http::request_framing(&req.headers) {
         Ok(f) => f,
         Err(why) => {
@@ -497,10 +535,10 @@ fn forward(
             return Err(io::Error::new(io::ErrorKind::InvalidData, why));
         }
     };
-    client.set_read_timeout(Some(HTTP_IDLE_TIMEOUT))?;
-    upstream.set_read_timeout(Some(HTTP_IDLE_TIMEOUT))?;
-    upstream.set_write_timeout(Some(HTTP_IDLE_TIMEOUT))?;
-    client.set_write_timeout(Some(HTTP_IDLE_TIMEOUT))?;
+    client.set_read_timeout(Some(idle))?;
+    upstream.set_read_timeout(Some(idle))?;
+    upstream.set_write_timeout(Some(idle))?;
+    client.set_write_timeout(Some(idle))?;
     let head = http::upstream_request_head(req, authority, path);
     (&*upstream).write_all(&head)?;
 
@@ -529,7 +567,9 @@ fn forward(
         };
         let res = relay_response(client_ref, upstream, &req.method, p);
         // Whatever the client still sends belongs to no checked request.
-        let _ = client_ref.shutdown(Shutdown::Both);
+        // Only the read side is cut here: the client sees EOF when the
+        // connection is dropped, after the decision is recorded.
+        let _ = client_ref.shutdown(Shutdown::Read);
         let _ = upstream.shutdown(Shutdown::Both);
         if let Some(b) = body {
             let _ = b.join();
