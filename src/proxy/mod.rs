@@ -15,6 +15,7 @@
 //! direction, bytes moved with splice(2). No async runtime; every thread's
 //! sockets are registered so [`ProxyHandle::shutdown`] can cut them.
 
+mod fdpass;
 mod http;
 pub mod policy;
 mod pump;

@@ -1,24 +1,23 @@
 //! The inside half: a TCP listener on the sandbox's loopback whose every
-//! connection is carried to the proxy's unix socket, byte for byte.
+//! connection is handed to the proxy through its unix socket (SCM_RIGHTS),
+//! or carried byte for byte where descriptor passing is refused.
 
-use super::pump;
+use super::{fdpass, pump};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Serves `listen` forever, forwarding each connection to the proxy at
-/// `socket_path` with half-close passed on in both directions. Returns only
-/// if the listener itself fails for good (e.g. it was closed). Meant to run
-/// in its own process inside the sandbox; it holds no secret and needs no
-/// privilege. The caller should ignore SIGPIPE (Rust binaries do).
+/// Serves `listen` forever, passing each accepted connection to the proxy
+/// at `socket_path` (falling back to copying, with half-close passed on in
+/// both directions). Returns only if the listener itself fails for good.
+/// Meant to run in its own process inside the sandbox; it holds no secret
+/// and needs no privilege. The caller should ignore SIGPIPE (Rust binaries do).
 pub fn relay(listen: TcpListener, socket_path: &Path) -> io::Result<()> {
-    let target: Arc<PathBuf> = Arc::new(socket_path.to_path_buf());
     loop {
         let client = match listen.accept() {
             Ok((c, _)) => c,
@@ -32,21 +31,26 @@ pub fn relay(listen: TcpListener, socket_path: &Path) -> io::Result<()> {
                 _ => return Err(e),
             },
         };
-        let target = Arc::clone(&target);
+        let _ = client.set_nodelay(true);
+        let Ok(proxy) = UnixStream::connect(socket_path) else {
+            // The proxy is gone (run ending): closing tells the client.
+            continue;
+        };
+        // Hand the connection itself to the proxy: the relay then leaves the
+        // data path. Only if descriptor passing is refused (an LSM, say) do
+        // the bytes go through this process instead.
+        if fdpass::send_fd(&proxy, client.as_fd()).is_ok() {
+            continue;
+        }
         // If no thread can be had, dropping the closure closes the connection.
         let _ = thread::Builder::new()
             .name("airlock-relay".into())
             .stack_size(pump::PUMP_STACK * 2)
-            .spawn(move || carry(client, &target));
+            .spawn(move || carry(client, proxy));
     }
 }
 
-fn carry(client: TcpStream, target: &Path) {
-    let _ = client.set_nodelay(true);
-    let Ok(upstream) = UnixStream::connect(target) else {
-        // The proxy is gone (run ending): closing tells the client.
-        return;
-    };
+fn carry(client: TcpStream, proxy: UnixStream) {
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    pump::bidirectional(client.as_fd(), upstream.as_fd(), &up, &down);
+    pump::bidirectional(client.as_fd(), proxy.as_fd(), &up, &down);
 }

@@ -3,8 +3,8 @@
 
 use super::http::{self, Framing, HeadError, Target};
 use super::policy::{Denial, Policy};
-use super::pump;
 use super::Decision;
+use super::{fdpass, pump};
 use std::collections::HashMap;
 use std::io::{self, BufReader, Cursor, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -287,8 +287,132 @@ impl Pending {
     }
 }
 
-fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
+/// The command's side of one connection: the unix socket itself, or the TCP
+/// connection the relay handed over through it.
+enum Client {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Client {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Client::Unix(s) => s.set_read_timeout(t),
+            Client::Tcp(s) => s.set_read_timeout(t),
+        }
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Client::Unix(s) => s.set_write_timeout(t),
+            Client::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Client::Unix(s) => s.shutdown(how),
+            Client::Tcp(s) => s.shutdown(how),
+        }
+    }
+}
+
+impl AsFd for Client {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Client::Unix(s) => s.as_fd(),
+            Client::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
+impl Read for &Client {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Client::Unix(s) => (&*s).read(b),
+            Client::Tcp(s) => (&*s).read(b),
+        }
+    }
+}
+
+impl Write for &Client {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        match self {
+            Client::Unix(s) => (&*s).write(b),
+            Client::Tcp(s) => (&*s).write(b),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for Client {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(b)
+    }
+}
+
+impl Write for Client {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        (&*self).write(b)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The first read on a new unix connection: either the relay's marker byte
+/// with the command's TCP connection attached, or the start of a request
+/// from a client talking to the socket directly. `None`: nothing to serve.
+fn first_read(
+    shared: &Shared,
+    unix: UnixStream,
+    id: u64,
+    deadline: Instant,
+    buf: &mut Vec<u8>,
+) -> Option<Client> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    unix.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    let mut first = [0u8; 4096];
+    let (n, mut fds) = match fdpass::recv_with_fds(&unix, &mut first) {
+        Ok(r) => r,
+        // Timeouts are answered by the head reader with a 408.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Some(Client::Unix(unix))
+        }
+        Err(_) => return None,
+    };
+    if n == 1 && first[0] == fdpass::MARKER && fds.len() == 1 {
+        let fd = fds.remove(0);
+        if !fdpass::is_tcp_socket(fd.as_fd()) {
+            return None;
+        }
+        let tcp = TcpStream::from(fd);
+        let _ = tcp.set_nodelay(true);
+        shared.track(id, &tcp);
+        return Some(Client::Tcp(tcp));
+    }
+    // Descriptors sent any other way are not ours to use; dropping closes them.
+    drop(fds);
+    if n == 0 {
+        return None;
+    }
+    buf.extend_from_slice(&first[..n]);
+    Some(Client::Unix(unix))
+}
+
+fn serve(shared: &Shared, unix: UnixStream, id: u64) {
     let started = Instant::now();
+    let deadline = started + shared.limits.head_timeout;
+    let mut buf = Vec::with_capacity(4096);
+    let Some(mut client) = first_read(shared, unix, id, deadline, &mut buf) else {
+        return;
+    };
     let mut p = Pending {
         host: String::new(),
         port: 0,
@@ -297,9 +421,7 @@ fn serve(shared: &Shared, mut client: UnixStream, id: u64) {
         up: AtomicU64::new(0),
         down: AtomicU64::new(0),
     };
-    let deadline = started + shared.limits.head_timeout;
-    let mut buf = Vec::with_capacity(4096);
-    let reader: &UnixStream = &client;
+    let reader: &Client = &client;
     let head = http::read_head(&mut { reader }, &mut buf, || {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -423,7 +545,7 @@ fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream>
     Err(last)
 }
 
-fn deny(shared: &Shared, client: &mut UnixStream, p: &Pending, d: Denial) {
+fn deny(shared: &Shared, client: &mut Client, p: &Pending, d: Denial) {
     let target = if p.host.contains(':') {
         format!("[{}]:{}", p.host, p.port)
     } else {
@@ -441,7 +563,7 @@ fn deny(shared: &Shared, client: &mut UnixStream, p: &Pending, d: Denial) {
 
 fn refuse(
     shared: &Shared,
-    client: &mut UnixStream,
+    client: &mut Client,
     p: &Pending,
     status: u16,
     text: &str,
@@ -456,7 +578,7 @@ fn refuse(
 /// Writes airlock's own response, then closes gently: reading what the
 /// client still sends for a moment keeps the kernel from answering with a
 /// reset that could destroy the response before the client reads it.
-fn send_and_close(client: &mut UnixStream, response: &[u8]) {
+fn send_and_close(client: &mut Client, response: &[u8]) {
     let _ = client.set_write_timeout(Some(WRITE_TIMEOUT));
     if client.write_all(response).is_err() {
         return;
@@ -474,12 +596,7 @@ fn send_and_close(client: &mut UnixStream, response: &[u8]) {
 }
 
 /// CONNECT: confirm, forward bytes the client sent early, then splice both ways.
-fn tunnel(
-    client: &mut UnixStream,
-    upstream: &TcpStream,
-    early: &[u8],
-    p: &Pending,
-) -> io::Result<()> {
+fn tunnel(client: &mut Client, upstream: &TcpStream, early: &[u8], p: &Pending) -> io::Result<()> {
     client.set_read_timeout(None)?;
     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
     p.down.fetch_add(39, Ordering::Relaxed);
@@ -511,7 +628,7 @@ impl<W: Write> Write for Counted<'_, W> {
 /// its own framing (a pipelined second request is never forwarded); the
 /// response head is rewritten to `Connection: close`, its body copied.
 fn forward(
-    client: &mut UnixStream,
+    client: &mut Client,
     upstream: &TcpStream,
     req: &http::Request,
     early: Vec<u8>,
@@ -542,7 +659,7 @@ fn forward(
     let head = http::upstream_request_head(req, authority, path);
     (&*upstream).write_all(&head)?;
 
-    let client_ref: &UnixStream = client;
+    let client_ref: &Client = client;
     thread::scope(|s| -> io::Result<()> {
         let body = if framing == Framing::None {
             None
@@ -579,7 +696,7 @@ fn forward(
 }
 
 fn relay_response(
-    client: &UnixStream,
+    client: &Client,
     upstream: &TcpStream,
     method: &str,
     p: &Pending,
