@@ -3,10 +3,58 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 
-const CHUNK: usize = 256 * 1024;
+/// The default pipe capacity; pipes are not enlarged (see `PIPE_BUDGET`).
+const CHUNK: usize = 64 * 1024;
+/// Pipes held at once for splicing, per proxy (or relay). Pipe buffers count
+/// against the user's `fs.pipe-user-pages-soft` (16 pages each); past that
+/// limit the kernel gives *every* new pipe of the same user a single page,
+/// which would slow the command itself. Directions beyond the budget copy
+/// through user space instead.
+pub(crate) struct PipeBudget {
+    in_use: AtomicUsize,
+    max: usize,
+}
+
+impl PipeBudget {
+    pub(crate) const fn new(max: usize) -> PipeBudget {
+        PipeBudget {
+            in_use: AtomicUsize::new(0),
+            max,
+        }
+    }
+}
+
+/// A pipe counted against a [`PipeBudget`].
+struct BudgetedPipe<'a> {
+    r: OwnedFd,
+    w: OwnedFd,
+    budget: &'a PipeBudget,
+}
+
+impl<'a> BudgetedPipe<'a> {
+    fn take(budget: &'a PipeBudget) -> Option<BudgetedPipe<'a>> {
+        if budget.in_use.fetch_add(1, Ordering::SeqCst) >= budget.max {
+            budget.in_use.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        match pipe() {
+            Ok((r, w)) => Some(BudgetedPipe { r, w, budget }),
+            Err(_) => {
+                budget.in_use.fetch_sub(1, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for BudgetedPipe<'_> {
+    fn drop(&mut self) {
+        self.budget.in_use.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 /// Stack for the second direction of a connection; the loop needs little.
 pub(crate) const PUMP_STACK: usize = 64 * 1024;
 
@@ -25,11 +73,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: pipe2 succeeded, so both descriptors are open and owned by us.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // A larger pipe means fewer splice calls; failure (limits) is harmless.
-    // SAFETY: plain fcntl on a descriptor we own.
-    unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, CHUNK as libc::c_int) };
-    Ok((r, w))
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 fn splice(from: BorrowedFd, to: BorrowedFd, len: usize) -> io::Result<usize> {
@@ -53,11 +97,16 @@ fn splice(from: BorrowedFd, to: BorrowedFd, len: usize) -> io::Result<usize> {
 }
 
 /// Copies `src` to `dst` until EOF on `src`, adding to `counter` as it goes.
-pub(crate) fn copy_fd(src: BorrowedFd, dst: BorrowedFd, counter: &AtomicU64) -> io::Result<u64> {
-    let (pr, pw) = match pipe() {
-        Ok(p) => p,
-        Err(_) => return copy_rw(src, dst, counter),
+pub(crate) fn copy_fd(
+    src: BorrowedFd,
+    dst: BorrowedFd,
+    counter: &AtomicU64,
+    budget: &PipeBudget,
+) -> io::Result<u64> {
+    let Some(pipe) = BudgetedPipe::take(budget) else {
+        return copy_rw(src, dst, counter);
     };
+    let (pr, pw) = (&pipe.r, &pipe.w);
     let mut total = 0u64;
     loop {
         let n = match splice(src, pw.as_fd(), CHUNK) {
@@ -123,15 +172,22 @@ pub(crate) fn shutdown_fd(fd: BorrowedFd, how: libc::c_int) {
 /// Runs both directions until both ended: `a`→`b` counted in `up`, `b`→`a`
 /// in `down`. EOF on one side half-closes the other; an error on either
 /// direction aborts both so neither thread stays blocked.
-pub(crate) fn bidirectional(a: BorrowedFd, b: BorrowedFd, up: &AtomicU64, down: &AtomicU64) {
-    let one_way =
-        |src: BorrowedFd, dst: BorrowedFd, counter: &AtomicU64| match copy_fd(src, dst, counter) {
-            Ok(_) => shutdown_fd(dst, libc::SHUT_WR),
-            Err(_) => {
-                shutdown_fd(src, libc::SHUT_RDWR);
-                shutdown_fd(dst, libc::SHUT_RDWR);
-            }
-        };
+pub(crate) fn bidirectional(
+    a: BorrowedFd,
+    b: BorrowedFd,
+    up: &AtomicU64,
+    down: &AtomicU64,
+    budget: &PipeBudget,
+) {
+    let one_way = |src: BorrowedFd, dst: BorrowedFd, counter: &AtomicU64| match copy_fd(
+        src, dst, counter, budget,
+    ) {
+        Ok(_) => shutdown_fd(dst, libc::SHUT_WR),
+        Err(_) => {
+            shutdown_fd(src, libc::SHUT_RDWR);
+            shutdown_fd(dst, libc::SHUT_RDWR);
+        }
+    };
     thread::scope(|s| {
         let spawned = thread::Builder::new()
             .name("airlock-pump".into())

@@ -9,8 +9,12 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+/// Splicing pipes the relay may hold (only the copying fallback uses them).
+const RELAY_PIPES: usize = 64;
 
 /// Serves `listen` forever, passing each accepted connection to the proxy
 /// at `socket_path` (falling back to copying, with half-close passed on in
@@ -18,6 +22,7 @@ use std::time::Duration;
 /// Meant to run in its own process inside the sandbox; it holds no secret
 /// and needs no privilege. The caller should ignore SIGPIPE (Rust binaries do).
 pub fn relay(listen: TcpListener, socket_path: &Path) -> io::Result<()> {
+    let pipes = Arc::new(pump::PipeBudget::new(RELAY_PIPES));
     loop {
         let client = match listen.accept() {
             Ok((c, _)) => c,
@@ -46,11 +51,14 @@ pub fn relay(listen: TcpListener, socket_path: &Path) -> io::Result<()> {
         let _ = thread::Builder::new()
             .name("airlock-relay".into())
             .stack_size(pump::PUMP_STACK * 2)
-            .spawn(move || carry(client, proxy));
+            .spawn({
+                let pipes = Arc::clone(&pipes);
+                move || carry(client, proxy, &pipes)
+            });
     }
 }
 
-fn carry(client: TcpStream, proxy: UnixStream) {
+fn carry(client: TcpStream, proxy: UnixStream, pipes: &pump::PipeBudget) {
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
-    pump::bidirectional(client.as_fd(), proxy.as_fd(), &up, &down);
+    pump::bidirectional(client.as_fd(), proxy.as_fd(), &up, &down, pipes);
 }

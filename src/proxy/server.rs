@@ -37,6 +37,9 @@ pub struct ProxyLimits {
     pub http_idle_timeout: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Tunnel directions moved with splice(2) at once; the rest copy through
+    /// user space (pipes count against a per-user kernel limit).
+    pub splice_pipes: usize,
 }
 
 impl Default for ProxyLimits {
@@ -46,6 +49,7 @@ impl Default for ProxyLimits {
             connect_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(300),
             max_connections: 4096,
+            splice_pipes: 256,
         }
     }
 }
@@ -53,6 +57,7 @@ impl Default for ProxyLimits {
 struct Shared {
     policy: Policy,
     limits: ProxyLimits,
+    pipes: pump::PipeBudget,
     stop: AtomicBool,
     decisions: Mutex<Vec<Decision>>,
     dropped_decisions: AtomicU64,
@@ -140,6 +145,7 @@ pub fn start_with(
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))?;
     let shared = Arc::new(Shared {
         policy,
+        pipes: pump::PipeBudget::new(limits.splice_pipes),
         limits,
         stop: AtomicBool::new(false),
         decisions: Mutex::new(Vec::new()),
@@ -510,7 +516,7 @@ fn serve(shared: &Shared, unix: UnixStream, id: u64) {
     shared.track(id, &upstream);
     let rest = buf.split_off(head_len);
     let result = match &req.target {
-        Target::Connect { .. } => tunnel(&mut client, &upstream, &rest, &p),
+        Target::Connect { .. } => tunnel(&mut client, &upstream, &rest, &p, &shared.pipes),
         Target::Absolute { .. } => {
             let idle = shared.limits.http_idle_timeout;
             forward(&mut client, &upstream, &req, rest, &p, idle)
@@ -596,14 +602,20 @@ fn send_and_close(client: &mut Client, response: &[u8]) {
 }
 
 /// CONNECT: confirm, forward bytes the client sent early, then splice both ways.
-fn tunnel(client: &mut Client, upstream: &TcpStream, early: &[u8], p: &Pending) -> io::Result<()> {
+fn tunnel(
+    client: &mut Client,
+    upstream: &TcpStream,
+    early: &[u8],
+    p: &Pending,
+    pipes: &pump::PipeBudget,
+) -> io::Result<()> {
     client.set_read_timeout(None)?;
     client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
     p.down.fetch_add(39, Ordering::Relaxed);
     if !early.is_empty() {
         (&*upstream).write_all(early)?;
     }
-    pump::bidirectional(client.as_fd(), upstream.as_fd(), &p.up, &p.down);
+    pump::bidirectional(client.as_fd(), upstream.as_fd(), &p.up, &p.down, pipes);
     Ok(())
 }
 
