@@ -3,7 +3,7 @@
 //! direct connections to the same loopback servers.
 //!
 //! Loopback only: names are mapped to 127.0.0.1 with the policy's `hosts`.
-//! Usage: proxy_bench [MEGABYTES (200)] [REQUESTS (1000)]
+//! Usage: proxy_bench [MEGABYTES (200)] [REQUESTS (1000)] [copy]
 
 use airlock::profile::types::{AllowEntry, Network};
 use airlock::proxy::{self, Policy};
@@ -16,6 +16,12 @@ fn main() -> io::Result<()> {
     let mut args = std::env::args().skip(1);
     let mb: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let requests: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    // "copy": no splice(2), for comparison.
+    let splice_pipes = if args.next().as_deref() == Some("copy") {
+        0
+    } else {
+        256
+    };
     bring_loopback_up();
 
     let source = source_server()?;
@@ -35,7 +41,11 @@ fn main() -> io::Result<()> {
     let policy = Policy::from_profile(&net).map_err(io::Error::other)?;
     let dir = tempfile::tempdir()?;
     let sock = dir.path().join("proxy.sock");
-    let handle = proxy::start(policy, &sock)?;
+    let limits = proxy::ProxyLimits {
+        splice_pipes,
+        ..proxy::ProxyLimits::default()
+    };
+    let handle = proxy::start_with(policy, &sock, limits)?;
     let relay_listener = TcpListener::bind("127.0.0.1:0")?;
     let relay = relay_listener.local_addr()?;
     let relay_sock = sock.clone();

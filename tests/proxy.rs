@@ -790,3 +790,28 @@ fn relay_carries_tcp_through_the_unix_socket_to_the_proxy() {
         },
     );
 }
+
+#[test]
+fn origin_closing_without_a_response_gives_502() {
+    isolated("origin_closing_without_a_response_gives_502", || {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                drop(c);
+            }
+        });
+        let mut f = Fixture::new(
+            vec![host(&format!("rude.test:{port}"))],
+            &[("rude.test", "127.0.0.1")],
+        );
+        let (status, text) = ask(
+            &f.sock,
+            format!("GET http://rude.test:{port}/ HTTP/1.1\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status, 502, "{text}");
+        assert!(text.contains("airlock proxy"), "{text}");
+        let d = f.shutdown();
+        assert!(d[0].allowed && d[0].reason.contains("closed"), "{:?}", d[0]);
+    });
+}

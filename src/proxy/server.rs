@@ -127,6 +127,8 @@ pub struct ProxyHandle {
     shared: Arc<Shared>,
     path: PathBuf,
     acceptor: Option<JoinHandle<()>>,
+    /// A duplicate of the listening socket: shutting it down wakes accept().
+    listener: OwnedFd,
 }
 
 /// Binds `socket_path` (which must not exist; mode 0600) and serves in
@@ -142,6 +144,13 @@ pub fn start_with(
     limits: ProxyLimits,
 ) -> io::Result<ProxyHandle> {
     let listener = UnixListener::bind(socket_path)?;
+    let listener_dup = match listener.as_fd().try_clone_to_owned() {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = std::fs::remove_file(socket_path);
+            return Err(e);
+        }
+    };
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))?;
     let shared = Arc::new(Shared {
         policy,
@@ -168,6 +177,7 @@ pub fn start_with(
         shared,
         path: socket_path.to_path_buf(),
         acceptor: Some(acceptor),
+        listener: listener_dup,
     })
 }
 
@@ -201,11 +211,10 @@ impl ProxyHandle {
             return;
         };
         self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept(); the loop sees `stop` and exits.
-        let woke = UnixStream::connect(&self.path).is_ok();
-        if woke {
-            let _ = acceptor.join();
-        }
+        // Shutting the listening socket down makes the blocked accept()
+        // fail (EINVAL); the loop sees `stop` and exits, dropping the listener.
+        pump::shutdown_fd(self.listener.as_fd(), libc::SHUT_RDWR);
+        let _ = acceptor.join();
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         let mut reg = lock(&self.shared.conns);
         for fds in reg.live.values() {
@@ -721,13 +730,24 @@ fn relay_response(
     // Interim (1xx) responses come first; a handful at most.
     for _ in 0..8 {
         let mut src = upstream;
-        let n = http::read_head(&mut src, &mut buf, || Ok(())).map_err(|e| match e {
-            HeadError::Io(e) => e,
-            other => io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("bad response head: {other:?}"),
-            ),
-        })?;
+        let n = match http::read_head(&mut src, &mut buf, || Ok(())) {
+            Ok(n) => n,
+            Err(e) => {
+                let why = match e {
+                    HeadError::Empty | HeadError::Truncated => {
+                        "the origin closed without a complete response".to_string()
+                    }
+                    HeadError::TooLarge => "the origin's response head exceeds 64 KiB".to_string(),
+                    HeadError::TimedOut => "the origin did not answer in time".to_string(),
+                    HeadError::Io(e) => format!("reading the origin's response: {e}"),
+                };
+                if p.down.load(Ordering::Relaxed) == 0 {
+                    let body = format!("airlock proxy: {why}\n");
+                    let _ = w.write_all(&http::airlock_response(502, "Bad Gateway", &body));
+                }
+                return Err(io::Error::other(why));
+            }
+        };
         let resp = match http::parse_response(&buf[..n], method) {
             Ok(r) => r,
             Err(why) => {
