@@ -623,6 +623,7 @@ fn tunnel(
     p.down.fetch_add(39, Ordering::Relaxed);
     if !early.is_empty() {
         (&*upstream).write_all(early)?;
+        p.up.fetch_add(early.len() as u64, Ordering::Relaxed);
     }
     pump::bidirectional(client.as_fd(), upstream.as_fd(), &p.up, &p.down, pipes);
     Ok(())
