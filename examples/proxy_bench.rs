@@ -57,9 +57,14 @@ fn main() -> io::Result<()> {
     download(source, None, 16 << 20)?; // warm-up
     download(relay, Some(&bulk), 16 << 20)?;
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    let (mut cpu_direct, mut cpu_proxied) = (0.0, 0.0);
     for _ in 0..5 {
+        let c = cpu_seconds();
         direct.push(download(source, None, bytes)?);
+        cpu_direct += cpu_seconds() - c;
+        let c = cpu_seconds();
         proxied.push(download(relay, Some(&bulk), bytes)?);
+        cpu_proxied += cpu_seconds() - c;
     }
     direct.sort_by(f64::total_cmp);
     proxied.sort_by(f64::total_cmp);
@@ -79,6 +84,14 @@ fn main() -> io::Result<()> {
         "  ratio         {:8.1} / {:8.1} %  (target >= 80 %)",
         100.0 * direct[0] / proxied[0],
         100.0 * direct[2] / proxied[2]
+    );
+    // CPU per byte is what a busy machine cannot distort.
+    let gb = 5.0 * bytes as f64 / 1e9;
+    println!(
+        "  cpu (all threads: servers, proxy, clients)  direct {:.3} s/GB, via proxy {:.3} s/GB, ratio {:.2}x",
+        cpu_direct / gb,
+        cpu_proxied / gb,
+        cpu_proxied / cpu_direct
     );
 
     // Latency: sequential small requests, one connection each (as curl does).
@@ -128,6 +141,15 @@ fn main() -> io::Result<()> {
         decisions.iter().all(|d| d.allowed)
     );
     Ok(())
+}
+
+/// User + system CPU time of this whole process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills a zeroed rusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
 }
 
 fn latencies(n: usize, mut f: impl FnMut() -> io::Result<()>) -> io::Result<Vec<Duration>> {

@@ -489,9 +489,13 @@ fn serve(shared: &Shared, unix: UnixStream, id: u64) {
             (host.clone(), *port)
         }
     };
+    // What the client wrote, bounded: a refused garbage name stays short.
     p.host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
+        .chars()
+        .take(255)
+        .collect::<String>()
         .to_ascii_lowercase();
     p.port = port;
 
