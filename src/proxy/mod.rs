@@ -7,13 +7,23 @@
 //!   (allow-list plus the address rule documented in [`policy`]) before any
 //!   connection is made, answers refusals with `403` naming airlock and the
 //!   reason, and records a [`Decision`] per request.
-//! - [`relay`] runs inside the sandbox: a loopback TCP listener whose
-//!   connections are carried to the bind-mounted unix socket. The command
-//!   finds it through [`proxy_env`].
+//! - [`relay`] runs inside the sandbox: a loopback TCP listener. Each
+//!   accepted connection is handed to the proxy over the bind-mounted unix
+//!   socket with SCM_RIGHTS, so the relay is out of the data path (bytes
+//!   cross one proxy, not two hops); where descriptor passing is refused it
+//!   copies instead. The proxy uses a passed descriptor only if it is a
+//!   connected TCP socket. The command finds the relay through [`proxy_env`].
 //!
 //! Design: blocking I/O, one thread per connection and one more per tunnel
-//! direction, bytes moved with splice(2). No async runtime; every thread's
-//! sockets are registered so [`ProxyHandle::shutdown`] can cut them.
+//! direction, bytes moved with splice(2) within a bounded pipe budget. No
+//! async runtime; every connection's sockets are registered so
+//! [`ProxyHandle::shutdown`] can cut them and return within half a second.
+//!
+//! Integration notes: the supervisor and the relay process must keep SIGPIPE
+//! ignored (Rust's runtime does this for `main`), since writes to a peer that
+//! went away must fail with EPIPE rather than kill the process. Inside the
+//! sandbox the relay needs `connect` on the socket path and `sendmsg` with
+//! SCM_RIGHTS; a seccomp filter that refuses the latter only costs speed.
 
 mod fdpass;
 mod http;

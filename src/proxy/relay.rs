@@ -62,3 +62,36 @@ fn carry(client: TcpStream, proxy: UnixStream, pipes: &pump::PipeBudget) {
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
     pump::bidirectional(client.as_fd(), proxy.as_fd(), &up, &down, pipes);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::Shutdown;
+
+    /// The copying fallback (used where SCM_RIGHTS is refused) carries both
+    /// directions and passes each half-close on.
+    #[test]
+    fn copying_fallback_carries_both_ways_with_half_close() {
+        // Loopback only, in the test's own namespace; nothing leaves the host.
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut outside = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (inside, _) = l.accept().expect("accept");
+        let (proxy_end, mut far) = UnixStream::pair().expect("pair");
+        let pipes = pump::PipeBudget::new(1); // one direction splices, one copies
+        thread::scope(|s| {
+            s.spawn(|| carry(inside, proxy_end, &pipes));
+            let up: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+            outside.write_all(&up).expect("write");
+            outside.shutdown(Shutdown::Write).expect("half-close");
+            let mut got = Vec::new();
+            far.read_to_end(&mut got).expect("read up");
+            assert!(got == up, "upstream bytes differ");
+            far.write_all(b"reply after half-close").expect("reply");
+            far.shutdown(Shutdown::Write).expect("close reply");
+            let mut back = Vec::new();
+            outside.read_to_end(&mut back).expect("read down");
+            assert_eq!(back, b"reply after half-close");
+        });
+    }
+}
