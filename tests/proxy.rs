@@ -789,11 +789,18 @@ fn relay_carries_tcp_through_the_unix_socket_to_the_proxy() {
             });
 
             let mut h = TcpStream::connect(relay_addr).expect("connect relay");
-            write!(h, "GET http://web.test:{hp}/via-relay HTTP/1.1\r\n\r\n").expect("send");
+            // A second request pipelined behind the first is not forwarded,
+            // and the first response still arrives whole over TCP.
+            write!(
+                h,
+                "GET http://web.test:{hp}/via-relay HTTP/1.1\r\n\r\nDELETE http://web.test:{hp}/x HTTP/1.1\r\n\r\n"
+            )
+            .expect("send");
             let mut out = String::new();
-            h.read_to_string(&mut out).expect("response");
+            h.read_to_string(&mut out).expect("response, not a reset");
             assert!(
-                out.starts_with("HTTP/1.1 200") && out.contains("GET /via-relay"),
+                out.starts_with("HTTP/1.1 200")
+                    && out.ends_with("origin saw: GET /via-relay HTTP/1.1"),
                 "{out}"
             );
 

@@ -540,6 +540,7 @@ fn serve(shared: &Shared, unix: UnixStream, id: u64) {
         Err(e) => format!("allowed; ended with error: {e}"),
     };
     shared.record(p.decide(true, Some(grant.rule), reason));
+    linger_close(&mut client);
 }
 
 fn join_addrs(addrs: &[SocketAddr]) -> String {
@@ -602,6 +603,14 @@ fn send_and_close(client: &mut Client, response: &[u8]) {
     if client.write_all(response).is_err() {
         return;
     }
+    linger_close(client);
+}
+
+/// Ends the connection so the client keeps what it was sent: half-close,
+/// then briefly read and discard what it still sends (a pipelined request
+/// never forwarded, say). Closing a TCP socket with unread data sends a
+/// reset, which can destroy a response the client has not read yet.
+fn linger_close(client: &mut Client) {
     let _ = client.shutdown(Shutdown::Write);
     let _ = client.set_read_timeout(Some(Duration::from_millis(200)));
     let mut sink = [0u8; 8192];
@@ -709,10 +718,12 @@ fn forward(
             Some(spawned)
         };
         let res = relay_response(client_ref, upstream, &req.method, p);
-        // Whatever the client still sends belongs to no checked request.
-        // Only the read side is cut here: the client sees EOF when the
-        // connection is dropped, after the decision is recorded.
-        let _ = client_ref.shutdown(Shutdown::Read);
+        // A body still being read belongs to a request already answered
+        // (the origin replied early): stop reading it. The client sees EOF
+        // only at the close, after the decision is recorded.
+        if body.as_ref().is_some_and(|b| !b.is_finished()) {
+            let _ = client_ref.shutdown(Shutdown::Read);
+        }
         let _ = upstream.shutdown(Shutdown::Both);
         if let Some(b) = body {
             let _ = b.join();
