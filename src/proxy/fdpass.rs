@@ -88,7 +88,7 @@ pub(crate) fn recv_with_fds(
         while !cmsg.is_null() {
             if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
                 let data = libc::CMSG_DATA(cmsg);
-                let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                let len = ((*cmsg).cmsg_len as usize).saturating_sub(data as usize - cmsg as usize);
                 for i in 0..len / mem::size_of::<RawFd>() {
                     let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
                     fds.push(OwnedFd::from_raw_fd(fd));

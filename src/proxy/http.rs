@@ -606,4 +606,43 @@ mod tests {
         assert_eq!((r.status, r.framing), (100, Framing::None));
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n", "GET").is_err());
     }
+
+    /// Arbitrary and mutated input never panics the parsers.
+    #[test]
+    fn parsers_survive_garbage() {
+        let seeds: [&[u8]; 4] = [
+            b"GET http://a.test:80/p?q HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n",
+            b"CONNECT [::1]:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let mut input = seeds[round % seeds.len()].to_vec();
+            for _ in 0..(next() % 8) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => input[at] = next() as u8,
+                    1 => {
+                        let alphabet = b":[]\r\n ;0x\x00\xff";
+                        input.insert(at, alphabet[(next() as usize) % alphabet.len()])
+                    }
+                    _ => input.truncate(at),
+                }
+            }
+            if let Ok(r) = parse_request(&input) {
+                let _ = request_framing(&r.headers);
+                let _ = upstream_request_head(&r, "a", "/");
+            }
+            let _ = parse_response(&input, "GET");
+            let _ = copy_chunked(&mut io::BufReader::new(&input[..]), &mut Vec::new());
+            let _ = read_head(&mut &input[..], &mut Vec::new(), || Ok(()));
+        }
+    }
 }

@@ -693,4 +693,38 @@ mod tests {
         assert!(normalize_host("2130706433").is_err());
         assert!(p.authorize("0x7f.1", 443, "CONNECT").is_err());
     }
+
+    #[test]
+    fn odd_names_and_entries_never_panic() {
+        let p = policy(
+            &[h("*.test"), h("[::1]:8080"), h("a.test:1")],
+            &[("a.test", "::1")],
+        );
+        for s in [
+            "",
+            ".",
+            "..",
+            "[",
+            "]",
+            "[]",
+            "[::1",
+            "::1]",
+            ":",
+            ":80",
+            "a:b:c",
+            "*",
+            "*.",
+            "é.test",
+            "a..test",
+            "-.test",
+            "[::ffff:1.2.3.4]",
+            "1.2.3.4.5",
+            "a.test.",
+            "A.TEST",
+        ] {
+            let _ = p.authorize(s, 443, "GET");
+            let _ = Rule::parse(s, &[]);
+            let _ = Rule::parse(s, &["G E T".into()]);
+        }
+    }
 }
