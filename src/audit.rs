@@ -138,6 +138,7 @@ pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
         "error": out.error,
         "enforced": out.enforced,
         "cgroup": out.cgroup,
+        "network": out.network.as_ref().map(|d| json!({ "mode": "proxy", "decisions": d })),
     });
     if let (Some(extra), Some(obj)) = (extra, v.as_object_mut()) {
         if let Some(e) = extra.as_object() {

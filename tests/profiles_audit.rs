@@ -297,6 +297,14 @@ fn each_agent_profile_passes_its_own_credential_and_masks_the_others() {
             .unwrap();
         assert!(out.status.success(), "{profile}: {}", show(&out));
         let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["network"], "proxy",
+            "{profile}: agents get allow-listed egress, not the host network"
+        );
+        assert!(
+            !plan["proxy"]["allow"].as_array().unwrap().is_empty(),
+            "{profile}"
+        );
         let passed: Vec<&str> = plan["env"]["vars"]
             .as_array()
             .unwrap()

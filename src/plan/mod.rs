@@ -84,6 +84,8 @@ pub struct Plan {
     pub on_secret: OnSecret,
     pub audit_log: Option<PathBuf>,
     pub audit_required: bool,
+    /// Allow-listed egress (network.mode = "proxy"): the relay inside, the proxy outside.
+    pub proxy: Option<ProxyPlan>,
     /// landlock-only mode has no tmpfs of its own: a private directory made at
     /// run time (and removed after) is the only writable temp dir, as TMPDIR.
     pub private_tmp: Option<PathBuf>,
@@ -94,6 +96,26 @@ pub struct Plan {
     /// Things worth knowing that change nothing (missing optional paths, dropped binds).
     pub notes: Vec<String>,
 }
+
+/// Where the proxy's socket appears inside and where the relay listens.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyPlan {
+    /// The sandbox-loopback port the relay listens on (the netns is private, so fixed).
+    pub port: u16,
+    /// The directory (bound read-only) that holds the proxy's unix socket inside.
+    pub socket_dir: PathBuf,
+    /// The allow-list, as written in the profile.
+    pub allow: Vec<String>,
+    /// Static name → address entries.
+    pub hosts: Vec<String>,
+    /// Validated policy, rebuilt by the supervisor from the profile.
+    #[serde(skip)]
+    pub network: crate::profile::types::Network,
+}
+
+pub const PROXY_PORT: u16 = 3128;
+pub const PROXY_SOCKET_DIR: &str = "/run/airlock";
+pub const PROXY_SOCKET_NAME: &str = "proxy.sock";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanSummary {
@@ -129,6 +151,61 @@ pub fn build(
     let network = req.net.or(p.network.mode).unwrap_or(NetMode::None);
     let fs = fs::build(p, req, host)?;
     let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
+    let proxy = if network == NetMode::Proxy {
+        let label = profile.sources.last().cloned().unwrap_or_default();
+        if mode == RunMode::LandlockOnly {
+            return Err(crate::error::Error::Layer(crate::error::LayerError::new(
+                "network",
+                "network.mode = \"proxy\" needs full mode: without a network namespace of its own the command could bypass the proxy (Landlock does not cover UDP); use --net none or --net host in landlock-only mode",
+            )));
+        }
+        crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
+            crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+                file: label.clone(),
+                key: "network".into(),
+                msg,
+            })
+        })?;
+        if p.network.allow.is_empty() {
+            return Err(crate::error::Error::Profile(
+                crate::error::ProfileError::Invalid {
+                    file: label,
+                    key: "network.allow".into(),
+                    msg: "proxy mode with an empty allow-list reaches nothing; use mode = \"none\""
+                        .into(),
+                },
+            ));
+        }
+        for (k, v) in crate::proxy::proxy_env(PROXY_PORT) {
+            env.set(&k, v, "network proxy");
+        }
+        // Node.js (undici) only honours the proxy variables when asked to.
+        env.set("NODE_USE_ENV_PROXY", "1".into(), "network proxy");
+        Some(ProxyPlan {
+            port: PROXY_PORT,
+            socket_dir: PathBuf::from(PROXY_SOCKET_DIR),
+            allow: p
+                .network
+                .allow
+                .iter()
+                .map(|a| match a {
+                    crate::profile::types::AllowEntry::Host(h) => h.clone(),
+                    crate::profile::types::AllowEntry::Detailed { host, methods } => {
+                        format!("{host} [{}]", methods.join(","))
+                    }
+                })
+                .collect(),
+            hosts: p
+                .network
+                .hosts
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            network: p.network.clone(),
+        })
+    } else {
+        None
+    };
     let private_tmp = (mode == RunMode::LandlockOnly)
         .then(|| std::env::temp_dir().join(format!("airlock-{}", req.run_id)));
     if let Some(t) = &private_tmp {
@@ -177,6 +254,7 @@ pub fn build(
     Ok(Plan {
         run_id: req.run_id.clone(),
         private_tmp,
+        proxy,
         profile: ProfileRef {
             name: profile.name.clone(),
             sources: profile.sources.clone(),

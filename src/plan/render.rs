@@ -35,6 +35,17 @@ pub fn text(plan: &Plan) -> String {
         }
     );
     let _ = writeln!(w, "  network    {:?}", plan.network);
+    if let Some(p) = &plan.proxy {
+        let _ = writeln!(
+            w,
+            "  egress     via airlock's proxy (relay on 127.0.0.1:{} inside), allow: {}",
+            p.port,
+            p.allow.join(", ")
+        );
+        if !p.hosts.is_empty() {
+            let _ = writeln!(w, "  hosts      {}", p.hosts.join(", "));
+        }
+    }
     if let Some(t) = plan.timeout_secs {
         let _ = writeln!(w, "  timeout    {t}s");
     }

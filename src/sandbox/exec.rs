@@ -149,6 +149,11 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
             fail_layer(ch.err_fd, &e);
         }
     }
+    // Allow-listed egress: a relay on the sandbox's loopback hands each
+    // connection to the proxy outside, through the bound socket.
+    if let Some(pp) = &plan.proxy {
+        start_relay(pp, ch.err_fd);
+    }
     // The terminal: a PTY of the sandbox's own devpts, so `tty` and job
     // control work inside while the caller's terminal stays out of reach.
     let mut tty_fd = -1;
@@ -372,4 +377,42 @@ fn resolve_command(cmd: &str, path_var: &str) -> Result<PathBuf, (u8, String)> {
         exit::NOT_FOUND,
         format!("{cmd}: command not found in the sandbox (PATH={path_var})"),
     )))
+}
+
+/// Fork the proxy relay: a process of its own inside the sandbox, with no
+/// capabilities, outside the command's Landlock domain (so the command cannot
+/// signal it on ABI 6+) and holding nothing but its listener.
+fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
+    let listener = match std::net::TcpListener::bind(("127.0.0.1", pp.port)) {
+        Ok(l) => l,
+        Err(e) => fail(
+            err_fd,
+            exit::SETUP,
+            &format!(
+                "sandbox setup failed: network: relay listen on 127.0.0.1:{}: {e}",
+                pp.port
+            ),
+        ),
+    };
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(
+            err_fd,
+            exit::SETUP,
+            &format!(
+                "sandbox setup failed: network: fork relay: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    if pid == 0 {
+        let fd = listener.as_raw_fd();
+        let mut keep = vec![2, fd];
+        keep.sort_unstable();
+        close_all_except(&keep);
+        let _ = super::caps::drop_all();
+        let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
+        let _ = crate::proxy::relay(listener, &socket);
+        unsafe { libc::_exit(0) };
+    }
 }

@@ -43,6 +43,8 @@ pub struct Outcome {
     pub enforced: Option<serde_json::Value>,
     /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
     pub cgroup: Option<String>,
+    /// Every egress decision of the proxy (proxy mode only).
+    pub network: Option<Vec<crate::proxy::Decision>>,
 }
 
 /// A fresh 128-bit run id.
@@ -73,6 +75,7 @@ pub fn run(plan: &Plan, run_id: &str) -> Outcome {
             error: Some(format!("sandbox setup failed: {e}")),
             enforced: None,
             cgroup: None,
+            network: None,
         },
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
@@ -109,6 +112,28 @@ fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
 }
 
 fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
+    // Egress proxy: its socket directory exists before the child does, and is
+    // bound read-only into the view at the plan's socket_dir.
+    let proxy_dir = match &plan.proxy {
+        Some(_) => Some(RunDir::create(
+            &std::env::temp_dir().join(format!("airlock-proxy-{run_id}")),
+        )?),
+        None => None,
+    };
+    let with_proxy;
+    let plan = match (&plan.proxy, &proxy_dir) {
+        (Some(pp), Some(dir)) => {
+            let mut p = plan.clone();
+            p.mounts.push(crate::plan::Mount {
+                dest: pp.socket_dir.clone(),
+                kind: crate::plan::MountKind::RoBind { src: dir.0.clone() },
+                reason: "egress proxy socket".into(),
+            });
+            with_proxy = p;
+            &with_proxy
+        }
+        _ => plan,
+    };
     let interactive = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
     // Full mode opens the PTY inside (pid 1 passes the master back);
     // landlock-only mode has no devpts of its own and opens it here.
@@ -180,7 +205,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
 
     // landlock-only mode: the private temp dir, removed with everything in it afterwards.
     let _private_tmp = match &plan.private_tmp {
-        Some(dir) => Some(PrivateTmp::create(dir)?),
+        Some(dir) => Some(RunDir::create(dir)?),
         None => None,
     };
 
@@ -284,6 +309,26 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             return Err(e);
         }
     }
+    // The proxy's threads start only now: the child was cloned from a
+    // single-threaded process, and the socket must exist before it is bound in.
+    let proxy = match (&plan.proxy, &proxy_dir) {
+        (Some(pp), Some(dir)) => {
+            let started = crate::proxy::Policy::from_profile(&pp.network)
+                .map_err(|e| LayerError::new("network", format!("proxy policy: {e}")))
+                .and_then(|policy| {
+                    crate::proxy::start(policy, &dir.0.join(crate::plan::PROXY_SOCKET_NAME))
+                        .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
+                });
+            match started {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    kill_child();
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     unsafe {
         libc::write(sync_w, b"1".as_ptr().cast(), 1);
         libc::close(sync_w);
@@ -323,6 +368,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             error: Some(msg),
             enforced,
             cgroup: cgroup_note,
+            network: proxy.map(|h| h.shutdown()),
         });
     }
 
@@ -372,6 +418,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         error,
         enforced,
         cgroup: cgroup_note,
+        network: proxy.map(|h| h.shutdown()),
     })
 }
 
@@ -578,22 +625,20 @@ fn kill_descendants() {
 }
 
 /// A 0700 directory that exists for one run.
-struct PrivateTmp(std::path::PathBuf);
+struct RunDir(std::path::PathBuf);
 
-impl PrivateTmp {
-    fn create(dir: &std::path::Path) -> Result<PrivateTmp, LayerError> {
+impl RunDir {
+    fn create(dir: &std::path::Path) -> Result<RunDir, LayerError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(dir)
-            .map_err(|e| {
-                LayerError::new("tmp", format!("create private tmp {}: {e}", dir.display()))
-            })?;
-        Ok(PrivateTmp(dir.to_path_buf()))
+            .map_err(|e| LayerError::new("tmp", format!("create {}: {e}", dir.display())))?;
+        Ok(RunDir(dir.to_path_buf()))
     }
 }
 
-impl Drop for PrivateTmp {
+impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
