@@ -557,7 +557,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         .filter(|m| m.kind == MaskKind::Dir)
         .map(|m| m.path.clone())
         .collect();
-    for e in crate::walk::collect(&mask_dir_roots, |e| {
+    for e in crate::walk::collect_serial(&mask_dir_roots, |e| {
         !e.is_dir && !e.is_symlink && e.nlink > 1
     }) {
         masked_inodes.insert((e.dev, e.ino));
