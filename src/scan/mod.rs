@@ -1,9 +1,29 @@
-//! Pre-flight secret scan. (Interface fixed; implementation owned by the scanner work.)
+//! Pre-flight secret scan: find credentials the sandboxed command could read.
+//!
+//! The pieces, joined by small interfaces (as in ripgrep):
+//! - [`rules`]: the rule set as data (embedded `rules.toml` + profile rules),
+//!   compiled once with one Aho-Corasick prefilter over every keyword;
+//! - [`detect`]: the matcher and its false-positive filters;
+//! - [`walk`]: the parallel walk with per-thread buffers;
+//! - [`cache`]: results keyed by (dev, ino, size, mtime, ctime, rules hash);
+//! - [`report`]: text, JSON, JSON Lines and SARIF printers.
+//!
+//! A finding carries path, line, rule id and at most a 4-character prefix:
+//! never the value, in any output, error or panic message.
+
+pub mod cache;
+pub mod detect;
+pub mod report;
+pub mod rules;
+pub mod walk;
 
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use crate::profile::types::RuleSpec;
+pub use rules::RuleSet;
 
 /// How a scan runs.
 #[derive(Debug, Clone)]
@@ -36,9 +56,10 @@ impl Default for ScanOptions {
 }
 
 /// One credential found. Never holds the value: `redacted` is at most a short prefix.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
     pub path: PathBuf,
+    /// 1-based line; 0 when the file as a whole is the finding (a keystore by name).
     pub line: usize,
     pub rule: String,
     pub redacted: String,
@@ -71,41 +92,148 @@ pub enum ScanError {
 }
 
 /// Scan every root (files or directories) and return the findings.
-pub fn scan_paths(_roots: &[PathBuf], _opts: &ScanOptions) -> Result<ScanReport, ScanError> {
-    Ok(ScanReport::default())
+///
+/// Every thread this starts (walkers, progress) is joined before it returns:
+/// the launcher calls `unshare(CLONE_NEWUSER)` next, which a multi-threaded
+/// process cannot do.
+pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, ScanError> {
+    let t0 = Instant::now();
+    let started = std::time::SystemTime::now();
+    let rules = RuleSet::new(&opts.extra_rules)?;
+    let roots = canonical_roots(roots)?;
+    let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
+        id: "allow".into(),
+        msg,
+    })?;
+    let cache_dir = opts.use_cache.then(cache::cache_dir).flatten();
+    let cache = cache_dir
+        .as_deref()
+        .map(|d| cache::Cache::load(d, &rules.hash, &roots))
+        .unwrap_or_default();
+
+    let seen = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let shared = walk::Shared {
+        rules: &rules,
+        cache: &cache,
+        roots: &roots,
+        excludes: &opts.excludes,
+        max_file_size: opts.max_file_size,
+        started,
+        seen: &seen,
+    };
+    let collected = std::thread::scope(|s| {
+        if opts.progress {
+            s.spawn(|| progress(&seen, &done));
+        }
+        let c = walk::walk(&shared);
+        done.store(true, Ordering::Release);
+        c
+    });
+
+    if opts.use_cache {
+        let entries = collected
+            .files
+            .iter()
+            .filter(|f| f.cacheable || cache.get(&f.key).is_some())
+            .map(|f| (&f.key, f.hits.as_slice()));
+        // Best effort: a read-only or full disk costs speed, never the scan.
+        let _ = cache.store(&rules.hash, entries);
+    }
+
+    let mut findings: Vec<Finding> = collected
+        .files
+        .into_iter()
+        .flat_map(|f| {
+            let path = f.path;
+            f.hits.into_iter().map(move |h| Finding {
+                path: path.clone(),
+                line: h.line,
+                rule: h.rule,
+                redacted: h.redacted,
+            })
+        })
+        .filter(|f| !allow.allows(f))
+        .collect();
+    findings.sort();
+    findings.dedup();
+    let mut skipped = collected.skipped;
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(ScanReport {
+        findings,
+        files_scanned: collected.scanned,
+        files_from_cache: collected.from_cache,
+        skipped,
+        duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, ScanError> {
+    let mut out = Vec::with_capacity(roots.len());
+    for r in roots {
+        let c = std::fs::canonicalize(r).map_err(|source| ScanError::Io {
+            path: r.clone(),
+            source,
+        })?;
+        out.push(c);
+    }
+    out.sort();
+    // A root inside another root would be walked twice.
+    let mut kept: Vec<PathBuf> = Vec::with_capacity(out.len());
+    for r in out {
+        if !kept.iter().any(|k| r.starts_with(k)) {
+            kept.push(r);
+        }
+    }
+    Ok(kept)
+}
+
+/// Progress on stderr once the scan has taken more than 300 ms.
+fn progress(seen: &AtomicU64, done: &AtomicBool) {
+    let t0 = Instant::now();
+    let mut printed = false;
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+        let ms = t0.elapsed().as_millis();
+        if ms >= 300 && ms % 250 < 50 {
+            eprint!("\rairlock: scanning… {} files", seen.load(Ordering::Relaxed));
+            printed = true;
+        }
+    }
+    if printed {
+        eprint!("\r\x1b[K");
+    }
 }
 
 /// If an environment value looks like a credential, the id of the rule that says so.
+///
+/// Same rules as the file scan (compiled once per process and kept: they are
+/// immutable), so ~100 values cost microseconds each.
 pub fn secret_in_value(value: &str) -> Option<&'static str> {
-    const PREFIXES: &[(&str, &str)] = &[
-        ("ghp_", "github-pat"),
-        ("gho_", "github-oauth"),
-        ("ghu_", "github-user-token"),
-        ("ghs_", "github-server-token"),
-        ("ghr_", "github-refresh-token"),
-        ("github_pat_", "github-fine-grained-pat"),
-        ("glpat-", "gitlab-pat"),
-        ("sk-", "openai-or-anthropic-key"),
-        ("AKIA", "aws-access-key-id"),
-        ("ASIA", "aws-access-key-id"),
-        ("xox", "slack-token"),
-        ("-----BEGIN", "pem-block"),
-    ];
-    for (p, id) in PREFIXES {
-        if value.trim_start().starts_with(p) && value.len() >= p.len() + 8 {
-            return Some(id);
+    static RULES: std::sync::OnceLock<Option<RuleSet>> = std::sync::OnceLock::new();
+    let rules = RULES.get_or_init(|| RuleSet::builtin().ok()).as_ref();
+    if let Some(rules) = rules {
+        let mut scratch = detect::Scratch::new(rules);
+        let mut hits = Vec::new();
+        rules.scan(
+            &detect::FileContext::default(),
+            value.as_bytes(),
+            &mut scratch,
+            &mut hits,
+        );
+        if let Some(h) = hits.first() {
+            return Some(rules.rules[h.rule].id.as_str());
         }
     }
-    if value.contains("PRIVATE KEY-----") {
-        return Some("pem-private-key");
-    }
-    if let Some(rest) = value.split_once("://").map(|x| x.1) {
-        let auth = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = auth.rsplit_once('@') {
-            if userinfo.contains(':') {
-                return Some("url-with-password");
-            }
-        }
-    }
-    None
+    // Any scheme, not only the ones the file rule lists: an env value is a
+    // single value, so `scheme://user:password@host` is unambiguous.
+    let rest = value.split_once("://")?.1;
+    let auth = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, _) = auth.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty() && !detect::is_placeholder(password.as_bytes()))
+        .then_some("url-with-password")
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,503 @@
+//! The matcher: prefilter, regex, then the filters that keep false positives
+//! out (placeholders, documented examples, entropy, checksums, blobs).
+//!
+//! Nothing here allocates per file: a thread owns one [`Scratch`] and reuses
+//! it; only an accepted finding allocates (its redacted prefix).
+
+use super::rules::{Rule, RuleSet, Validate};
+use regex::bytes::CaptureLocations;
+use sha2::{Digest, Sha256};
+use std::ops::Range;
+
+/// What the matcher needs to know about the file besides its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileContext<'a> {
+    /// The file name (last path component).
+    pub name: &'a str,
+}
+
+impl FileContext<'_> {
+    /// Source code: an unquoted `token = x` there is a variable, not a literal.
+    fn is_code(&self) -> bool {
+        const CODE: &[&str] = &[
+            "py", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go", "rs", "java", "kt", "kts", "rb",
+            "php", "cs", "swift", "c", "cc", "cpp", "h", "hpp", "scala", "dart", "lua", "ex",
+            "exs", "vue", "svelte", "m", "groovy", "r", "jl", "pl",
+        ];
+        self.name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| CODE.iter().any(|c| ext.eq_ignore_ascii_case(c)))
+    }
+
+    /// Minified bundles and source maps: one huge line of identifiers and
+    /// strings where `token:"..."` means nothing. Only the generic rule skips them.
+    fn is_minified(&self) -> bool {
+        let n = self.name;
+        n.ends_with(".min.js") || n.ends_with(".min.css") || n.ends_with(".map")
+    }
+}
+
+/// A finding inside one file: rule index, 1-based line (0 = the file as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: usize,
+    pub line: usize,
+    pub redacted: String,
+}
+
+/// Per-thread buffers reused across files.
+#[derive(Debug)]
+pub struct Scratch {
+    triggered: Vec<bool>,
+    locs: Vec<Option<CaptureLocations>>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Scratch {
+    pub fn new(rules: &RuleSet) -> Scratch {
+        Scratch {
+            triggered: vec![false; rules.rules.len()],
+            locs: rules
+                .rules
+                .iter()
+                .map(|r| r.regex.as_ref().map(|re| re.capture_locations()))
+                .collect(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+/// Lines longer than this are treated as generated (minified, inlined data)
+/// by the generic assignment rule.
+const MAX_GENERIC_LINE: usize = 1000;
+
+impl RuleSet {
+    /// Findings that come from the file name alone (keystores). Run before the
+    /// binary sniff: a `.p12` file is binary.
+    pub fn name_hits(&self, name: &str, out: &mut Vec<Hit>) {
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.regex.is_none() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
+                out.push(Hit {
+                    rule: i,
+                    line: 0,
+                    redacted: String::new(),
+                });
+            }
+        }
+    }
+
+    /// Scan one file's content, appending findings to `out`.
+    pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
+        // One pass of the keyword automaton decides which regexes run at all.
+        s.triggered.iter_mut().for_each(|t| *t = false);
+        let mut any = false;
+        for m in self.prefilter.find_overlapping_iter(hay) {
+            s.triggered[self.pattern_rule[m.pattern().as_usize()]] = true;
+            any = true;
+        }
+        if !any && !self.rules.iter().any(|r| r.always) {
+            return;
+        }
+        s.spans.clear();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let (Some(re), Some(locs)) = (&rule.regex, s.locs[i].as_mut()) else {
+                continue;
+            };
+            if !(s.triggered[i] || rule.always) {
+                continue;
+            }
+            if let Some(f) = &rule.file_name {
+                if !f.is_match(ctx.name) {
+                    continue;
+                }
+            }
+            if rule.validate == Some(Validate::Assignment) && ctx.is_minified() {
+                continue;
+            }
+            let mut at = 0;
+            while at <= hay.len() {
+                let Some(whole) = re.captures_read_at(locs, hay, at) else {
+                    break;
+                };
+                let secret = secret_span(rule, locs).unwrap_or(whole.range());
+                // Resume at the end of the secret, not the match: rules consume
+                // a boundary character that may start the next candidate.
+                at = if secret.end > at { secret.end } else { at + 1 };
+                if s.spans.iter().any(|sp| overlaps(sp, &secret)) {
+                    continue;
+                }
+                let key = rule.key_group.and_then(|g| locs.get(g)).map(|(a, b)| a..b);
+                if self.accept(rule, ctx, hay, secret.clone(), key) {
+                    out.push(Hit {
+                        rule: i,
+                        line: line_of(hay, secret.start),
+                        redacted: redact(&hay[secret.clone()]),
+                    });
+                    s.spans.push(secret);
+                }
+            }
+        }
+    }
+
+    fn accept(
+        &self,
+        rule: &Rule,
+        ctx: &FileContext,
+        hay: &[u8],
+        secret: Range<usize>,
+        key: Option<Range<usize>>,
+    ) -> bool {
+        let mut value = &hay[secret.clone()];
+        if rule.validate == Some(Validate::Assignment) {
+            let after = hay.get(secret.end).copied();
+            let key = key.map_or(&b""[..], |k| &hay[k]);
+            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE
+            {
+                return false;
+            }
+            value = strip_quotes(value);
+        }
+        if value.is_empty() || is_placeholder(value) || embedded_in_blob(hay, &secret) {
+            return false;
+        }
+        if let Some(min) = rule.entropy {
+            if shannon_entropy(value) < min {
+                return false;
+            }
+        }
+        if char_classes(value) < rule.min_classes {
+            return false;
+        }
+        match rule.validate {
+            Some(Validate::GithubCrc32) if !github_checksum_ok(value) => return false,
+            Some(Validate::BasicAuthB64) if !is_basic_auth_b64(value) => return false,
+            _ => {}
+        }
+        let digest: [u8; 32] = Sha256::digest(value).into();
+        !self.known_examples.contains(&digest)
+    }
+}
+
+fn secret_span(rule: &Rule, locs: &CaptureLocations) -> Option<Range<usize>> {
+    if let Some((a, b)) = rule.value_group.and_then(|g| locs.get(g)) {
+        return Some(a..b);
+    }
+    (1..locs.len())
+        .filter(|g| Some(*g) != rule.key_group)
+        .find_map(|g| locs.get(g))
+        .map(|(a, b)| a..b)
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// 1-based line number of byte offset `at`.
+pub fn line_of(hay: &[u8], at: usize) -> usize {
+    1 + hay[..at].iter().filter(|&&b| b == b'\n').count()
+}
+
+fn line_len(hay: &[u8], span: &Range<usize>) -> usize {
+    let start = hay[..span.start]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = hay[span.end..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(hay.len(), |p| span.end + p);
+    end - start
+}
+
+/// At most the first 4 characters (fewer for short values, so a short password
+/// is never shown whole), then `…`.
+pub fn redact(value: &[u8]) -> String {
+    let n = (value.len() / 4).min(4);
+    let mut s: String = String::from_utf8_lossy(&value[..value.len().min(16)])
+        .chars()
+        .take(n)
+        .collect();
+    s.push('…');
+    s
+}
+
+fn strip_quotes(v: &[u8]) -> &[u8] {
+    match v {
+        [q @ (b'"' | b'\''), inner @ .., last] if last == q => inner,
+        _ => v,
+    }
+}
+
+/// Shannon entropy in bits per byte.
+pub fn shannon_entropy(v: &[u8]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// How many of {lowercase, uppercase, digit} occur.
+fn char_classes(v: &[u8]) -> u8 {
+    let lower = v.iter().any(u8::is_ascii_lowercase);
+    let upper = v.iter().any(u8::is_ascii_uppercase);
+    let digit = v.iter().any(u8::is_ascii_digit);
+    u8::from(lower) + u8::from(upper) + u8::from(digit)
+}
+
+/// Placeholders, templates and references to a secret kept elsewhere.
+pub fn is_placeholder(v: &[u8]) -> bool {
+    const CONTAINS: &[&str] = &[
+        "example",
+        "xxxx",
+        "your",
+        "placeholder",
+        "changeme",
+        "change_me",
+        "change-me",
+        "dummy",
+        "redacted",
+        "replace",
+        "insert",
+        "sample",
+        "****",
+        "....",
+        "${",
+        "{{",
+        "}}",
+        "$(",
+        "%(",
+        "<",
+        ">",
+        "process.env",
+        "environ",
+        "getenv",
+    ];
+    const EXACT: &[&str] = &[
+        "password", "passwd", "pass", "secret", "pwd", "admin", "root", "test", "user",
+        "none", "null", "nil", "true", "false", "token", "mysecret", "mypassword",
+        "password123", "hunter2",
+    ];
+    let Ok(s) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let lower = s.to_ascii_lowercase();
+    if s.starts_with(['$', '%']) {
+        return true;
+    }
+    if CONTAINS.iter().any(|p| lower.contains(p)) || EXACT.contains(&lower.as_str()) {
+        return true;
+    }
+    // A run of one character: 0000000000, aaaaaaaa.
+    let mut run = 1;
+    for w in v.windows(2) {
+        run = if w[0] == w[1] { run + 1 } else { 1 };
+        if run >= 8 {
+            return true;
+        }
+    }
+    false
+}
+
+/// A match that is a slice of a much longer base64 run (an inlined image,
+/// font, wasm blob) is chance, not a credential.
+fn embedded_in_blob(hay: &[u8], span: &Range<usize>) -> bool {
+    const LIMIT: usize = 48;
+    let b64 = |b: &&u8| b.is_ascii_alphanumeric() || matches!(**b, b'+' | b'/' | b'=');
+    let left = hay[..span.start].iter().rev().take(LIMIT + 1).take_while(b64).count();
+    let right = hay[span.end..].iter().take(LIMIT + 1).take_while(b64).count();
+    left > LIMIT || right > LIMIT
+}
+
+/// The generic `key = value` rule: the key must name a credential (not its
+/// hash, id, URL or length) and the value must look like a literal secret.
+fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -> bool {
+    const KEY_NOT_SECRET: &[&str] = &[
+        "hash",
+        "sha",
+        "checksum",
+        "digest",
+        "integrity",
+        "fingerprint",
+        "public",
+        "pubkey",
+        "tokenizer",
+        "csrf",
+        "xsrf",
+    ];
+    const KEY_SUFFIX_NOT_SECRET: &[&str] = &[
+        "name", "type", "url", "uri", "path", "file", "dir", "endpoint", "env", "var", "field",
+        "header", "prefix", "suffix", "len", "length", "count", "size", "ttl", "expiry",
+        "expires", "expiration", "id", "ids", "limit", "max", "min", "mode", "format", "kind",
+        "label", "template", "policy", "provider", "method", "version", "timeout", "ref",
+        "source", "location", "store", "algorithm", "encoding", "scope", "scopes", "param",
+        "key_id", "keyid", "usage", "rotation", "hint", "regex", "pattern", "tokens",
+    ];
+    let key = String::from_utf8_lossy(key).to_ascii_lowercase();
+    let key = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
+    if KEY_NOT_SECRET.iter().any(|k| key.contains(k))
+        || KEY_SUFFIX_NOT_SECRET.iter().any(|k| key.ends_with(k))
+    {
+        return false;
+    }
+    let quoted = matches!(raw.first(), Some(b'"' | b'\''));
+    let value = strip_quotes(raw);
+    if !quoted {
+        // `token = get_token()` and `token: self.token` in code are expressions.
+        if ctx.is_code() {
+            return false;
+        }
+        if !matches!(after, None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b';' | b'#' | b'}' | b']'))
+        {
+            return false;
+        }
+        if looks_like_identifier(value) {
+            return false;
+        }
+    }
+    let Ok(v) = std::str::from_utf8(value) else {
+        return false;
+    };
+    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '('])
+        || v.contains("://")
+        || v.contains(['(', ')', '[', ']'])
+        || is_uuid(v)
+        || is_integrity(v)
+    {
+        return false;
+    }
+    looks_random(value)
+}
+
+/// `some.attribute`, `SOME_CONSTANT`, `camelCase`: names, not secrets.
+fn looks_like_identifier(v: &[u8]) -> bool {
+    let ident = |s: &[u8]| {
+        !s.is_empty()
+            && (s[0].is_ascii_alphabetic() || s[0] == b'_')
+            && s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    let no_digits = !v.iter().any(u8::is_ascii_digit);
+    (v.contains(&b'.') && v.split(|b| *b == b'.').all(ident)) || (no_digits && ident(v))
+}
+
+/// Per-charset entropy floor (bits/char). Short values cannot reach the
+/// charset's ceiling, so the floor scales with log2(len).
+fn looks_random(v: &[u8]) -> bool {
+    let is_hex = v.iter().all(u8::is_ascii_hexdigit);
+    let (floor, min_len): (f64, usize) = if is_hex { (3.0, 16) } else { (3.5, 8) };
+    if v.len() < min_len {
+        return false;
+    }
+    if !is_hex && char_classes(v) < 2 {
+        return false;
+    }
+    let scaled = 0.85 * (v.len() as f64).log2();
+    shannon_entropy(v) >= floor.min(scaled)
+}
+
+pub fn is_uuid(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Subresource-integrity / lockfile digests: `sha512-<base64>`.
+fn is_integrity(v: &str) -> bool {
+    ["sha1-", "sha256-", "sha384-", "sha512-"]
+        .iter()
+        .any(|p| v.starts_with(p))
+}
+
+// ---- checksums and decoders ----
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// CRC-32 (IEEE 802.3), bitwise: only run on candidates, so no table.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `n` in base62, left-padded with `0` to 6 digits.
+pub fn base62_6(mut n: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// GitHub's token format: `prefix_` + 30 random base62 + base62(crc32(random)).
+fn github_checksum_ok(token: &[u8]) -> bool {
+    let Some(body) = token.get(4..) else {
+        return false;
+    };
+    if body.len() != 36 {
+        return false;
+    }
+    let (random, check) = body.split_at(30);
+    base62_6(crc32(random)) == check
+}
+
+/// Docker's `auth` is base64(`user:password`).
+fn is_basic_auth_b64(v: &[u8]) -> bool {
+    let Some(decoded) = base64_decode(v) else {
+        return false;
+    };
+    decoded.len() >= 3
+        && decoded.contains(&b':')
+        && decoded.iter().all(|b| (0x20..0x7f).contains(b))
+        && !decoded.ends_with(b":")
+}
+
+fn base64_decode(v: &[u8]) -> Option<Vec<u8>> {
+    let v = v.strip_suffix(b"==").or(v.strip_suffix(b"=")).unwrap_or(v);
+    let mut out = Vec::with_capacity(v.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in v {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(d);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+pub mod tests;
