@@ -500,4 +500,4 @@ fn base64_decode(v: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-pub mod tests;
+mod tests;
