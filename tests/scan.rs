@@ -77,10 +77,22 @@ fn fixture() -> Fixture {
         "config/database.yml",
         format!("production:\n  url: postgres://app:{db_pw}@db.internal:5432/app\n"),
     );
-    put(&root, "src/settings.py", format!("API_KEY = \"{api_key}\"\n"));
-    put(&root, ".npmrc", format!("//registry.npmjs.org/:_authToken={npm}\n"));
+    put(
+        &root,
+        "src/settings.py",
+        format!("API_KEY = \"{api_key}\"\n"),
+    );
+    put(
+        &root,
+        ".npmrc",
+        format!("//registry.npmjs.org/:_authToken={npm}\n"),
+    );
     put(&root, "deploy/id_ed25519", &ssh);
-    put(&root, "signing/release.p12", b"0\x82\x05\x00\x02\x01\x03\x00binary");
+    put(
+        &root,
+        "signing/release.p12",
+        b"0\x82\x05\x00\x02\x01\x03\x00binary",
+    );
 
     // --- bait ---
     put(
@@ -344,7 +356,11 @@ fn unwritable_cache_does_not_fail_the_scan() {
 #[test]
 fn clean_tree_exits_0_and_missing_path_exits_2() {
     let dir = tempfile::tempdir().expect("tempdir");
-    put(dir.path(), "src/main.rs", "fn main() { println!(\"hi\"); }\n");
+    put(
+        dir.path(),
+        "src/main.rs",
+        "fn main() { println!(\"hi\"); }\n",
+    );
     let out = Command::new(BIN)
         .args(["scan", "--no-cache"])
         .arg(dir.path())
@@ -382,8 +398,14 @@ keywords = ["acme_"]
     let (code, report) = fx.json(&["--no-cache", "--profile", &profile]);
     assert_eq!(code, Some(1));
     let got = fx.found(&report);
-    assert!(got.contains(&("notes.txt".into(), "acme-token".into())), "{got:?}");
-    assert!(!got.iter().any(|(p, _)| p.starts_with("config/")), "{got:?}");
+    assert!(
+        got.contains(&("notes.txt".into(), "acme-token".into())),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|(p, _)| p.starts_with("config/")),
+        "{got:?}"
+    );
     assert!(!got.iter().any(|(_, r)| r == "private-key"), "{got:?}");
 }
 

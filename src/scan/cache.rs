@@ -73,7 +73,11 @@ pub fn cache_dir() -> Option<PathBuf> {
     let abs = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     std::env::var_os("XDG_CACHE_HOME")
         .and_then(abs)
-        .or_else(|| std::env::var_os("HOME").and_then(abs).map(|h| h.join(".cache")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(abs)
+                .map(|h| h.join(".cache"))
+        })
         .map(|d| d.join("airlock"))
 }
 
@@ -169,7 +173,10 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 
 fn read_entries(path: &Path, rules_hash: &str) -> Option<HashMap<FileKey, Vec<CachedHit>>> {
     let mut data = Vec::new();
-    std::fs::File::open(path).ok()?.read_to_end(&mut data).ok()?;
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_end(&mut data)
+        .ok()?;
     let mut r = Reader { data: &data, at: 0 };
     if r.take(MAGIC.len())? != MAGIC || r.take(rules_hash.len())? != rules_hash.as_bytes() {
         return None;
@@ -267,8 +274,11 @@ mod tests {
         let roots = vec![PathBuf::from("/ws")];
         let c = Cache::load(dir.path(), "h1", &roots);
         let path = c.path.clone().expect("path");
-        std::fs::write(&path, b"airlock-scan-v1\nh1\xff\xff\xff\xff\xff\xff\xff\x7f")
-            .expect("write");
+        std::fs::write(
+            &path,
+            b"airlock-scan-v1\nh1\xff\xff\xff\xff\xff\xff\xff\x7f",
+        )
+        .expect("write");
         assert!(Cache::load(dir.path(), "h1", &roots).is_empty());
     }
 

@@ -151,8 +151,7 @@ impl RuleSet {
         if rule.validate == Some(Validate::Assignment) {
             let after = hay.get(secret.end).copied();
             let key = key.map_or(&b""[..], |k| &hay[k]);
-            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE
-            {
+            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
                 return false;
             }
             value = strip_quotes(value);
@@ -285,9 +284,25 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         "getenv",
     ];
     const EXACT: &[&str] = &[
-        "password", "passwd", "pass", "secret", "pwd", "admin", "root", "test", "user",
-        "none", "null", "nil", "true", "false", "token", "mysecret", "mypassword",
-        "password123", "hunter2",
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "pwd",
+        "admin",
+        "root",
+        "test",
+        "user",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "token",
+        "mysecret",
+        "mypassword",
+        "password123",
+        "hunter2",
     ];
     let Ok(s) = std::str::from_utf8(v) else {
         return false;
@@ -315,8 +330,17 @@ pub fn is_placeholder(v: &[u8]) -> bool {
 fn embedded_in_blob(hay: &[u8], span: &Range<usize>) -> bool {
     const LIMIT: usize = 48;
     let b64 = |b: &&u8| b.is_ascii_alphanumeric() || matches!(**b, b'+' | b'/' | b'=');
-    let left = hay[..span.start].iter().rev().take(LIMIT + 1).take_while(b64).count();
-    let right = hay[span.end..].iter().take(LIMIT + 1).take_while(b64).count();
+    let left = hay[..span.start]
+        .iter()
+        .rev()
+        .take(LIMIT + 1)
+        .take_while(b64)
+        .count();
+    let right = hay[span.end..]
+        .iter()
+        .take(LIMIT + 1)
+        .take_while(b64)
+        .count();
     left > LIMIT || right > LIMIT
 }
 
@@ -337,12 +361,60 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         "xsrf",
     ];
     const KEY_SUFFIX_NOT_SECRET: &[&str] = &[
-        "name", "type", "url", "uri", "path", "file", "dir", "endpoint", "env", "var", "field",
-        "header", "prefix", "suffix", "len", "length", "count", "size", "ttl", "expiry",
-        "expires", "expiration", "id", "ids", "limit", "max", "min", "mode", "format", "kind",
-        "label", "template", "policy", "provider", "method", "version", "timeout", "ref",
-        "source", "location", "store", "algorithm", "encoding", "scope", "scopes", "param",
-        "key_id", "keyid", "usage", "rotation", "hint", "regex", "pattern", "tokens",
+        "name",
+        "type",
+        "url",
+        "uri",
+        "path",
+        "file",
+        "dir",
+        "endpoint",
+        "env",
+        "var",
+        "field",
+        "header",
+        "prefix",
+        "suffix",
+        "len",
+        "length",
+        "count",
+        "size",
+        "ttl",
+        "expiry",
+        "expires",
+        "expiration",
+        "id",
+        "ids",
+        "limit",
+        "max",
+        "min",
+        "mode",
+        "format",
+        "kind",
+        "label",
+        "template",
+        "policy",
+        "provider",
+        "method",
+        "version",
+        "timeout",
+        "ref",
+        "source",
+        "location",
+        "store",
+        "algorithm",
+        "encoding",
+        "scope",
+        "scopes",
+        "param",
+        "key_id",
+        "keyid",
+        "usage",
+        "rotation",
+        "hint",
+        "regex",
+        "pattern",
+        "tokens",
     ];
     let key = String::from_utf8_lossy(key).to_ascii_lowercase();
     let key = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
@@ -358,8 +430,10 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         if ctx.is_code() {
             return false;
         }
-        if !matches!(after, None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b';' | b'#' | b'}' | b']'))
-        {
+        if !matches!(
+            after,
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b';' | b'#' | b'}' | b']')
+        ) {
             return false;
         }
         if looks_like_identifier(value) {

@@ -196,7 +196,10 @@ fn progress(seen: &AtomicU64, done: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(50));
         let ms = t0.elapsed().as_millis();
         if ms >= 300 && ms % 250 < 50 {
-            eprint!("\rairlock: scanning… {} files", seen.load(Ordering::Relaxed));
+            eprint!(
+                "\rairlock: scanning… {} files",
+                seen.load(Ordering::Relaxed)
+            );
             printed = true;
         }
     }

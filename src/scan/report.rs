@@ -46,7 +46,7 @@ impl AllowList {
     }
 
     pub fn allows(&self, f: &Finding) -> bool {
-        self.rule_ids.iter().any(|r| *r == f.rule)
+        self.rule_ids.contains(&f.rule)
             || self.absolute.is_match(&f.path)
             || self
                 .roots
@@ -134,7 +134,9 @@ pub fn write_sarif(
         .iter()
         .map(|f| {
             let index = rules.rules.iter().position(|x| x.id == f.rule);
-            let desc = rules.get(&f.rule).map_or(f.rule.as_str(), |x| &x.description);
+            let desc = rules
+                .get(&f.rule)
+                .map_or(f.rule.as_str(), |x| &x.description);
             let mut artifact = json!({});
             match base.and_then(|b| f.path.strip_prefix(b).ok()) {
                 Some(rel) => {
@@ -170,8 +172,7 @@ pub fn write_sarif(
         "columnKind": "unicodeCodePoints",
     });
     if let Some(b) = base {
-        run["originalUriBaseIds"] =
-            json!({ "SRCROOT": { "uri": format!("file://{}/", uri_path(b).trim_end_matches('/')) } });
+        run["originalUriBaseIds"] = json!({ "SRCROOT": { "uri": format!("file://{}/", uri_path(b).trim_end_matches('/')) } });
     }
     let doc = json!({
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",

@@ -264,7 +264,10 @@ mod tests {
     }
 
     fn idx(rs: &RuleSet, id: &str) -> usize {
-        rs.rules.iter().position(|r| r.id == id).unwrap_or(usize::MAX)
+        rs.rules
+            .iter()
+            .position(|r| r.id == id)
+            .unwrap_or(usize::MAX)
     }
 
     #[test]

@@ -41,11 +41,22 @@ fn hidden_and_gitignored_files_are_scanned() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = fs::canonicalize(dir.path()).expect("canon");
     write(&root, ".gitignore", ".env\nsecrets/\n");
-    write(&root, ".env", &format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id()));
-    write(&root, "secrets/.hidden/k.txt", &format!("{}\n", aws_key_id()));
-    let r = scan_paths(&[root.clone()], &opts()).expect("scan");
+    write(
+        &root,
+        ".env",
+        &format!("AWS_ACCESS_KEY_ID={}\n", aws_key_id()),
+    );
+    write(
+        &root,
+        "secrets/.hidden/k.txt",
+        &format!("{}\n", aws_key_id()),
+    );
+    let r = scan_paths(std::slice::from_ref(&root), &opts()).expect("scan");
     let got = rules_by_file(&r, &root);
-    assert!(got.contains(&(".env".into(), "aws-access-key-id".into())), "{got:?}");
+    assert!(
+        got.contains(&(".env".into(), "aws-access-key-id".into())),
+        "{got:?}"
+    );
     assert!(got.contains(&("secrets/.hidden/k.txt".into(), "aws-access-key-id".into())));
 }
 
@@ -64,7 +75,7 @@ fn excluded_dirs_scan_only_credential_names_and_git_objects_never() {
         excludes: vec!["vendor".into()],
         ..opts()
     };
-    let r = scan_paths(&[root.clone()], &o).expect("scan");
+    let r = scan_paths(std::slice::from_ref(&root), &o).expect("scan");
     let files: Vec<String> = rules_by_file(&r, &root).into_iter().map(|x| x.0).collect();
     assert_eq!(files, vec!["node_modules/pkg/.npmrc", "target/.env"]);
 }
@@ -76,12 +87,16 @@ fn binaries_are_sniffed_and_big_files_reported_as_skipped() {
     let mut bin = b"\x7fELF\0\0\0".to_vec();
     bin.extend_from_slice(aws_key_id().as_bytes());
     fs::write(root.join("a.out"), bin).expect("write");
-    let big = write(&root, "big.log", &format!("{}\n{}", aws_key_id(), "x".repeat(5000)));
+    let big = write(
+        &root,
+        "big.log",
+        &format!("{}\n{}", aws_key_id(), "x".repeat(5000)),
+    );
     let o = ScanOptions {
         max_file_size: 1000,
         ..opts()
     };
-    let r = scan_paths(&[root.clone()], &o).expect("scan");
+    let r = scan_paths(std::slice::from_ref(&root), &o).expect("scan");
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.skipped.len(), 1);
     assert_eq!(r.skipped[0].path, big);
@@ -118,7 +133,7 @@ fn file_roots_and_allow_list() {
         allow: vec!["fixtures/**".into()],
         ..opts()
     };
-    assert!(scan_paths(&[root.clone()], &allow_glob)
+    assert!(scan_paths(std::slice::from_ref(&root), &allow_glob)
         .expect("scan")
         .findings
         .is_empty());
@@ -154,7 +169,7 @@ fn user_rules_from_the_profile_apply() {
 
 #[test]
 fn missing_root_is_an_error_naming_the_path() {
-    let err = scan_paths(&[PathBuf::from("/nonexistent/airlock-ws")], &opts())
-        .expect_err("must fail");
+    let err =
+        scan_paths(&[PathBuf::from("/nonexistent/airlock-ws")], &opts()).expect_err("must fail");
     assert!(err.to_string().contains("/nonexistent/airlock-ws"));
 }

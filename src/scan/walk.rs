@@ -283,7 +283,15 @@ pub fn is_credential_name(name: &str) -> bool {
         "service-account.json",
         "kubeconfig",
     ];
-    const SUFFIX: &[&str] = &[".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kubeconfig"];
+    const SUFFIX: &[&str] = &[
+        ".pem",
+        ".key",
+        ".p12",
+        ".pfx",
+        ".jks",
+        ".keystore",
+        ".kubeconfig",
+    ];
     name.starts_with(".env")
         || name.starts_with("id_rsa")
         || name.starts_with("id_ed25519")
@@ -316,7 +324,14 @@ mod tests {
 
     #[test]
     fn credential_names() {
-        for n in [".env", ".env.local", ".npmrc", "id_rsa", "server.pem", "app.p12"] {
+        for n in [
+            ".env",
+            ".env.local",
+            ".npmrc",
+            "id_rsa",
+            "server.pem",
+            "app.p12",
+        ] {
             assert!(is_credential_name(n), "{n}");
         }
         for n in ["index.js", "package.json", "environment.ts", "keyboard.rs"] {

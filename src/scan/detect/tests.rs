@@ -47,7 +47,9 @@ fn found_in(name: &str, content: &str) -> Vec<String> {
     for h in &hits {
         assert!(h.redacted.chars().count() <= 5, "redaction too long");
     }
-    hits.into_iter().map(|h| rs.rules[h.rule].id.clone()).collect()
+    hits.into_iter()
+        .map(|h| rs.rules[h.rule].id.clone())
+        .collect()
 }
 
 fn found(content: &str) -> Vec<String> {
@@ -57,7 +59,10 @@ fn found(content: &str) -> Vec<String> {
 #[track_caller]
 fn assert_rule(content: &str, rule: &str) {
     let got = found(content);
-    assert!(got.iter().any(|r| r == rule), "expected {rule}, got {got:?}");
+    assert!(
+        got.iter().any(|r| r == rule),
+        "expected {rule}, got {got:?}"
+    );
 }
 
 #[track_caller]
@@ -122,7 +127,10 @@ fn aws_secret_access_key() {
     let example = format!("{}{}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "EXAMPLEKEY");
     assert_clean("c", &format!("aws_secret_access_key = {example}\n"));
     let short = found(&format!("aws_secret_access_key = {}\n", &secret[..39]));
-    assert!(!short.contains(&"aws-secret-access-key".into()), "{short:?}");
+    assert!(
+        !short.contains(&"aws-secret-access-key".into()),
+        "{short:?}"
+    );
 }
 
 #[test]
@@ -208,8 +216,11 @@ fn anthropic_and_openai_keys() {
 #[test]
 fn generic_sk_key() {
     let mut g = Gen::new(9);
-    assert_rule(&format!("DEEPSEEK={}\n", format!("sk-{}", g.s(HEX, 32))), "generic-sk-key");
-    assert_clean("a", "pip install scikit-learn; risk-assessment-framework-component\n");
+    assert_rule(&format!("DEEPSEEK=sk-{}\n", g.s(HEX, 32)), "generic-sk-key");
+    assert_clean(
+        "a",
+        "pip install scikit-learn; risk-assessment-framework-component\n",
+    );
 }
 
 #[test]
@@ -248,8 +259,14 @@ fn azure_storage_key() {
 #[test]
 fn huggingface_and_npm_tokens() {
     let mut g = Gen::new(12);
-    assert_rule(&format!("HF_TOKEN=hf_{}\n", g.s(ALNUM, 34)), "huggingface-token");
-    assert_clean("a.py", "from x import hf_hub_download_with_progress_and_cache_dir\n");
+    assert_rule(
+        &format!("HF_TOKEN=hf_{}\n", g.s(ALNUM, 34)),
+        "huggingface-token",
+    );
+    assert_clean(
+        "a.py",
+        "from x import hf_hub_download_with_progress_and_cache_dir\n",
+    );
     assert_rule(&format!("t = npm_{}\n", g.s(ALNUM, 36)), "npm-token");
     assert_clean("a", "npm_config_cache_directory_location_abc\n");
 }
@@ -261,9 +278,15 @@ fn npmrc_pypirc_netrc() {
     assert!(!found_in(".npmrc", &npmrc).is_empty());
     assert_clean(".npmrc", "//registry.npmjs.org/:_authToken=${NPM_TOKEN}\n");
 
-    let pypirc = format!("[pypi]\nusername = __token__\npassword = {}\n", g.s(ALNUM, 20));
+    let pypirc = format!(
+        "[pypi]\nusername = __token__\npassword = {}\n",
+        g.s(ALNUM, 20)
+    );
     assert!(found_in(".pypirc", &pypirc).contains(&"pypirc-password".into()));
-    assert_clean(".pypirc", "[pypi]\nusername = __token__\npassword = $PYPI_TOKEN\n");
+    assert_clean(
+        ".pypirc",
+        "[pypi]\nusername = __token__\npassword = $PYPI_TOKEN\n",
+    );
     let token = format!("pypi-{}{}", "AgEIcHlwaS5vcmc", g.s(B64URL, 60));
     assert_rule(&format!("password = {token}\n"), "pypi-token");
 
@@ -281,16 +304,25 @@ fn twilio_sendgrid_mailgun() {
     let sg = format!("SG.{}.{}", g.s(B64URL, 22), g.s(B64URL, 43));
     assert_rule(&format!("SENDGRID={sg}\n"), "sendgrid-api-key");
     assert_clean("a", "see SG.short.value\n");
-    assert_rule(&format!("MAILGUN=key-{}\n", g.s(HEX, 32)), "mailgun-api-key");
+    assert_rule(
+        &format!("MAILGUN=key-{}\n", g.s(HEX, 32)),
+        "mailgun-api-key",
+    );
     assert_clean("a", &format!("a key-{} value\n", g.s(HEX, 31)));
 }
 
 #[test]
 fn shopify_digitalocean_heroku_databricks_atlassian() {
     let mut g = Gen::new(15);
-    assert_rule(&format!("t=shp{}_{}\n", "at", g.s(HEX, 32)), "shopify-token");
+    assert_rule(
+        &format!("t=shp{}_{}\n", "at", g.s(HEX, 32)),
+        "shopify-token",
+    );
     assert_clean("a", &format!("t=shpat_{}\n", g.s(HEX, 31)));
-    assert_rule(&format!("t=do{}_v1_{}\n", "p", g.s(HEX, 64)), "digitalocean-token");
+    assert_rule(
+        &format!("t=do{}_v1_{}\n", "p", g.s(HEX, 64)),
+        "digitalocean-token",
+    );
     assert_clean("a", &format!("t=dop_v1_{}\n", "a".repeat(64)));
     let uuid = format!(
         "{}-{}-{}-{}-{}",
@@ -316,7 +348,10 @@ fn shopify_digitalocean_heroku_databricks_atlassian() {
 fn jwt_but_not_the_jwt_io_example_or_unsigned() {
     let mut g = Gen::new(16);
     let header = b64url(r#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = b64url(&format!(r#"{{"sub":"{}","iat":1700000000}}"#, g.s(ALNUM, 12)));
+    let payload = b64url(&format!(
+        r#"{{"sub":"{}","iat":1700000000}}"#,
+        g.s(ALNUM, 12)
+    ));
     let jwt = format!("{header}.{payload}.{}", g.s(B64URL, 43));
     assert_rule(&format!("Authorization: Bearer {jwt}\n"), "jwt");
     let example = format!(
@@ -358,7 +393,10 @@ fn public_keys_certificates_and_doc_stubs_are_not_private_keys() {
     let mut g = Gen::new(18);
     assert_clean("pub.pem", &pem("PUBLIC KEY", &mut g));
     assert_clean("cert.pem", &pem("CERTIFICATE", &mut g));
-    assert_clean("ssh.pub", &format!("ssh-ed25519 {} me@host\n", g.s(B64, 68)));
+    assert_clean(
+        "ssh.pub",
+        &format!("ssh-ed25519 {} me@host\n", g.s(B64, 68)),
+    );
     assert_clean(
         "README.md",
         "-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----\n",
@@ -439,19 +477,31 @@ fn generic_assignment_ignores_references_placeholders_and_non_secrets() {
     let mut g = Gen::new(22);
     let hex64 = g.s(HEX, 64);
     let cases = [
-        ("settings.py", "password = os.environ[\"DB_PASSWORD\"]\n".to_string()),
+        (
+            "settings.py",
+            "password = os.environ[\"DB_PASSWORD\"]\n".to_string(),
+        ),
         ("settings.py", "password = get_password(\"db\")\n".into()),
         ("settings.py", "token = self.token_from_config\n".into()),
         ("app.js", "const token = process.env.GITHUB_TOKEN;\n".into()),
         ("app.js", "api_key: \"YOUR_API_KEY\",\n".into()),
         ("config.yaml", "secret: ${SECRET_FROM_ENV}\n".into()),
         ("config.yaml", "token: <token>\n".into()),
-        ("config.yaml", "password: \"{{ vault_db_password }}\"\n".into()),
+        (
+            "config.yaml",
+            "password: \"{{ vault_db_password }}\"\n".into(),
+        ),
         ("config.toml", format!("token_hash = \"{hex64}\"\n")),
-        ("config.toml", "session_token = \"0f8fad5b-d9cb-469f-a165-70867728950e\"\n".into()),
+        (
+            "config.toml",
+            "session_token = \"0f8fad5b-d9cb-469f-a165-70867728950e\"\n".into(),
+        ),
         ("config.toml", "max_tokens = 4096\n".into()),
         ("config.toml", "secret_name = \"prod-database\"\n".into()),
-        ("config.toml", "password_file = \"/run/secrets/db_password\"\n".into()),
+        (
+            "config.toml",
+            "password_file = \"/run/secrets/db_password\"\n".into(),
+        ),
         ("a.env", "PASSWORD=changeme\n".into()),
         ("a.env", "TOKEN=xxxxxxxxxxxxxxxxxxxx\n".into()),
         ("tokens.css", ".token-primary { color: #ff0000; }\n".into()),
@@ -471,7 +521,10 @@ fn lockfile_integrity_hashes_and_uuids_are_not_secrets() {
     assert_clean("package-lock.json", &lock);
     assert_clean(
         "Cargo.lock",
-        &format!("[[package]]\nname = \"x\"\nchecksum = \"{}\"\n", g.s(HEX, 64)),
+        &format!(
+            "[[package]]\nname = \"x\"\nchecksum = \"{}\"\n",
+            g.s(HEX, 64)
+        ),
     );
     assert_clean(
         "ids.txt",
