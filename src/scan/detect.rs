@@ -116,17 +116,33 @@ impl RuleSet {
             }
             let mut at = 0;
             while at <= hay.len() {
-                let Some(whole) = re.captures_read_at(locs, hay, at) else {
+                // Find the match with the lazy DFA first, then resolve groups
+                // on the match alone: asking for captures over the whole file
+                // makes the regex engine backtrack (and clear its visited set)
+                // across everything after `at`, once per candidate.
+                let Some(whole) = re.find_at(hay, at) else {
                     break;
                 };
-                let secret = secret_span(rule, locs).unwrap_or(whole.range());
+                let grouped = locs.len() > 1
+                    && re
+                        .captures_read_at(locs, &hay[..whole.end()], whole.start())
+                        .is_some();
+                let secret = if grouped {
+                    secret_span(rule, locs).unwrap_or(whole.range())
+                } else {
+                    whole.range()
+                };
                 // Resume at the end of the secret, not the match: rules consume
                 // a boundary character that may start the next candidate.
                 at = if secret.end > at { secret.end } else { at + 1 };
                 if s.spans.iter().any(|sp| overlaps(sp, &secret)) {
                     continue;
                 }
-                let key = rule.key_group.and_then(|g| locs.get(g)).map(|(a, b)| a..b);
+                let key = rule
+                    .key_group
+                    .filter(|_| grouped)
+                    .and_then(|g| locs.get(g))
+                    .map(|(a, b)| a..b);
                 if self.accept(rule, ctx, hay, secret.clone(), key) {
                     out.push(Hit {
                         rule: i,
