@@ -48,6 +48,11 @@ fn run(args: ScanArgs) -> Result<bool, String> {
     } else {
         args.paths
     };
+    // The library skips a missing root (the launcher may expose optional
+    // paths); on the command line a missing path is an error.
+    if let Some(missing) = roots.iter().find(|p| !p.exists()) {
+        return Err(format!("{}: no such file or directory", missing.display()));
+    }
     let scan = crate::scan::scan_paths(&roots, &opts).map_err(|e| e.to_string())?;
     // Compiled again only for descriptions; the scan already proved it compiles.
     let rules = RuleSet::new(&opts.extra_rules).map_err(|e| e.to_string())?;

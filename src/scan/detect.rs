@@ -184,7 +184,7 @@ impl RuleSet {
             return false;
         }
         match rule.validate {
-            Some(Validate::GithubCrc32) if !github_checksum_ok(value) => return false,
+            Some(Validate::Crc32Base62) if !crc32_base62_ok(value) => return false,
             Some(Validate::BasicAuthB64) if !is_basic_auth_b64(value) => return false,
             _ => {}
         }
@@ -542,8 +542,9 @@ pub fn base62_6(mut n: u32) -> [u8; 6] {
     out
 }
 
-/// GitHub's token format: `prefix_` + 30 random base62 + base62(crc32(random)).
-fn github_checksum_ok(token: &[u8]) -> bool {
+/// GitHub's (and npm's) token format: a 4-byte prefix (`ghp_`, `npm_`), 30
+/// random base62 characters, then base62(crc32(random)) in 6 characters.
+fn crc32_base62_ok(token: &[u8]) -> bool {
     let Some(body) = token.get(4..) else {
         return false;
     };

@@ -67,9 +67,13 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanReport {
+    /// Sorted by path, then line.
     pub findings: Vec<Finding>,
+    /// Files whose content was checked, including those answered by the cache.
     pub files_scanned: u64,
+    /// Of `files_scanned`, how many were answered by the cache.
     pub files_from_cache: u64,
+    /// Files not read: over the size cap, unreadable, or a root that does not exist.
     pub skipped: Vec<Skipped>,
     pub duration_ms: u64,
 }
@@ -100,7 +104,8 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     let t0 = Instant::now();
     let started = std::time::SystemTime::now();
     let rules = RuleSet::new(&opts.extra_rules)?;
-    let roots = canonical_roots(roots)?;
+    let mut skipped = Vec::new();
+    let roots = canonical_roots(roots, &mut skipped)?;
     let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
         id: "allow".into(),
         msg,
@@ -157,7 +162,7 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         .collect();
     findings.sort();
     findings.dedup();
-    let mut skipped = collected.skipped;
+    skipped.extend(collected.skipped);
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(ScanReport {
         findings,
@@ -168,14 +173,27 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     })
 }
 
-fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, ScanError> {
+/// Canonical roots. A root that does not exist holds nothing to find and is
+/// reported as skipped; any other failure to resolve one is an error.
+fn canonical_roots(
+    roots: &[PathBuf],
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<PathBuf>, ScanError> {
     let mut out = Vec::with_capacity(roots.len());
     for r in roots {
-        let c = std::fs::canonicalize(r).map_err(|source| ScanError::Io {
-            path: r.clone(),
-            source,
-        })?;
-        out.push(c);
+        match std::fs::canonicalize(r) {
+            Ok(c) => out.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => skipped.push(Skipped {
+                path: r.clone(),
+                reason: "does not exist".into(),
+            }),
+            Err(source) => {
+                return Err(ScanError::Io {
+                    path: r.clone(),
+                    source,
+                })
+            }
+        }
     }
     out.sort();
     // A root inside another root would be walked twice.
@@ -188,19 +206,21 @@ fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, ScanError> {
     Ok(kept)
 }
 
-/// Progress on stderr once the scan has taken more than 300 ms.
+/// Progress on stderr once the scan has taken more than 300 ms, refreshed
+/// every 250 ms; the line is erased when the scan ends.
 fn progress(seen: &AtomicU64, done: &AtomicBool) {
-    let t0 = Instant::now();
+    const TICK: Duration = Duration::from_millis(25);
+    let mut next = Instant::now() + Duration::from_millis(300);
     let mut printed = false;
     while !done.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(50));
-        let ms = t0.elapsed().as_millis();
-        if ms >= 300 && ms % 250 < 50 {
+        std::thread::sleep(TICK);
+        if Instant::now() >= next {
             eprint!(
                 "\rairlock: scanning… {} files",
                 seen.load(Ordering::Relaxed)
             );
             printed = true;
+            next += Duration::from_millis(250);
         }
     }
     if printed {

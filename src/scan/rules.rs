@@ -39,8 +39,8 @@ struct RuleDef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Validate {
-    /// GitHub tokens end in a base62 CRC32 of their random part.
-    GithubCrc32,
+    /// GitHub classic and npm tokens end in a base62 CRC32 of their random part.
+    Crc32Base62,
     /// Docker `auth` values are base64 of `user:password`.
     BasicAuthB64,
     /// The generic `key = value` rule: key-name and value-shape filters.

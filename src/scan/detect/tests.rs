@@ -71,6 +71,7 @@ fn assert_clean(name: &str, content: &str) {
     assert!(got.is_empty(), "expected nothing in {name}, got {got:?}");
 }
 
+/// A token in the GitHub / npm format with a valid CRC32 suffix.
 fn github_token(g: &mut Gen, prefix: &str) -> String {
     let random = g.s(ALNUM, 30);
     let check = base62_6(crc32(random.as_bytes()));
@@ -267,7 +268,9 @@ fn huggingface_and_npm_tokens() {
         "a.py",
         "from x import hf_hub_download_with_progress_and_cache_dir\n",
     );
-    assert_rule(&format!("t = npm_{}\n", g.s(ALNUM, 36)), "npm-token");
+    let npm = github_token(&mut g, "npm");
+    assert_rule(&format!("t = {npm}\n"), "npm-token");
+    assert_clean("a", &format!("t = npm_{}\n", g.s(ALNUM, 36)));
     assert_clean("a", "npm_config_cache_directory_location_abc\n");
 }
 
