@@ -136,22 +136,23 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         c
     });
 
-    if opts.use_cache {
+    // Rewrite the cache only when something changed: an unchanged tree
+    // costs a stat walk and no write.
+    let unchanged = collected.fresh == 0 && collected.cache_entries.len() == cache.len();
+    if opts.use_cache && !unchanged {
         let entries = collected
-            .files
+            .cache_entries
             .iter()
-            .filter(|f| f.cacheable || cache.get(&f.key).is_some())
-            .map(|f| (&f.key, f.hits.as_slice()));
+            .map(|(k, hits)| (k, hits.as_slice()));
         // Best effort: a read-only or full disk costs speed, never the scan.
         let _ = cache.store(&rules.hash, entries);
     }
 
     let mut findings: Vec<Finding> = collected
-        .files
+        .findings
         .into_iter()
-        .flat_map(|f| {
-            let path = f.path;
-            f.hits.into_iter().map(move |h| Finding {
+        .flat_map(|(path, hits)| {
+            hits.into_iter().map(move |h| Finding {
                 path: path.clone(),
                 line: h.line,
                 rule: h.rule,

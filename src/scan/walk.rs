@@ -38,20 +38,16 @@ pub const NEVER_DESCEND: &[&str] = &[".git/objects"];
 /// Bytes inspected for a NUL to call a file binary (what git and ripgrep do).
 const SNIFF: usize = 8 * 1024;
 
-/// One file's outcome.
-#[derive(Debug)]
-pub struct FileResult {
-    pub path: PathBuf,
-    pub key: FileKey,
-    pub hits: Vec<CachedHit>,
-    /// Read now (not from the cache) and stable enough to be cached.
-    pub cacheable: bool,
-}
-
 /// Everything the walk collected.
 #[derive(Debug, Default)]
 pub struct Collected {
-    pub files: Vec<FileResult>,
+    /// Files with findings (a clean file costs no allocation here).
+    pub findings: Vec<(PathBuf, Vec<CachedHit>)>,
+    /// What the next cache holds: entries answered by the cache, and files read
+    /// now that are stable enough to cache. An empty hit list allocates nothing.
+    pub cache_entries: Vec<(FileKey, Vec<CachedHit>)>,
+    /// Files read now (not answered by the cache).
+    pub fresh: u64,
     pub skipped: Vec<Skipped>,
     pub scanned: u64,
     pub from_cache: u64,
@@ -133,64 +129,51 @@ impl<'a> Worker<'a> {
             return;
         }
         self.shared.seen.fetch_add(1, Ordering::Relaxed);
-        let (path, meta) = if ft.is_symlink() {
+        if ft.is_symlink() {
             let Ok(target) = std::fs::canonicalize(e.path()) else {
                 return; // dangling
             };
             let Ok(meta) = std::fs::metadata(&target) else {
                 return;
             };
-            // A root given as a symlink was canonicalised already; a link to a
-            // file under a root is visited at its own path.
-            if e.depth() > 0 && self.shared.roots.iter().any(|r| target.starts_with(r)) {
-                return;
+            // A link to a file under a root is visited at its own path.
+            if meta.is_file() && !self.shared.roots.iter().any(|r| target.starts_with(r)) {
+                self.scan_file(&target, &meta);
             }
-            (target, meta)
         } else if ft.is_file() {
-            let Ok(meta) = e.metadata() else { return };
-            (e.path().to_path_buf(), meta)
-        } else {
-            return; // sockets, fifos, devices: never read
-        };
-        if !meta.is_file() {
-            return;
+            if let Ok(meta) = e.metadata() {
+                self.scan_file(e.path(), &meta);
+            }
         }
-        self.scan_file(path, &meta);
+        // Sockets, fifos, devices: never read.
     }
 
-    fn scan_file(&mut self, path: PathBuf, meta: &std::fs::Metadata) {
+    fn scan_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if self.in_excluded_dir(&path) && !is_credential_name(name) {
+        if self.in_excluded_dir(path) && !is_credential_name(name) {
             return;
         }
         let key = FileKey::of(meta);
         if let Some(hits) = self.shared.cache.get(&key) {
             self.local.from_cache += 1;
             self.local.scanned += 1;
+            // Unchanged: carry the entry into the next cache.
+            self.local.cache_entries.push((key, hits.to_vec()));
             if !hits.is_empty() {
-                self.local.files.push(FileResult {
-                    path,
-                    key,
-                    hits: hits.to_vec(),
-                    cacheable: false,
-                });
-            } else {
-                // Unchanged and clean: carry the entry into the new cache.
-                self.local.files.push(FileResult {
-                    path,
-                    key,
-                    hits: Vec::new(),
-                    cacheable: false,
-                });
+                self.local
+                    .findings
+                    .push((path.to_path_buf(), hits.to_vec()));
             }
             return;
         }
         let rules = self.shared.rules;
         self.hits.clear();
         rules.name_hits(name, &mut self.hits);
-        if meta.len() > self.shared.max_file_size {
+        let too_big = meta.len() > self.shared.max_file_size;
+        if too_big {
+            // Not read, not cached; a name-only finding (keystore) still counts.
             self.local.skipped.push(Skipped {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 reason: format!(
                     "larger than {} bytes ({} bytes)",
                     self.shared.max_file_size,
@@ -198,8 +181,9 @@ impl<'a> Worker<'a> {
                 ),
             });
         } else {
-            match read_into(&path, meta.len(), &mut self.buf) {
+            match read_into(path, meta.len(), &mut self.buf) {
                 Ok(()) => {
+                    // Binary: NUL in the first 8 KiB (what git and ripgrep do).
                     let sniff = &self.buf[..self.buf.len().min(SNIFF)];
                     if !sniff.contains(&0) {
                         let ctx = FileContext { name };
@@ -208,15 +192,15 @@ impl<'a> Worker<'a> {
                 }
                 Err(e) => {
                     self.local.skipped.push(Skipped {
-                        path,
+                        path: path.to_path_buf(),
                         reason: format!("unreadable: {}", io_reason(&e)),
                     });
                     return;
                 }
             }
+            self.local.scanned += 1;
+            self.local.fresh += 1;
         }
-        self.local.scanned += 1;
-        let too_big = meta.len() > self.shared.max_file_size;
         let hits: Vec<CachedHit> = self
             .hits
             .iter()
@@ -226,12 +210,12 @@ impl<'a> Worker<'a> {
                 redacted: h.redacted.clone(),
             })
             .collect();
-        self.local.files.push(FileResult {
-            path,
-            key,
-            hits,
-            cacheable: !too_big && !key.is_racy(self.shared.started),
-        });
+        if !too_big && !key.is_racy(self.shared.started) {
+            self.local.cache_entries.push((key, hits.clone()));
+        }
+        if !hits.is_empty() {
+            self.local.findings.push((path.to_path_buf(), hits));
+        }
     }
 
     fn in_excluded_dir(&self, path: &Path) -> bool {
@@ -258,7 +242,9 @@ impl Drop for Worker<'_> {
     fn drop(&mut self) {
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let local = std::mem::take(&mut self.local);
-        out.files.extend(local.files);
+        out.findings.extend(local.findings);
+        out.cache_entries.extend(local.cache_entries);
+        out.fresh += local.fresh;
         out.skipped.extend(local.skipped);
         out.scanned += local.scanned;
         out.from_cache += local.from_cache;
