@@ -161,7 +161,34 @@ impl Cache {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+        prune(dir, path);
         result
+    }
+}
+
+/// Remove cache files (other root sets, older rule versions) not rewritten
+/// for 30 days, so the directory does not grow without bound. A pruned cache
+/// only costs one cold scan.
+fn prune(dir: &Path, keep: &Path) {
+    const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let ours = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("scan-"));
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > MAX_AGE);
+        if ours && old && p != keep {
+            let _ = std::fs::remove_file(&p);
+        }
     }
 }
 

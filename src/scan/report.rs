@@ -164,7 +164,6 @@ pub fn write_sarif(
     let mut run = json!({
         "tool": { "driver": {
             "name": "airlock",
-            "informationUri": "https://github.com/airlock-sandbox/airlock",
             "version": env!("CARGO_PKG_VERSION"),
             "rules": driver_rules,
         }},

@@ -137,10 +137,13 @@ impl<'a> Worker<'a> {
                 return;
             };
             // A link to a file under a root is visited at its own path.
-            if meta.is_file() && !self.shared.roots.iter().any(|r| target.starts_with(r)) {
+            if meta.is_file()
+                && !self.shared.roots.iter().any(|r| target.starts_with(r))
+                && self.wanted(&target)
+            {
                 self.scan_file(&target, &meta);
             }
-        } else if ft.is_file() {
+        } else if ft.is_file() && self.wanted(e.path()) {
             if let Ok(meta) = e.metadata() {
                 self.scan_file(e.path(), &meta);
             }
@@ -150,9 +153,6 @@ impl<'a> Worker<'a> {
 
     fn scan_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if self.in_excluded_dir(path) && !is_credential_name(name) {
-            return;
-        }
         let key = FileKey::of(meta);
         if let Some(hits) = self.shared.cache.get(&key) {
             self.local.from_cache += 1;
@@ -216,6 +216,13 @@ impl<'a> Worker<'a> {
         if !hits.is_empty() {
             self.local.findings.push((path.to_path_buf(), hits));
         }
+    }
+
+    /// Outside excluded directories every file is read; inside them only
+    /// files with a credential-like name (decided before any `stat`).
+    fn wanted(&self, path: &Path) -> bool {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        is_credential_name(name) || !self.in_excluded_dir(path)
     }
 
     fn in_excluded_dir(&self, path: &Path) -> bool {
