@@ -143,7 +143,7 @@ impl RuleSet {
                     .filter(|_| grouped)
                     .and_then(|g| locs.get(g))
                     .map(|(a, b)| a..b);
-                if self.accept(rule, ctx, hay, secret.clone(), key) {
+                if self.accept(rule, ctx, hay, &whole.range(), secret.clone(), key) {
                     out.push(Hit {
                         rule: i,
                         line: line_of(hay, secret.start),
@@ -160,12 +160,25 @@ impl RuleSet {
         rule: &Rule,
         ctx: &FileContext,
         hay: &[u8],
+        whole: &Range<usize>,
         secret: Range<usize>,
         key: Option<Range<usize>>,
     ) -> bool {
         let mut value = &hay[secret.clone()];
+        if rule.validate == Some(Validate::Url) && !url_ok(&hay[whole.clone()], value) {
+            return false;
+        }
         if rule.validate == Some(Validate::Assignment) {
             let after = hay.get(secret.end).copied();
+            let before_key = key
+                .as_ref()
+                .and_then(|k| k.start.checked_sub(1))
+                .map(|i| hay[i]);
+            // `?token=abc&...`: a URL query parameter (badges, examples);
+            // credential URLs have their own rules.
+            if matches!(before_key, Some(b'?' | b'&')) {
+                return false;
+            }
             let key = key.map_or(&b""[..], |k| &hay[k]);
             if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
                 return false;
@@ -431,6 +444,11 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         "regex",
         "pattern",
         "tokens",
+        "encryption",
+        "authentication",
+        "validator",
+        "handler",
+        "class",
     ];
     let key = String::from_utf8_lossy(key).to_ascii_lowercase();
     let key = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
@@ -459,7 +477,13 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     let Ok(v) = std::str::from_utf8(value) else {
         return false;
     };
-    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '('])
+    // All letters (and `_`), short: a name (`"challengePassword"`, a type
+    // annotation), not a random secret.
+    let name = v.trim_end_matches('=');
+    let alpha_name = name.len() < 24 && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
+        || alpha_name
+        || v.contains("::")
         || v.contains("://")
         || v.contains(['(', ')', '[', ']'])
         || is_uuid(v)
@@ -494,6 +518,27 @@ fn looks_random(v: &[u8]) -> bool {
     }
     let scaled = 0.85 * (v.len() as f64).log2();
     shannon_entropy(v) >= floor.min(scaled)
+}
+
+/// `scheme://user:password@host`: not a documentation host (RFC 2606 / 6761
+/// reserved names), and not `user:user`.
+fn url_ok(url: &[u8], password: &[u8]) -> bool {
+    let url = String::from_utf8_lossy(url).to_ascii_lowercase();
+    let Some((userinfo, host)) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+    else {
+        return false;
+    };
+    let host = host.split([':', '/']).next().unwrap_or("");
+    let reserved = ["example.com", "example.org", "example.net"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        || [".example", ".test", ".invalid"]
+            .iter()
+            .any(|t| host.ends_with(t));
+    let user = userinfo.split(':').next().unwrap_or("");
+    !reserved && user.as_bytes() != password.to_ascii_lowercase()
 }
 
 pub fn is_uuid(v: &str) -> bool {

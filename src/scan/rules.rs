@@ -45,6 +45,8 @@ pub enum Validate {
     BasicAuthB64,
     /// The generic `key = value` rule: key-name and value-shape filters.
     Assignment,
+    /// A URL with a password: not a documentation host, not `user:user`.
+    Url,
 }
 
 /// One compiled rule.
@@ -268,7 +270,7 @@ mod tests {
                 r.id
             );
         }
-        assert_eq!(rs.known_examples.len(), 3);
+        assert_eq!(rs.known_examples.len(), 4);
     }
 
     fn idx(rs: &RuleSet, id: &str) -> usize {

@@ -181,7 +181,7 @@ fn git_credentials_file() {
     write(
         &root,
         ".git-credentials",
-        &format!("https://me:{}@git.example.org\n", "q8Vd2kLm4Np7Rs1Tx6Wz"),
+        &format!("https://me:{}@git.corp.internal\n", "q8Vd2kLm4Np7Rs1Tx6Wz"),
     );
     let r = scan_paths(&[root], &opts()).expect("scan");
     assert_eq!(r.findings.len(), 1, "{:?}", r.findings);

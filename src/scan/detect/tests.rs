@@ -612,3 +612,25 @@ fn env_values() {
         assert_eq!(secret_in_value(benign), None, "{benign}");
     }
 }
+
+/// False positives seen when scanning real trees (crate sources, Python's
+/// site-packages, /usr/share/doc, /etc).
+#[test]
+fn false_positives_seen_in_real_trees() {
+    let cases = [
+        ("README.md", "let token: cpuid_aes_sha::InitToken = cpuid_aes_sha::init();\n"),
+        ("README.md", "[badge]: https://codecov.io/gh/o/r/graph/badge.svg?token=Z92NHFQ70G\n"),
+        ("postgresql.conf", "#password_encryption = scram-sha-256\t# or md5\n"),
+        ("_oid.py", "    AttributeOID.CHALLENGE_PASSWORD: \"challengePassword\",\n"),
+        ("dsa.py", "    backend: \"Backend\", private_key: \"_DSAPrivateKey\", data: bytes\n"),
+        ("ssh.py", "        proxy_password = display_desc.get(\"proxy_password\", password)\n"),
+        ("connection.py", "        self.key_password = key_password\n"),
+        ("mvn", "__mvncomp \"username= message= password= scmVersion= $(x)\" \"-D\"\n"),
+        ("sshconfig.vim", "syn match sshconfigHostKeyAlgo \"\\<sk-ecdsa-sha2-nistp256-cert-v01@openssh\\.com\\>\"\n"),
+        ("http.md", "const options = new URL('https://abc:xyz@example.com');\n"),
+        ("a.yaml", "url: postgres://app:app@db/x\n"),
+    ];
+    for (name, content) in cases {
+        assert_clean(name, content);
+    }
+}
