@@ -477,10 +477,19 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     let Ok(v) = std::str::from_utf8(value) else {
         return false;
     };
+    // `_authToken=MYTOKEN1`, `password: "db-password-1"`: the value names
+    // what it stands for.
+    let lower = v.to_ascii_lowercase();
+    if ["token", "passw", "secret", "apikey", "api_key"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return false;
+    }
     // All letters (and `_`), short: a name (`"challengePassword"`, a type
     // annotation), not a random secret.
     let name = v.trim_end_matches('=');
-    let alpha_name = name.len() < 24 && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+    let alpha_name = name.len() < 32 && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
     if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
         || alpha_name
         || v.contains("::")

@@ -629,6 +629,8 @@ fn false_positives_seen_in_real_trees() {
         ("sshconfig.vim", "syn match sshconfigHostKeyAlgo \"\\<sk-ecdsa-sha2-nistp256-cert-v01@openssh\\.com\\>\"\n"),
         ("http.md", "const options = new URL('https://abc:xyz@example.com');\n"),
         ("a.yaml", "url: postgres://app:app@db/x\n"),
+        ("ec.py", "    backend: \"Backend\", private_key: \"_EllipticCurvePrivateKey\", data: bytes\n"),
+        ("npmrc.md", "//somewhere-else.com/myorg/:_authToken=MYTOKEN1\n"),
     ];
     for (name, content) in cases {
         assert_clean(name, content);
