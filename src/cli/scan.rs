@@ -54,8 +54,8 @@ fn run(args: ScanArgs) -> Result<bool, String> {
         return Err(format!("{}: no such file or directory", missing.display()));
     }
     let scan = crate::scan::scan_paths(&roots, &opts).map_err(|e| e.to_string())?;
-    // Compiled again only for descriptions; the scan already proved it compiles.
-    let rules = RuleSet::new(&opts.extra_rules).map_err(|e| e.to_string())?;
+    // For descriptions: the shared built-ins, or compiled again with user rules.
+    let rules = RuleSet::with_extra(&opts.extra_rules).map_err(|e| e.to_string())?;
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

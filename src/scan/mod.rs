@@ -103,7 +103,7 @@ pub enum ScanError {
 pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, ScanError> {
     let t0 = Instant::now();
     let started = std::time::SystemTime::now();
-    let rules = RuleSet::new(&opts.extra_rules)?;
+    let rules = RuleSet::with_extra(&opts.extra_rules)?;
     let mut skipped = Vec::new();
     let roots = canonical_roots(roots, &mut skipped)?;
     let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
@@ -231,12 +231,10 @@ fn progress(seen: &AtomicU64, done: &AtomicBool) {
 
 /// If an environment value looks like a credential, the id of the rule that says so.
 ///
-/// Same rules as the file scan (compiled once per process and kept: they are
-/// immutable), so ~100 values cost microseconds each.
+/// Same rules as the file scan ([`RuleSet::builtin_shared`], compiled once per
+/// process), so ~100 values cost microseconds each.
 pub fn secret_in_value(value: &str) -> Option<&'static str> {
-    static RULES: std::sync::OnceLock<Option<RuleSet>> = std::sync::OnceLock::new();
-    let rules = RULES.get_or_init(|| RuleSet::builtin().ok()).as_ref();
-    if let Some(rules) = rules {
+    if let Ok(rules) = RuleSet::builtin_shared() {
         let mut scratch = detect::Scratch::new(rules);
         let mut hits = Vec::new();
         rules.scan(

@@ -50,7 +50,7 @@ pub enum Validate {
 }
 
 /// One compiled rule.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
     pub description: String,
@@ -68,7 +68,7 @@ pub struct Rule {
 }
 
 /// Every rule, the prefilter over their keywords, and a hash that keys the cache.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub prefilter: AhoCorasick,
@@ -84,6 +84,28 @@ impl RuleSet {
     /// The built-in rules only.
     pub fn builtin() -> Result<RuleSet, ScanError> {
         RuleSet::new(&[])
+    }
+
+    /// The built-in rules, compiled once per process (~30 ms) and shared by the
+    /// file scan and the environment check: immutable, so sharing is safe.
+    pub fn builtin_shared() -> Result<&'static RuleSet, ScanError> {
+        static RULES: std::sync::OnceLock<Result<RuleSet, String>> = std::sync::OnceLock::new();
+        RULES
+            .get_or_init(|| RuleSet::builtin().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|msg| ScanError::Rule {
+                id: "rules.toml".into(),
+                msg: msg.clone(),
+            })
+    }
+
+    /// The built-in rules plus `extra`: shared when there are no extras.
+    pub fn with_extra(extra: &[RuleSpec]) -> Result<std::borrow::Cow<'static, RuleSet>, ScanError> {
+        if extra.is_empty() {
+            RuleSet::builtin_shared().map(std::borrow::Cow::Borrowed)
+        } else {
+            RuleSet::new(extra).map(std::borrow::Cow::Owned)
+        }
     }
 
     /// The built-in rules followed by the user's.
