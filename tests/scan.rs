@@ -418,3 +418,31 @@ fn size_cap_is_reported_as_skipped() {
         .iter()
         .any(|s| fx.rel(s["path"].as_str().expect("path")) == "web/logo.html"));
 }
+
+#[test]
+fn launcher_plan_masks_what_the_scan_finds() {
+    let fx = fixture();
+    let out = Command::new(BIN)
+        .args(["explain", "--format", "json", "--workspace"])
+        .arg(&fx.root)
+        .args(["--", "true"])
+        .env("XDG_CACHE_HOME", &fx.cache)
+        .output()
+        .expect("run airlock explain");
+    fx.assert_no_secret_in(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan is JSON");
+    let findings: Vec<String> = plan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| fx.rel(f["path"].as_str().expect("path")))
+        .collect();
+    assert!(findings.contains(&".env".to_string()), "{findings:?}");
+    assert!(findings.contains(&"deploy/id_ed25519".to_string()));
+}
