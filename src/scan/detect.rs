@@ -71,6 +71,10 @@ impl Scratch {
 /// by the generic assignment rule.
 const MAX_GENERIC_LINE: usize = 1000;
 
+/// Findings reported per file. The launcher masks a file whole, so more say
+/// nothing new, and a fixture with thousands of keys must not cost O(n²).
+pub const MAX_HITS_PER_FILE: usize = 100;
+
 impl RuleSet {
     /// Findings that come from the file name alone (keystores). Run before the
     /// binary sniff: a `.p12` file is binary.
@@ -99,6 +103,7 @@ impl RuleSet {
             return;
         }
         s.spans.clear();
+        let first = out.len();
         for (i, rule) in self.rules.iter().enumerate() {
             let (Some(re), Some(locs)) = (&rule.regex, s.locs[i].as_mut()) else {
                 continue;
@@ -115,7 +120,8 @@ impl RuleSet {
                 continue;
             }
             let mut at = 0;
-            while at <= hay.len() {
+            let mut lines = LineCounter::default();
+            while at <= hay.len() && out.len() - first < MAX_HITS_PER_FILE {
                 // Find the match with the lazy DFA first, then resolve groups
                 // on the match alone: asking for captures over the whole file
                 // makes the regex engine backtrack (and clear its visited set)
@@ -146,7 +152,7 @@ impl RuleSet {
                 if self.accept(rule, ctx, hay, &whole.range(), secret.clone(), key) {
                     out.push(Hit {
                         rule: i,
-                        line: line_of(hay, secret.start),
+                        line: lines.line_of(hay, secret.start),
                         redacted: redact(&hay[secret.clone()]),
                     });
                     s.spans.push(secret);
@@ -220,9 +226,22 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
-/// 1-based line number of byte offset `at`.
-pub fn line_of(hay: &[u8], at: usize) -> usize {
-    1 + hay[..at].iter().filter(|&&b| b == b'\n').count()
+/// 1-based line numbers for increasing offsets, counting each byte once.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    fn line_of(&mut self, hay: &[u8], at: usize) -> usize {
+        if at < self.offset {
+            *self = LineCounter::default();
+        }
+        self.newlines += hay[self.offset..at].iter().filter(|&&b| b == b'\n').count();
+        self.offset = at;
+        self.newlines + 1
+    }
 }
 
 fn line_len(hay: &[u8], span: &Range<usize>) -> usize {

@@ -636,3 +636,24 @@ fn false_positives_seen_in_real_trees() {
         assert_clean(name, content);
     }
 }
+
+#[test]
+fn line_numbers_and_the_per_file_cap() {
+    let mut g = Gen::new(26);
+    let mut text = String::new();
+    for _ in 0..300 {
+        text.push_str(&format!("k = {}{}{}\n\n", "AK", "IA", g.s(B32, 16)));
+    }
+    let rs = rules();
+    let mut s = Scratch::new(rs);
+    let mut hits = Vec::new();
+    rs.scan(
+        &FileContext { name: "keys.txt" },
+        text.as_bytes(),
+        &mut s,
+        &mut hits,
+    );
+    assert_eq!(hits.len(), MAX_HITS_PER_FILE);
+    let lines: Vec<usize> = hits.iter().map(|h| h.line).take(3).collect();
+    assert_eq!(lines, vec![1, 3, 5]);
+}
