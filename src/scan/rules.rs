@@ -116,6 +116,7 @@ impl RuleSet {
         })?;
         let mut hasher = Sha256::new();
         hasher.update(BUILTIN_RULES.as_bytes());
+        hasher.update(matcher_identity());
         let n_builtin = file.rule.len();
         let mut defs = file.rule;
         for spec in extra {
@@ -236,6 +237,20 @@ impl RuleSet {
     pub fn get(&self, id: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.id == id)
     }
+}
+
+/// The filters in `detect.rs` decide findings as much as the rules do, so the
+/// cache key covers the code too: the version, and the executable's size and
+/// mtime (a rebuilt binary starts from an empty cache).
+fn matcher_identity() -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    let mut id = env!("CARGO_PKG_VERSION").as_bytes().to_vec();
+    if let Ok(m) = std::env::current_exe().and_then(std::fs::metadata) {
+        id.extend_from_slice(&m.size().to_le_bytes());
+        id.extend_from_slice(&m.mtime().to_le_bytes());
+        id.extend_from_slice(&m.mtime_nsec().to_le_bytes());
+    }
+    id
 }
 
 /// `password` → `password`, `PASSWORD`, `Password` (deduplicated).

@@ -1,5 +1,5 @@
 //! The scanner's parallel walk. Unlike `crate::walk`, each walker thread owns
-//! a [`Worker`] (read buffer, matcher scratch, results) that it reuses for
+//! a `Worker` (read buffer, matcher scratch, results) that it reuses for
 //! every file and hands back once when the thread ends: no per-file
 //! allocation and no lock in the hot loop.
 //!
