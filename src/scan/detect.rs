@@ -505,10 +505,9 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     {
         return false;
     }
-    // All letters (and `_`), short: a name (`"challengePassword"`, a type
-    // annotation), not a random secret.
-    let name = v.trim_end_matches('=');
-    let alpha_name = name.len() < 32 && name.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_');
+    // `"challengePassword"`, `"_RSAPrivateKey"`, `scmVersion=`: a name or a
+    // type annotation, not a secret.
+    let alpha_name = looks_like_name(v.trim_end_matches('='));
     if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
         || alpha_name
         || v.contains("::")
@@ -531,6 +530,45 @@ fn looks_like_identifier(v: &[u8]) -> bool {
     };
     let no_digits = !v.iter().any(u8::is_ascii_digit);
     (v.contains(&b'.') && v.split(|b| *b == b'.').all(ident)) || (no_digits && ident(v))
+}
+
+/// Letters and `_` only, made of words: `snake_case`, `camelCase`,
+/// `PascalCase`, `UPPER_CASE`, where every camel-case word is a short acronym
+/// or has 3+ letters and a vowel (`RSA`, `Private`, `Key`). Random letters
+/// (`bNekIDPqIQQs…`) break into short or vowel-less pieces.
+fn looks_like_name(v: &str) -> bool {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
+        return false;
+    }
+    v.split('_').filter(|s| !s.is_empty()).all(|seg| {
+        if seg.bytes().all(|b| b.is_ascii_uppercase()) {
+            return true;
+        }
+        // Split before each uppercase letter that follows a lowercase one,
+        // and before the last capital of an acronym run ("RSAPrivate").
+        let b = seg.as_bytes();
+        let mut words = Vec::with_capacity(4);
+        let mut start = 0;
+        for i in 1..b.len() {
+            let boundary = (b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
+                || (b[i].is_ascii_uppercase()
+                    && b[i - 1].is_ascii_uppercase()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_lowercase));
+            if boundary {
+                words.push(&b[start..i]);
+                start = i;
+            }
+        }
+        words.push(&b[start..]);
+        let vowel = |w: &[u8]| w.iter().any(|c| b"aeiouAEIOU".contains(c));
+        let acronym = |w: &[u8]| w.len() <= 5 && w.iter().all(u8::is_ascii_uppercase);
+        // Words of 4+ letters on average: random case flips far more often.
+        words.len() * 4 <= b.len()
+            && words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| acronym(w) || (w.len() >= 3 && vowel(w)) || (i == 0 && w.len() < 5))
+    })
 }
 
 /// Per-charset entropy floor (bits/char). Short values cannot reach the

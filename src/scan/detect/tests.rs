@@ -638,6 +638,36 @@ fn false_positives_seen_in_real_trees() {
 }
 
 #[test]
+fn names_versus_random_letters() {
+    for name in [
+        "challengePassword",
+        "_EllipticCurvePrivateKey",
+        "_RSAPrivateKey",
+        "scmVersion",
+        "CHALLENGE_PASSWORD",
+        "InitToken",
+    ] {
+        assert!(looks_like_name(name), "{name}");
+    }
+    let mut g = Gen::new(27);
+    let letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut missed = 0;
+    for _ in 0..1000 {
+        if looks_like_name(&g.s(letters, 24)) {
+            missed += 1;
+        }
+    }
+    assert!(
+        missed < 5,
+        "{missed} of 1000 random strings look like names"
+    );
+    assert_rule(
+        &format!("password = \"{}\"\n", "bNekIDPqIQQskGBsuCUVyFpr"),
+        "generic-secret-assignment",
+    );
+}
+
+#[test]
 fn line_numbers_and_the_per_file_cap() {
     let mut g = Gen::new(26);
     let mut text = String::new();
