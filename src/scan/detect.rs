@@ -153,7 +153,7 @@ impl RuleSet {
                     out.push(Hit {
                         rule: i,
                         line: lines.line_of(hay, secret.start),
-                        redacted: redact(&hay[secret.clone()]),
+                        redacted: redact(strip_quotes(&hay[secret.clone()])),
                     });
                     s.spans.push(secret);
                 }

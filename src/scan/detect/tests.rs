@@ -556,6 +556,22 @@ fn base64_images_and_minified_bundles_are_not_secrets() {
 }
 
 #[test]
+fn generic_findings_redact_the_value_not_its_quote() {
+    let rs = rules();
+    let mut s = Scratch::new(rs);
+    let mut hits = Vec::new();
+    let text = format!("token = \"{}\"\n", "Zq3vN8kPw2Lx7Rt5Hy9M");
+    rs.scan(
+        &FileContext { name: "a.toml" },
+        text.as_bytes(),
+        &mut s,
+        &mut hits,
+    );
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].redacted, "Zq3v…");
+}
+
+#[test]
 fn redaction_is_a_short_prefix_never_the_value() {
     assert_eq!(redact(b"abcdefghijklmnop"), "abcd…");
     assert_eq!(redact(b"abcdefgh"), "ab…");
