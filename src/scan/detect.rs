@@ -356,7 +356,11 @@ pub fn is_placeholder(v: &[u8]) -> bool {
         return false;
     };
     let lower = s.to_ascii_lowercase();
-    if s.starts_with(['$', '%']) {
+    // `$VAR`, `%s`, `%(name)s`; but `%2B…` is a percent-encoded value.
+    let percent_encoded = v
+        .get(1..3)
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    if s.starts_with('$') || (s.starts_with('%') && !percent_encoded) {
         return true;
     }
     if CONTAINS.iter().any(|p| lower.contains(p)) || EXACT.contains(&lower.as_str()) {

@@ -254,6 +254,15 @@ fn azure_storage_key() {
         g.s(B64, 86)
     );
     assert_rule(&conn, "azure-storage-key");
+    let sas = format!(
+        "https://acct.blob.core.windows.net/c?sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01T00:00:00Z&sig={}%3D",
+        g.s(B64, 43).replace('+', "%2B").replace('/', "%2F")
+    );
+    assert_rule(&format!("url: {sas}\n"), "azure-sas-token");
+    assert_clean(
+        "a",
+        "url: https://acct.blob.core.windows.net/c?sv=2022-11-02&sig=<signature>\n",
+    );
     assert_clean("a", "AccountKey=<your-account-key>;\n");
 }
 
@@ -569,6 +578,19 @@ fn generic_findings_redact_the_value_not_its_quote() {
     );
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].redacted, "Zq3v…");
+}
+
+#[test]
+fn placeholders_and_non_ascii_do_not_panic() {
+    for v in ["%aé", "%", "$", "é", "%2Bx", "%(name)s", "${X}"] {
+        let _ = is_placeholder(v.as_bytes());
+    }
+    assert!(is_placeholder(b"%(password)s"));
+    assert!(!is_placeholder(b"%2Bq8Vd2kLm4Np7Rs1Tx6Wz"));
+    assert_clean(
+        "a.txt",
+        "password = \"\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\"\n",
+    );
 }
 
 #[test]
