@@ -10,6 +10,28 @@
 //!
 //! A finding carries path, line, rule id and at most a 4-character prefix:
 //! never the value, in any output, error or panic message.
+//!
+//! Decisions, in one place:
+//! - **Walk**: hidden and gitignored files are scanned; `.git/objects` never;
+//!   inside `target/`, `node_modules/` and `ScanOptions::excludes` only files
+//!   with a credential-like name (`.env*`, `.npmrc`, `*.pem`, …) are read
+//!   (see [`walk`]). Binaries (NUL in the first 8 KiB) are not matched;
+//!   files over `max_file_size` are listed in `skipped`.
+//! - **Symlinks**: a link to a file is reported at its canonical target (the
+//!   path the launcher must mask); links to directories are not followed.
+//! - **False positives**: placeholders, `${VAR}`/`os.environ`/`process.env`
+//!   references, documented example keys (by sha256), UUIDs, lockfile
+//!   digests, slices of long base64 runs, minified files (generic rule), names
+//!   and type annotations. GitHub and npm tokens must carry a valid CRC32.
+//! - **Entropy** (Shannon, bits/char) for the generic rule: hex ≥ 3.0 (and
+//!   16+ chars), other values ≥ 3.5 and two of lower/upper/digit, each floor
+//!   capped at 0.85·log2(len) so short values are judged fairly. Token rules
+//!   set their own floor in `rules.toml`.
+//! - **Cache**: keyed by (dev, ino, size, mtime, ctime) in a file named after
+//!   the rules hash (rules, matcher version, executable) and the roots; ctime
+//!   defeats `touch -d`; files changed in the last 20 ms are not cached.
+//! - **Findings**: line 0 means "the file itself" (a keystore by name); at
+//!   most 100 per file (the launcher masks the whole file anyway).
 
 pub mod cache;
 pub mod detect;
