@@ -201,3 +201,42 @@ fn a_hundred_env_values_are_cheap() {
     // Generous for a debug build on a loaded machine; release is ~100x faster.
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
+
+/// `unshare(CLONE_NEWUSER)` follows the scan in the launcher and refuses a
+/// multi-threaded process: every walker and progress thread must be gone when
+/// `scan_paths` returns. Runs in a child test process so that no other test's
+/// threads blur the count.
+#[test]
+fn scan_joins_every_thread_it_starts() {
+    const PROBE: &str = "AIRLOCK_SCAN_THREAD_PROBE";
+    let threads = || fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    if std::env::var_os(PROBE).is_none() {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "scan::tests::scan_joins_every_thread_it_starts",
+                "--test-threads=1",
+            ])
+            .env(PROBE, "1")
+            .output()
+            .expect("run probe");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..200 {
+        write(dir.path(), &format!("d{}/f{i}.txt", i % 10), "token = 1\n");
+    }
+    let before = threads();
+    assert!(before >= 1, "/proc/self/task must be readable for this probe");
+    let o = ScanOptions {
+        progress: true,
+        ..opts()
+    };
+    let r = scan_paths(&[dir.path().to_path_buf()], &o).expect("scan");
+    assert_eq!(r.files_scanned, 200);
+    assert_eq!(threads(), before);
+}
