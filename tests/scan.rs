@@ -446,3 +446,22 @@ fn launcher_plan_masks_what_the_scan_finds() {
     assert!(findings.contains(&".env".to_string()), "{findings:?}");
     assert!(findings.contains(&"deploy/id_ed25519".to_string()));
 }
+
+#[test]
+fn a_cache_the_sandbox_could_write_is_not_used() {
+    let fx = fixture();
+    // XDG_CACHE_HOME inside the scanned tree: what the sandbox will see.
+    let inside = fx.root.join(".cache");
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["scan", "--format", "json"])
+            .arg(&fx.root)
+            .env("XDG_CACHE_HOME", &inside)
+            .output()
+            .expect("run");
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    let _ = run();
+    assert_eq!(run()["files_from_cache"], 0);
+    assert!(!inside.join("airlock").exists());
+}

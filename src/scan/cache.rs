@@ -81,6 +81,23 @@ pub fn cache_dir() -> Option<PathBuf> {
         .map(|d| d.join("airlock"))
 }
 
+/// Whether `dir` (the cache directory) lies inside one of the scanned roots,
+/// i.e. inside what the sandbox can reach.
+pub fn is_exposed(dir: &Path, roots: &[PathBuf]) -> bool {
+    // The directory may not exist yet: resolve its nearest existing ancestor.
+    let mut probe = dir;
+    let resolved = loop {
+        if let Ok(c) = std::fs::canonicalize(probe) {
+            break c.join(dir.strip_prefix(probe).unwrap_or(Path::new("")));
+        }
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => break dir.to_path_buf(),
+        }
+    };
+    roots.iter().any(|r| resolved.starts_with(r))
+}
+
 impl Cache {
     /// The cache for this rule set and these roots (empty if absent or unreadable).
     pub fn load(dir: &Path, rules_hash: &str, roots: &[PathBuf]) -> Cache {
@@ -307,6 +324,15 @@ mod tests {
         )
         .expect("write");
         assert!(Cache::load(dir.path(), "h1", &roots).is_empty());
+    }
+
+    #[test]
+    fn a_cache_inside_the_sandbox_view_is_not_trusted() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let home = std::fs::canonicalize(home.path()).expect("canon");
+        let cache = home.join(".cache/airlock");
+        assert!(is_exposed(&cache, std::slice::from_ref(&home)));
+        assert!(!is_exposed(&cache, &[home.join("ws")]));
     }
 
     #[test]

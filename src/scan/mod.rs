@@ -132,7 +132,15 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         id: "allow".into(),
         msg,
     })?;
-    let cache_dir = opts.use_cache.then(cache::cache_dir).flatten();
+    // The roots are what the sandbox will see. A cache inside them could be
+    // rewritten from inside to vouch for a file that holds a secret: then
+    // the cache is not trusted (nor written).
+    let cache_dir = opts
+        .use_cache
+        .then(cache::cache_dir)
+        .flatten()
+        .filter(|d| !cache::is_exposed(d, &roots));
+    let use_cache = cache_dir.is_some();
     let cache = cache_dir
         .as_deref()
         .map(|d| cache::Cache::load(d, &rules.hash, &roots))
@@ -161,7 +169,7 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     // Rewrite the cache only when something changed: an unchanged tree
     // costs a stat walk and no write.
     let unchanged = collected.fresh == 0 && collected.cache_entries.len() == cache.len();
-    if opts.use_cache && !unchanged {
+    if use_cache && !unchanged {
         let entries = collected
             .cache_entries
             .iter()

@@ -231,7 +231,10 @@ fn scan_joins_every_thread_it_starts() {
         write(dir.path(), &format!("d{}/f{i}.txt", i % 10), "token = 1\n");
     }
     let before = threads();
-    assert!(before >= 1, "/proc/self/task must be readable for this probe");
+    assert!(
+        before >= 1,
+        "/proc/self/task must be readable for this probe"
+    );
     let o = ScanOptions {
         progress: true,
         ..opts()
