@@ -29,7 +29,9 @@
 //!   set their own floor in `rules.toml`.
 //! - **Cache**: keyed by (dev, ino, size, mtime, ctime) in a file named after
 //!   the rules hash (rules, matcher version, executable) and the roots; ctime
-//!   defeats `touch -d`; files changed in the last 20 ms are not cached.
+//!   defeats `touch -d`; files changed in the last 20 ms are not cached; a
+//!   cache directory inside a scanned root (reachable from the sandbox) is
+//!   neither read nor written.
 //! - **Findings**: line 0 means "the file itself" (a keystore by name); at
 //!   most 100 per file (the launcher masks the whole file anyway).
 
