@@ -1,9 +1,53 @@
-//! Pre-flight secret scan. (Interface fixed; implementation owned by the scanner work.)
+//! Pre-flight secret scan: find credentials the sandboxed command could read.
+//!
+//! The pieces, joined by small interfaces (as in ripgrep):
+//! - [`rules`]: the rule set as data (embedded `rules.toml` + profile rules),
+//!   compiled once with one Aho-Corasick prefilter over every keyword;
+//! - [`detect`]: the matcher and its false-positive filters;
+//! - [`walk`]: the parallel walk with per-thread buffers;
+//! - [`cache`]: results keyed by (dev, ino, size, mtime, ctime, rules hash);
+//! - [`report`]: text, JSON, JSON Lines and SARIF printers.
+//!
+//! A finding carries path, line, rule id and at most a 4-character prefix:
+//! never the value, in any output, error or panic message.
+//!
+//! Decisions, in one place:
+//! - **Walk**: hidden and gitignored files are scanned; `.git/objects` never;
+//!   inside `target/`, `node_modules/` and `ScanOptions::excludes` only files
+//!   with a credential-like name (`.env*`, `.npmrc`, `*.pem`, …) are read
+//!   (see [`walk`]). Binaries (NUL in the first 8 KiB) are not matched;
+//!   files over `max_file_size` are listed in `skipped`.
+//! - **Symlinks**: a link to a file is reported at its canonical target (the
+//!   path the launcher must mask); links to directories are not followed.
+//! - **False positives**: placeholders, `${VAR}`/`os.environ`/`process.env`
+//!   references, documented example keys (by sha256), UUIDs, lockfile
+//!   digests, slices of long base64 runs, minified files (generic rule), names
+//!   and type annotations. GitHub and npm tokens must carry a valid CRC32.
+//! - **Entropy** (Shannon, bits/char) for the generic rule: hex ≥ 3.0 (and
+//!   16+ chars), other values ≥ 3.5 and two of lower/upper/digit, each floor
+//!   capped at 0.85·log2(len) so short values are judged fairly. Token rules
+//!   set their own floor in `rules.toml`.
+//! - **Cache**: keyed by (dev, ino, size, mtime, ctime) in a file named after
+//!   the rules hash (rules, matcher version, executable) and the roots; ctime
+//!   defeats `touch -d`; files changed in the last 20 ms are not cached; a
+//!   cache directory inside a scanned root (reachable from the sandbox) is
+//!   neither read nor written.
+//! - **Findings**: line 0 means "the file itself" (a keystore by name); at
+//!   most 100 per file (the launcher masks the whole file anyway).
+
+pub mod cache;
+pub mod detect;
+pub mod report;
+pub mod rules;
+pub mod walk;
 
 use serde::Serialize;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub use crate::profile::types::RuleSpec;
+pub use rules::RuleSet;
 
 /// How a scan runs.
 #[derive(Debug, Clone)]
@@ -36,9 +80,10 @@ impl Default for ScanOptions {
 }
 
 /// One credential found. Never holds the value: `redacted` is at most a short prefix.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
     pub path: PathBuf,
+    /// 1-based line; 0 when the file as a whole is the finding (a keystore by name).
     pub line: usize,
     pub rule: String,
     pub redacted: String,
@@ -46,9 +91,13 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanReport {
+    /// Sorted by path, then line.
     pub findings: Vec<Finding>,
+    /// Files whose content was checked, including those answered by the cache.
     pub files_scanned: u64,
+    /// Of `files_scanned`, how many were answered by the cache.
     pub files_from_cache: u64,
+    /// Files not read: over the size cap, unreadable, or a root that does not exist.
     pub skipped: Vec<Skipped>,
     pub duration_ms: u64,
 }
@@ -71,41 +120,174 @@ pub enum ScanError {
 }
 
 /// Scan every root (files or directories) and return the findings.
-pub fn scan_paths(_roots: &[PathBuf], _opts: &ScanOptions) -> Result<ScanReport, ScanError> {
-    Ok(ScanReport::default())
+///
+/// Every thread this starts (walkers, progress) is joined before it returns:
+/// the launcher calls `unshare(CLONE_NEWUSER)` next, which a multi-threaded
+/// process cannot do.
+pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, ScanError> {
+    let t0 = Instant::now();
+    let started = std::time::SystemTime::now();
+    let rules = RuleSet::with_extra(&opts.extra_rules)?;
+    let mut skipped = Vec::new();
+    let roots = canonical_roots(roots, &mut skipped)?;
+    let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
+        id: "allow".into(),
+        msg,
+    })?;
+    // The roots are what the sandbox will see. A cache inside them could be
+    // rewritten from inside to vouch for a file that holds a secret: then
+    // the cache is not trusted (nor written).
+    let cache_dir = opts
+        .use_cache
+        .then(cache::cache_dir)
+        .flatten()
+        .filter(|d| !cache::is_exposed(d, &roots));
+    let use_cache = cache_dir.is_some();
+    let cache = cache_dir
+        .as_deref()
+        .map(|d| cache::Cache::load(d, &rules.hash, &roots))
+        .unwrap_or_default();
+
+    let seen = AtomicU64::new(0);
+    let done = AtomicBool::new(false);
+    let shared = walk::Shared {
+        rules: &rules,
+        cache: &cache,
+        roots: &roots,
+        excludes: &opts.excludes,
+        max_file_size: opts.max_file_size,
+        started,
+        seen: &seen,
+    };
+    let collected = std::thread::scope(|s| {
+        if opts.progress {
+            s.spawn(|| progress(&seen, &done));
+        }
+        let c = walk::walk(&shared);
+        done.store(true, Ordering::Release);
+        c
+    });
+
+    // Rewrite the cache only when something changed: an unchanged tree
+    // costs a stat walk and no write.
+    let unchanged = collected.fresh == 0 && collected.cache_entries.len() == cache.len();
+    if use_cache && !unchanged {
+        let entries = collected
+            .cache_entries
+            .iter()
+            .map(|(k, hits)| (k, hits.as_slice()));
+        // Best effort: a read-only or full disk costs speed, never the scan.
+        let _ = cache.store(&rules.hash, entries);
+    }
+
+    let mut findings: Vec<Finding> = collected
+        .findings
+        .into_iter()
+        .flat_map(|(path, hits)| {
+            hits.into_iter().map(move |h| Finding {
+                path: path.clone(),
+                line: h.line,
+                rule: h.rule,
+                redacted: h.redacted,
+            })
+        })
+        .filter(|f| !allow.allows(f))
+        .collect();
+    findings.sort();
+    findings.dedup();
+    skipped.extend(collected.skipped);
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(ScanReport {
+        findings,
+        files_scanned: collected.scanned,
+        files_from_cache: collected.from_cache,
+        skipped,
+        duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
-/// If an environment value looks like a credential, the id of the rule that says so.
-pub fn secret_in_value(value: &str) -> Option<&'static str> {
-    const PREFIXES: &[(&str, &str)] = &[
-        ("ghp_", "github-pat"),
-        ("gho_", "github-oauth"),
-        ("ghu_", "github-user-token"),
-        ("ghs_", "github-server-token"),
-        ("ghr_", "github-refresh-token"),
-        ("github_pat_", "github-fine-grained-pat"),
-        ("glpat-", "gitlab-pat"),
-        ("sk-", "openai-or-anthropic-key"),
-        ("AKIA", "aws-access-key-id"),
-        ("ASIA", "aws-access-key-id"),
-        ("xox", "slack-token"),
-        ("-----BEGIN", "pem-block"),
-    ];
-    for (p, id) in PREFIXES {
-        if value.trim_start().starts_with(p) && value.len() >= p.len() + 8 {
-            return Some(id);
-        }
-    }
-    if value.contains("PRIVATE KEY-----") {
-        return Some("pem-private-key");
-    }
-    if let Some(rest) = value.split_once("://").map(|x| x.1) {
-        let auth = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = auth.rsplit_once('@') {
-            if userinfo.contains(':') {
-                return Some("url-with-password");
+/// Canonical roots. A root that does not exist holds nothing to find and is
+/// reported as skipped; any other failure to resolve one is an error.
+fn canonical_roots(
+    roots: &[PathBuf],
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<PathBuf>, ScanError> {
+    let mut out = Vec::with_capacity(roots.len());
+    for r in roots {
+        match std::fs::canonicalize(r) {
+            Ok(c) => out.push(c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => skipped.push(Skipped {
+                path: r.clone(),
+                reason: "does not exist".into(),
+            }),
+            Err(source) => {
+                return Err(ScanError::Io {
+                    path: r.clone(),
+                    source,
+                })
             }
         }
     }
-    None
+    out.sort();
+    // A root inside another root would be walked twice.
+    let mut kept: Vec<PathBuf> = Vec::with_capacity(out.len());
+    for r in out {
+        if !kept.iter().any(|k| r.starts_with(k)) {
+            kept.push(r);
+        }
+    }
+    Ok(kept)
 }
+
+/// Progress on stderr once the scan has taken more than 300 ms, refreshed
+/// every 250 ms; the line is erased when the scan ends.
+fn progress(seen: &AtomicU64, done: &AtomicBool) {
+    const TICK: Duration = Duration::from_millis(25);
+    let mut next = Instant::now() + Duration::from_millis(300);
+    let mut printed = false;
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(TICK);
+        if Instant::now() >= next {
+            eprint!(
+                "\rairlock: scanning… {} files",
+                seen.load(Ordering::Relaxed)
+            );
+            printed = true;
+            next += Duration::from_millis(250);
+        }
+    }
+    if printed {
+        eprint!("\r\x1b[K");
+    }
+}
+
+/// If an environment value looks like a credential, the id of the rule that says so.
+///
+/// Same rules as the file scan ([`RuleSet::builtin_shared`], compiled once per
+/// process), so ~100 values cost microseconds each.
+pub fn secret_in_value(value: &str) -> Option<&'static str> {
+    if let Ok(rules) = RuleSet::builtin_shared() {
+        let mut scratch = detect::Scratch::new(rules);
+        let mut hits = Vec::new();
+        rules.scan(
+            &detect::FileContext::default(),
+            value.as_bytes(),
+            &mut scratch,
+            &mut hits,
+        );
+        if let Some(h) = hits.first() {
+            return Some(rules.rules[h.rule].id.as_str());
+        }
+    }
+    // Any scheme, not only the ones the file rule lists: an env value is a
+    // single value, so `scheme://user:password@host` is unambiguous.
+    let rest = value.split_once("://")?.1;
+    let auth = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (userinfo, _) = auth.rsplit_once('@')?;
+    let (_, password) = userinfo.split_once(':')?;
+    (!password.is_empty() && !detect::is_placeholder(password.as_bytes()))
+        .then_some("url-with-password")
+}
+
+#[cfg(test)]
+mod tests;

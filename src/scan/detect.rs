@@ -1,0 +1,709 @@
+//! The matcher: prefilter, regex, then the filters that keep false positives
+//! out (placeholders, documented examples, entropy, checksums, blobs).
+//!
+//! Nothing here allocates per file: a thread owns one [`Scratch`] and reuses
+//! it; only an accepted finding allocates (its redacted prefix).
+
+use super::rules::{Rule, RuleSet, Validate};
+use regex::bytes::CaptureLocations;
+use sha2::{Digest, Sha256};
+use std::ops::Range;
+
+/// What the matcher needs to know about the file besides its bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileContext<'a> {
+    /// The file name (last path component).
+    pub name: &'a str,
+}
+
+impl FileContext<'_> {
+    /// Source code: an unquoted `token = x` there is a variable, not a literal.
+    fn is_code(&self) -> bool {
+        const CODE: &[&str] = &[
+            "py", "js", "mjs", "cjs", "ts", "tsx", "jsx", "go", "rs", "java", "kt", "kts", "rb",
+            "php", "cs", "swift", "c", "cc", "cpp", "h", "hpp", "scala", "dart", "lua", "ex",
+            "exs", "vue", "svelte", "m", "groovy", "r", "jl", "pl",
+        ];
+        self.name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| CODE.iter().any(|c| ext.eq_ignore_ascii_case(c)))
+    }
+
+    /// Minified bundles and source maps: one huge line of identifiers and
+    /// strings where `token:"..."` means nothing. Only the generic rule skips them.
+    fn is_minified(&self) -> bool {
+        let n = self.name;
+        n.ends_with(".min.js") || n.ends_with(".min.css") || n.ends_with(".map")
+    }
+}
+
+/// A finding inside one file: rule index, 1-based line (0 = the file as a whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub rule: usize,
+    pub line: usize,
+    pub redacted: String,
+}
+
+/// Per-thread buffers reused across files.
+#[derive(Debug)]
+pub struct Scratch {
+    triggered: Vec<bool>,
+    locs: Vec<Option<CaptureLocations>>,
+    spans: Vec<Range<usize>>,
+}
+
+impl Scratch {
+    pub fn new(rules: &RuleSet) -> Scratch {
+        Scratch {
+            triggered: vec![false; rules.rules.len()],
+            locs: rules
+                .rules
+                .iter()
+                .map(|r| r.regex.as_ref().map(|re| re.capture_locations()))
+                .collect(),
+            spans: Vec::new(),
+        }
+    }
+}
+
+/// Lines longer than this are treated as generated (minified, inlined data)
+/// by the generic assignment rule.
+const MAX_GENERIC_LINE: usize = 1000;
+
+/// Findings reported per file. The launcher masks a file whole, so more say
+/// nothing new, and a fixture with thousands of keys must not cost O(n²).
+pub const MAX_HITS_PER_FILE: usize = 100;
+
+impl RuleSet {
+    /// Findings that come from the file name alone (keystores). Run before the
+    /// binary sniff: a `.p12` file is binary.
+    pub fn name_hits(&self, name: &str, out: &mut Vec<Hit>) {
+        for (i, r) in self.rules.iter().enumerate() {
+            if r.regex.is_none() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
+                out.push(Hit {
+                    rule: i,
+                    line: 0,
+                    redacted: String::new(),
+                });
+            }
+        }
+    }
+
+    /// Scan one file's content, appending findings to `out`.
+    pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
+        // One pass of the keyword automaton decides which regexes run at all.
+        s.triggered.iter_mut().for_each(|t| *t = false);
+        let mut any = false;
+        for m in self.prefilter.find_overlapping_iter(hay) {
+            s.triggered[self.pattern_rule[m.pattern().as_usize()]] = true;
+            any = true;
+        }
+        if !any && !self.rules.iter().any(|r| r.always) {
+            return;
+        }
+        s.spans.clear();
+        let first = out.len();
+        for (i, rule) in self.rules.iter().enumerate() {
+            let (Some(re), Some(locs)) = (&rule.regex, s.locs[i].as_mut()) else {
+                continue;
+            };
+            if !(s.triggered[i] || rule.always) {
+                continue;
+            }
+            if let Some(f) = &rule.file_name {
+                if !f.is_match(ctx.name) {
+                    continue;
+                }
+            }
+            if rule.validate == Some(Validate::Assignment) && ctx.is_minified() {
+                continue;
+            }
+            let mut at = 0;
+            let mut lines = LineCounter::default();
+            while at <= hay.len() && out.len() - first < MAX_HITS_PER_FILE {
+                // Find the match with the lazy DFA first, then resolve groups
+                // on the match alone: asking for captures over the whole file
+                // makes the regex engine backtrack (and clear its visited set)
+                // across everything after `at`, once per candidate.
+                let Some(whole) = re.find_at(hay, at) else {
+                    break;
+                };
+                let grouped = locs.len() > 1
+                    && re
+                        .captures_read_at(locs, &hay[..whole.end()], whole.start())
+                        .is_some();
+                let secret = if grouped {
+                    secret_span(rule, locs).unwrap_or(whole.range())
+                } else {
+                    whole.range()
+                };
+                // Resume at the end of the secret, not the match: rules consume
+                // a boundary character that may start the next candidate.
+                at = if secret.end > at { secret.end } else { at + 1 };
+                if s.spans.iter().any(|sp| overlaps(sp, &secret)) {
+                    continue;
+                }
+                let key = rule
+                    .key_group
+                    .filter(|_| grouped)
+                    .and_then(|g| locs.get(g))
+                    .map(|(a, b)| a..b);
+                if self.accept(rule, ctx, hay, &whole.range(), secret.clone(), key) {
+                    out.push(Hit {
+                        rule: i,
+                        line: lines.line_of(hay, secret.start),
+                        redacted: redact(strip_quotes(&hay[secret.clone()])),
+                    });
+                    s.spans.push(secret);
+                }
+            }
+        }
+    }
+
+    fn accept(
+        &self,
+        rule: &Rule,
+        ctx: &FileContext,
+        hay: &[u8],
+        whole: &Range<usize>,
+        secret: Range<usize>,
+        key: Option<Range<usize>>,
+    ) -> bool {
+        let mut value = &hay[secret.clone()];
+        if rule.validate == Some(Validate::Url) && !url_ok(&hay[whole.clone()], value) {
+            return false;
+        }
+        if rule.validate == Some(Validate::Assignment) {
+            let after = hay.get(secret.end).copied();
+            let before_key = key
+                .as_ref()
+                .and_then(|k| k.start.checked_sub(1))
+                .map(|i| hay[i]);
+            // `?token=abc&...`: a URL query parameter (badges, examples);
+            // credential URLs have their own rules.
+            if matches!(before_key, Some(b'?' | b'&')) {
+                return false;
+            }
+            let key = key.map_or(&b""[..], |k| &hay[k]);
+            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
+                return false;
+            }
+            value = strip_quotes(value);
+        }
+        if value.is_empty() || is_placeholder(value) || embedded_in_blob(hay, &secret) {
+            return false;
+        }
+        if let Some(min) = rule.entropy {
+            if shannon_entropy(value) < min {
+                return false;
+            }
+        }
+        if char_classes(value) < rule.min_classes {
+            return false;
+        }
+        match rule.validate {
+            Some(Validate::Crc32Base62) if !crc32_base62_ok(value) => return false,
+            Some(Validate::BasicAuthB64) if !is_basic_auth_b64(value) => return false,
+            _ => {}
+        }
+        let digest: [u8; 32] = Sha256::digest(value).into();
+        !self.known_examples.contains(&digest)
+    }
+}
+
+fn secret_span(rule: &Rule, locs: &CaptureLocations) -> Option<Range<usize>> {
+    if let Some((a, b)) = rule.value_group.and_then(|g| locs.get(g)) {
+        return Some(a..b);
+    }
+    (1..locs.len())
+        .filter(|g| Some(*g) != rule.key_group)
+        .find_map(|g| locs.get(g))
+        .map(|(a, b)| a..b)
+}
+
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// 1-based line numbers for increasing offsets, counting each byte once.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    fn line_of(&mut self, hay: &[u8], at: usize) -> usize {
+        if at < self.offset {
+            *self = LineCounter::default();
+        }
+        self.newlines += hay[self.offset..at].iter().filter(|&&b| b == b'\n').count();
+        self.offset = at;
+        self.newlines + 1
+    }
+}
+
+fn line_len(hay: &[u8], span: &Range<usize>) -> usize {
+    let start = hay[..span.start]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = hay[span.end..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(hay.len(), |p| span.end + p);
+    end - start
+}
+
+/// At most the first 4 characters (fewer for short values, so a short password
+/// is never shown whole), then `…`.
+pub fn redact(value: &[u8]) -> String {
+    let n = (value.len() / 4).min(4);
+    let mut s: String = String::from_utf8_lossy(&value[..value.len().min(16)])
+        .chars()
+        .take(n)
+        .collect();
+    s.push('…');
+    s
+}
+
+fn strip_quotes(v: &[u8]) -> &[u8] {
+    match v {
+        [q @ (b'"' | b'\''), inner @ .., last] if last == q => inner,
+        _ => v,
+    }
+}
+
+/// Shannon entropy in bits per byte.
+pub fn shannon_entropy(v: &[u8]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for &b in v {
+        counts[usize::from(b)] += 1;
+    }
+    let n = v.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// How many of {lowercase, uppercase, digit} occur.
+fn char_classes(v: &[u8]) -> u8 {
+    let lower = v.iter().any(u8::is_ascii_lowercase);
+    let upper = v.iter().any(u8::is_ascii_uppercase);
+    let digit = v.iter().any(u8::is_ascii_digit);
+    u8::from(lower) + u8::from(upper) + u8::from(digit)
+}
+
+/// Placeholders, templates and references to a secret kept elsewhere.
+pub fn is_placeholder(v: &[u8]) -> bool {
+    const CONTAINS: &[&str] = &[
+        "example",
+        "xxxx",
+        "your",
+        "placeholder",
+        "changeme",
+        "change_me",
+        "change-me",
+        "dummy",
+        "redacted",
+        "replace",
+        "insert",
+        "sample",
+        "****",
+        "....",
+        "${",
+        "{{",
+        "}}",
+        "$(",
+        "%(",
+        "<",
+        ">",
+        "process.env",
+        "environ",
+        "getenv",
+    ];
+    const EXACT: &[&str] = &[
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "pwd",
+        "admin",
+        "root",
+        "test",
+        "user",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "token",
+        "mysecret",
+        "mypassword",
+        "password123",
+        "hunter2",
+    ];
+    let Ok(s) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let lower = s.to_ascii_lowercase();
+    // `$VAR`, `%s`, `%(name)s`; but `%2B…` is a percent-encoded value.
+    let percent_encoded = v
+        .get(1..3)
+        .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+    if s.starts_with('$') || (s.starts_with('%') && !percent_encoded) {
+        return true;
+    }
+    if CONTAINS.iter().any(|p| lower.contains(p)) || EXACT.contains(&lower.as_str()) {
+        return true;
+    }
+    // A run of one character: 0000000000, aaaaaaaa.
+    let mut run = 1;
+    for w in v.windows(2) {
+        run = if w[0] == w[1] { run + 1 } else { 1 };
+        if run >= 8 {
+            return true;
+        }
+    }
+    false
+}
+
+/// A match that is a slice of a much longer base64 run (an inlined image,
+/// font, wasm blob) is chance, not a credential.
+fn embedded_in_blob(hay: &[u8], span: &Range<usize>) -> bool {
+    const LIMIT: usize = 48;
+    let b64 = |b: &&u8| b.is_ascii_alphanumeric() || matches!(**b, b'+' | b'/' | b'=');
+    let left = hay[..span.start]
+        .iter()
+        .rev()
+        .take(LIMIT + 1)
+        .take_while(b64)
+        .count();
+    let right = hay[span.end..]
+        .iter()
+        .take(LIMIT + 1)
+        .take_while(b64)
+        .count();
+    left > LIMIT || right > LIMIT
+}
+
+/// The generic `key = value` rule: the key must name a credential (not its
+/// hash, id, URL or length) and the value must look like a literal secret.
+fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -> bool {
+    const KEY_NOT_SECRET: &[&str] = &[
+        "hash",
+        "sha",
+        "checksum",
+        "digest",
+        "integrity",
+        "fingerprint",
+        "public",
+        "pubkey",
+        "tokenizer",
+        "csrf",
+        "xsrf",
+    ];
+    const KEY_SUFFIX_NOT_SECRET: &[&str] = &[
+        "name",
+        "type",
+        "url",
+        "uri",
+        "path",
+        "file",
+        "dir",
+        "endpoint",
+        "env",
+        "var",
+        "field",
+        "header",
+        "prefix",
+        "suffix",
+        "len",
+        "length",
+        "count",
+        "size",
+        "ttl",
+        "expiry",
+        "expires",
+        "expiration",
+        "id",
+        "ids",
+        "limit",
+        "max",
+        "min",
+        "mode",
+        "format",
+        "kind",
+        "label",
+        "template",
+        "policy",
+        "provider",
+        "method",
+        "version",
+        "timeout",
+        "ref",
+        "source",
+        "location",
+        "store",
+        "algorithm",
+        "encoding",
+        "scope",
+        "scopes",
+        "param",
+        "key_id",
+        "keyid",
+        "usage",
+        "rotation",
+        "hint",
+        "regex",
+        "pattern",
+        "tokens",
+        "encryption",
+        "authentication",
+        "validator",
+        "handler",
+        "class",
+    ];
+    let key = String::from_utf8_lossy(key).to_ascii_lowercase();
+    let key = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
+    if KEY_NOT_SECRET.iter().any(|k| key.contains(k))
+        || KEY_SUFFIX_NOT_SECRET.iter().any(|k| key.ends_with(k))
+    {
+        return false;
+    }
+    let quoted = matches!(raw.first(), Some(b'"' | b'\''));
+    let value = strip_quotes(raw);
+    if !quoted {
+        // `token = get_token()` and `token: self.token` in code are expressions.
+        if ctx.is_code() {
+            return false;
+        }
+        if !matches!(
+            after,
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b',' | b';' | b'#' | b'}' | b']')
+        ) {
+            return false;
+        }
+        if looks_like_identifier(value) {
+            return false;
+        }
+    }
+    let Ok(v) = std::str::from_utf8(value) else {
+        return false;
+    };
+    // `_authToken=MYTOKEN1`, `password: "db-password-1"`: the value names
+    // what it stands for.
+    let lower = v.to_ascii_lowercase();
+    if ["token", "passw", "secret", "apikey", "api_key"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return false;
+    }
+    // `"challengePassword"`, `"_RSAPrivateKey"`, `scmVersion=`: a name or a
+    // type annotation, not a secret.
+    let alpha_name = looks_like_name(v.trim_end_matches('='));
+    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
+        || alpha_name
+        || v.contains("::")
+        || v.contains("://")
+        || v.contains(['(', ')', '[', ']'])
+        || is_uuid(v)
+        || is_integrity(v)
+    {
+        return false;
+    }
+    looks_random(value)
+}
+
+/// `some.attribute`, `SOME_CONSTANT`, `camelCase`: names, not secrets.
+fn looks_like_identifier(v: &[u8]) -> bool {
+    let ident = |s: &[u8]| {
+        !s.is_empty()
+            && (s[0].is_ascii_alphabetic() || s[0] == b'_')
+            && s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    let no_digits = !v.iter().any(u8::is_ascii_digit);
+    (v.contains(&b'.') && v.split(|b| *b == b'.').all(ident)) || (no_digits && ident(v))
+}
+
+/// Letters and `_` only, made of words: `snake_case`, `camelCase`,
+/// `PascalCase`, `UPPER_CASE`, where every camel-case word is a short acronym
+/// or has 3+ letters and a vowel (`RSA`, `Private`, `Key`). Random letters
+/// (`bNekIDPqIQQs…`) break into short or vowel-less pieces.
+fn looks_like_name(v: &str) -> bool {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_') {
+        return false;
+    }
+    v.split('_').filter(|s| !s.is_empty()).all(|seg| {
+        if seg.bytes().all(|b| b.is_ascii_uppercase()) {
+            return true;
+        }
+        // Split before each uppercase letter that follows a lowercase one,
+        // and before the last capital of an acronym run ("RSAPrivate").
+        let b = seg.as_bytes();
+        let mut words = Vec::with_capacity(4);
+        let mut start = 0;
+        for i in 1..b.len() {
+            let boundary = (b[i].is_ascii_uppercase() && b[i - 1].is_ascii_lowercase())
+                || (b[i].is_ascii_uppercase()
+                    && b[i - 1].is_ascii_uppercase()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_lowercase));
+            if boundary {
+                words.push(&b[start..i]);
+                start = i;
+            }
+        }
+        words.push(&b[start..]);
+        let vowel = |w: &[u8]| w.iter().any(|c| b"aeiouAEIOU".contains(c));
+        let acronym = |w: &[u8]| w.len() <= 5 && w.iter().all(u8::is_ascii_uppercase);
+        // Words of 4+ letters on average: random case flips far more often.
+        words.len() * 4 <= b.len()
+            && words
+                .iter()
+                .enumerate()
+                .all(|(i, w)| acronym(w) || (w.len() >= 3 && vowel(w)) || (i == 0 && w.len() < 5))
+    })
+}
+
+/// Per-charset entropy floor (bits/char). Short values cannot reach the
+/// charset's ceiling, so the floor scales with log2(len).
+fn looks_random(v: &[u8]) -> bool {
+    let is_hex = v.iter().all(u8::is_ascii_hexdigit);
+    let (floor, min_len): (f64, usize) = if is_hex { (3.0, 16) } else { (3.5, 8) };
+    if v.len() < min_len {
+        return false;
+    }
+    if !is_hex && char_classes(v) < 2 {
+        return false;
+    }
+    let scaled = 0.85 * (v.len() as f64).log2();
+    shannon_entropy(v) >= floor.min(scaled)
+}
+
+/// `scheme://user:password@host`: not a documentation host (RFC 2606 / 6761
+/// reserved names), and not `user:user`.
+fn url_ok(url: &[u8], password: &[u8]) -> bool {
+    let url = String::from_utf8_lossy(url).to_ascii_lowercase();
+    let Some((userinfo, host)) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+    else {
+        return false;
+    };
+    let host = host.split([':', '/']).next().unwrap_or("");
+    let reserved = ["example.com", "example.org", "example.net"]
+        .iter()
+        .any(|d| host == *d || host.ends_with(&format!(".{d}")))
+        || [".example", ".test", ".invalid"]
+            .iter()
+            .any(|t| host.ends_with(t));
+    let user = userinfo.split(':').next().unwrap_or("");
+    !reserved && user.as_bytes() != password.to_ascii_lowercase()
+}
+
+pub fn is_uuid(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// Subresource-integrity / lockfile digests: `sha512-<base64>`.
+fn is_integrity(v: &str) -> bool {
+    ["sha1-", "sha256-", "sha384-", "sha512-"]
+        .iter()
+        .any(|p| v.starts_with(p))
+}
+
+// ---- checksums and decoders ----
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// CRC-32 (IEEE 802.3), bitwise: only run on candidates, so no table.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// `n` in base62, left-padded with `0` to 6 digits.
+pub fn base62_6(mut n: u32) -> [u8; 6] {
+    let mut out = [b'0'; 6];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// GitHub's (and npm's) token format: a 4-byte prefix (`ghp_`, `npm_`), 30
+/// random base62 characters, then base62(crc32(random)) in 6 characters.
+fn crc32_base62_ok(token: &[u8]) -> bool {
+    let Some(body) = token.get(4..) else {
+        return false;
+    };
+    if body.len() != 36 {
+        return false;
+    }
+    let (random, check) = body.split_at(30);
+    base62_6(crc32(random)) == check
+}
+
+/// Docker's `auth` is base64(`user:password`).
+fn is_basic_auth_b64(v: &[u8]) -> bool {
+    let Some(decoded) = base64_decode(v) else {
+        return false;
+    };
+    decoded.len() >= 3
+        && decoded.contains(&b':')
+        && decoded.iter().all(|b| (0x20..0x7f).contains(b))
+        && !decoded.ends_with(b":")
+}
+
+fn base64_decode(v: &[u8]) -> Option<Vec<u8>> {
+    let v = v.strip_suffix(b"==").or(v.strip_suffix(b"=")).unwrap_or(v);
+    let mut out = Vec::with_capacity(v.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in v {
+        let d = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(d);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

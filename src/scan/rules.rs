@@ -1,0 +1,355 @@
+//! Secret rules as data: the embedded `rules.toml` plus the profile's
+//! `[[secrets.rules]]`, compiled once into a [`RuleSet`] with a single
+//! Aho-Corasick prefilter over every rule's keywords.
+
+use super::{RuleSpec, ScanError};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+
+/// The built-in rules, embedded so the binary is self-contained.
+pub const BUILTIN_RULES: &str = include_str!("rules.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    #[serde(default)]
+    known_examples: Vec<String>,
+    rule: Vec<RuleDef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    id: String,
+    description: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    nocase_keywords: Vec<String>,
+    regex: Option<String>,
+    file_name: Option<String>,
+    entropy: Option<f64>,
+    min_classes: Option<u8>,
+    validate: Option<Validate>,
+}
+
+/// Checks that need code rather than a regex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validate {
+    /// GitHub classic and npm tokens end in a base62 CRC32 of their random part.
+    Crc32Base62,
+    /// Docker `auth` values are base64 of `user:password`.
+    BasicAuthB64,
+    /// The generic `key = value` rule: key-name and value-shape filters.
+    Assignment,
+    /// A URL with a password: not a documentation host, not `user:user`.
+    Url,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub regex: Option<regex::bytes::Regex>,
+    pub file_name: Option<regex::Regex>,
+    pub entropy: Option<f64>,
+    pub min_classes: u8,
+    pub validate: Option<Validate>,
+    /// Index of the capture group named `value`, if any.
+    pub value_group: Option<usize>,
+    /// Index of the capture group named `key`, if any (assignment rules).
+    pub key_group: Option<usize>,
+    /// No keyword: the regex runs on every file (user rules without keywords).
+    pub always: bool,
+}
+
+/// Every rule, the prefilter over their keywords, and a hash that keys the cache.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub prefilter: AhoCorasick,
+    /// Prefilter pattern index → rule index.
+    pub pattern_rule: Vec<usize>,
+    /// sha256 of documented example credentials that are never reported.
+    pub known_examples: HashSet<[u8; 32]>,
+    /// Hex sha256 over the rule sources: changes whenever a rule changes.
+    pub hash: String,
+}
+
+impl RuleSet {
+    /// The built-in rules only.
+    pub fn builtin() -> Result<RuleSet, ScanError> {
+        RuleSet::new(&[])
+    }
+
+    /// The built-in rules, compiled once per process (~30 ms) and shared by the
+    /// file scan and the environment check: immutable, so sharing is safe.
+    pub fn builtin_shared() -> Result<&'static RuleSet, ScanError> {
+        static RULES: std::sync::OnceLock<Result<RuleSet, String>> = std::sync::OnceLock::new();
+        RULES
+            .get_or_init(|| RuleSet::builtin().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|msg| ScanError::Rule {
+                id: "rules.toml".into(),
+                msg: msg.clone(),
+            })
+    }
+
+    /// The built-in rules plus `extra`: shared when there are no extras.
+    pub fn with_extra(extra: &[RuleSpec]) -> Result<std::borrow::Cow<'static, RuleSet>, ScanError> {
+        if extra.is_empty() {
+            RuleSet::builtin_shared().map(std::borrow::Cow::Borrowed)
+        } else {
+            RuleSet::new(extra).map(std::borrow::Cow::Owned)
+        }
+    }
+
+    /// The built-in rules followed by the user's.
+    pub fn new(extra: &[RuleSpec]) -> Result<RuleSet, ScanError> {
+        let file: RuleFile = toml::from_str(BUILTIN_RULES).map_err(|e| ScanError::Rule {
+            id: "rules.toml".into(),
+            msg: e.to_string(),
+        })?;
+        let mut hasher = Sha256::new();
+        hasher.update(BUILTIN_RULES.as_bytes());
+        hasher.update(matcher_identity());
+        let n_builtin = file.rule.len();
+        let mut defs = file.rule;
+        for spec in extra {
+            // serde_json of a plain struct of strings and numbers cannot fail.
+            hasher.update(serde_json::to_vec(spec).unwrap_or_default());
+            defs.push(RuleDef {
+                id: spec.id.clone(),
+                description: spec.description.clone(),
+                keywords: spec.keywords.clone(),
+                nocase_keywords: Vec::new(),
+                regex: Some(spec.regex.clone()),
+                file_name: None,
+                entropy: spec.entropy,
+                min_classes: None,
+                validate: None,
+            });
+        }
+        let known_examples = file
+            .known_examples
+            .iter()
+            .filter_map(|h| decode_hex32(h))
+            .collect();
+
+        let mut rules = Vec::with_capacity(defs.len());
+        let mut patterns: Vec<String> = Vec::new();
+        let mut pattern_rule = Vec::new();
+        for (i, d) in defs.into_iter().enumerate() {
+            let rule_err = |msg: String| ScanError::Rule {
+                id: d.id.clone(),
+                msg,
+            };
+            if d.regex.is_none() && d.file_name.is_none() {
+                return Err(rule_err("needs `regex` or `file_name`".into()));
+            }
+            let regex = d
+                .regex
+                .as_deref()
+                .map(|r| {
+                    regex::bytes::RegexBuilder::new(r)
+                        // Built-in rules describe ASCII formats: without
+                        // Unicode case folding and classes their automata are
+                        // several times smaller. User rules keep the default.
+                        .unicode(i >= n_builtin)
+                        .size_limit(32 << 20)
+                        .build()
+                })
+                .transpose()
+                .map_err(|e| rule_err(e.to_string()))?;
+            let file_name = d
+                .file_name
+                .as_deref()
+                .map(regex::Regex::new)
+                .transpose()
+                .map_err(|e| rule_err(e.to_string()))?;
+            let mut n_keywords = 0;
+            for k in &d.keywords {
+                if !k.is_empty() {
+                    patterns.push(k.clone());
+                    pattern_rule.push(i);
+                    n_keywords += 1;
+                }
+            }
+            for k in &d.nocase_keywords {
+                for v in case_variants(k) {
+                    patterns.push(v);
+                    pattern_rule.push(i);
+                    n_keywords += 1;
+                }
+            }
+            let group = |name: &str| {
+                regex
+                    .as_ref()
+                    .and_then(|r| r.capture_names().position(|n| n == Some(name)))
+            };
+            rules.push(Rule {
+                value_group: group("value"),
+                key_group: group("key"),
+                always: n_keywords == 0 && regex.is_some() && file_name.is_none(),
+                id: d.id,
+                description: d.description,
+                regex,
+                file_name,
+                entropy: d.entropy,
+                min_classes: d.min_classes.unwrap_or(0),
+                validate: d.validate,
+            });
+        }
+        let mut seen = HashSet::new();
+        for r in &rules {
+            if !seen.insert(r.id.as_str()) {
+                return Err(ScanError::Rule {
+                    id: r.id.clone(),
+                    msg: "duplicate rule id".into(),
+                });
+            }
+        }
+        let prefilter = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            // A full DFA: a few hundred KiB for ~120 keywords, and the
+            // fastest scan of every byte of every file.
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)
+            .map_err(|e| ScanError::Rule {
+                id: "prefilter".into(),
+                msg: e.to_string(),
+            })?;
+        let hash = hex(&hasher.finalize());
+        Ok(RuleSet {
+            rules,
+            prefilter,
+            pattern_rule,
+            known_examples,
+            hash,
+        })
+    }
+
+    /// Rule by id.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+}
+
+/// The filters in `detect.rs` decide findings as much as the rules do, so the
+/// cache key covers the code too: the version, and the executable's size and
+/// mtime (a rebuilt binary starts from an empty cache).
+fn matcher_identity() -> Vec<u8> {
+    use std::os::unix::fs::MetadataExt;
+    let mut id = env!("CARGO_PKG_VERSION").as_bytes().to_vec();
+    if let Ok(m) = std::env::current_exe().and_then(std::fs::metadata) {
+        id.extend_from_slice(&m.size().to_le_bytes());
+        id.extend_from_slice(&m.mtime().to_le_bytes());
+        id.extend_from_slice(&m.mtime_nsec().to_le_bytes());
+    }
+    id
+}
+
+/// `password` → `password`, `PASSWORD`, `Password` (deduplicated).
+fn case_variants(k: &str) -> Vec<String> {
+    let mut cap = String::with_capacity(k.len());
+    let mut chars = k.chars();
+    if let Some(c) = chars.next() {
+        cap.extend(c.to_uppercase());
+        cap.push_str(&chars.as_str().to_lowercase());
+    }
+    let mut v = vec![k.to_lowercase(), k.to_uppercase(), cap];
+    v.sort();
+    v.dedup();
+    v.retain(|s| !s.is_empty());
+    v
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks(2).enumerate() {
+        let d = |c: u8| (c as char).to_digit(16);
+        out[i] = u8::try_from(d(pair[0])? * 16 + d(pair[1])?).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_compile_and_have_descriptions() {
+        let rs = RuleSet::builtin().expect("built-in rules compile");
+        assert!(rs.rules.len() >= 30);
+        for r in &rs.rules {
+            assert!(!r.description.is_empty(), "{}", r.id);
+            assert!(
+                r.file_name.is_some() || r.always || rs.pattern_rule.contains(&idx(&rs, &r.id)),
+                "{} has no keyword",
+                r.id
+            );
+        }
+        assert_eq!(rs.known_examples.len(), 4);
+    }
+
+    fn idx(rs: &RuleSet, id: &str) -> usize {
+        rs.rules
+            .iter()
+            .position(|r| r.id == id)
+            .unwrap_or(usize::MAX)
+    }
+
+    #[test]
+    fn user_rules_are_appended_and_change_the_hash() {
+        let base = RuleSet::builtin().expect("compile");
+        let spec = RuleSpec {
+            id: "acme-token".into(),
+            description: "ACME internal token".into(),
+            regex: r"\b(acme_[a-z0-9]{20})\b".into(),
+            keywords: vec!["acme_".into()],
+            entropy: Some(3.0),
+        };
+        let rs = RuleSet::new(std::slice::from_ref(&spec)).expect("compile");
+        assert!(rs.get("acme-token").is_some());
+        assert_ne!(base.hash, rs.hash);
+    }
+
+    #[test]
+    fn bad_user_regex_names_the_rule() {
+        let spec = RuleSpec {
+            id: "broken".into(),
+            description: "d".into(),
+            regex: "(unclosed".into(),
+            keywords: vec![],
+            entropy: None,
+        };
+        let err = RuleSet::new(&[spec]).expect_err("must fail");
+        assert!(err.to_string().contains("broken"));
+    }
+
+    #[test]
+    fn case_variants_cover_common_spellings() {
+        assert_eq!(
+            case_variants("password"),
+            vec!["PASSWORD", "Password", "password"]
+        );
+    }
+}

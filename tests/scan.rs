@@ -1,0 +1,467 @@
+//! `airlock scan` end to end: the real binary on a fixture workspace in a
+//! tempdir. Credentials are generated from pieces at run time; none is a
+//! literal in this file.
+
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_airlock");
+
+/// Deterministic generator for credential-shaped strings.
+struct Gen(u64);
+
+impl Gen {
+    fn s(&mut self, alphabet: &str, n: usize) -> String {
+        let a = alphabet.as_bytes();
+        (0..n)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                a[(self.0 % a.len() as u64) as usize] as char
+            })
+            .collect()
+    }
+}
+
+const ALNUM: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+const B32: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const B64: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const HEX: &str = "0123456789abcdef";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    _cache: tempfile::TempDir,
+    root: PathBuf,
+    cache: PathBuf,
+    /// Every planted secret value: none may ever appear in any output.
+    secrets: Vec<String>,
+}
+
+fn put(root: &Path, rel: &str, content: impl AsRef<[u8]>) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(p, content).expect("write");
+}
+
+fn pem(kind: &str, g: &mut Gen) -> String {
+    let body: Vec<String> = (0..6).map(|_| g.s(B64, 64)).collect();
+    format!(
+        "-----BEGIN {kind}-----\n{}\n-----END {kind}-----\n",
+        body.join("\n")
+    )
+}
+
+/// Planted credentials (must be found) and bait (must not be).
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canonicalize");
+    let mut g = Gen(0x5EED_1234_ABCD_0001);
+    let mut secrets = Vec::new();
+
+    // --- planted ---
+    let aws = format!("{}{}", "AK", "IA") + &g.s(B32, 16);
+    let db_pw = g.s(ALNUM, 18);
+    let api_key = g.s(ALNUM, 32);
+    let npm = g.s(ALNUM, 36);
+    let ssh = pem(&format!("OPENSSH {} KEY", "PRIVATE"), &mut g);
+    secrets.extend([aws.clone(), db_pw.clone(), api_key.clone(), npm.clone()]);
+    secrets.push(ssh.lines().nth(1).expect("body").to_string());
+    put(&root, ".gitignore", ".env\n*.p12\n");
+    put(&root, ".env", format!("AWS_ACCESS_KEY_ID={aws}\nDEBUG=1\n"));
+    put(
+        &root,
+        "config/database.yml",
+        format!("production:\n  url: postgres://app:{db_pw}@db.internal:5432/app\n"),
+    );
+    put(
+        &root,
+        "src/settings.py",
+        format!("API_KEY = \"{api_key}\"\n"),
+    );
+    put(
+        &root,
+        ".npmrc",
+        format!("//registry.npmjs.org/:_authToken={npm}\n"),
+    );
+    put(&root, "deploy/id_ed25519", &ssh);
+    put(
+        &root,
+        "signing/release.p12",
+        b"0\x82\x05\x00\x02\x01\x03\x00binary",
+    );
+
+    // --- bait ---
+    put(
+        &root,
+        "README.md",
+        format!(
+            "Set `API_KEY=YOUR_API_KEY` or token: <token>.\nexport AWS_ACCESS_KEY_ID={}{}\npassword: ${{DB_PASSWORD}}\nsecret = xxxxxxxxxxxxxxxx\n",
+            "AKIAIOSFODNN7", "EXAMPLE"
+        ),
+    );
+    put(
+        &root,
+        "src/app.py",
+        "import os\ntoken = os.environ[\"TOKEN\"]\npassword = get_password()\n",
+    );
+    put(
+        &root,
+        "web/app.js",
+        "const apiKey = process.env.API_KEY;\nconst token = config.token;\n",
+    );
+    put(
+        &root,
+        "package-lock.json",
+        format!(
+            "{{\"packages\": {{\"node_modules/js-tokens\": {{\"integrity\": \"sha512-{}==\"}}}}}}\n",
+            g.s(B64, 86)
+        ),
+    );
+    put(
+        &root,
+        "ids.txt",
+        format!(
+            "request_id = 0f8fad5b-d9cb-469f-a165-70867728950e\nsha256 = {}\ncommit = {}\n",
+            g.s(HEX, 64),
+            g.s(HEX, 40)
+        ),
+    );
+    put(&root, "certs/server.crt", pem("CERTIFICATE", &mut g));
+    put(&root, "certs/server.pub.pem", pem("PUBLIC KEY", &mut g));
+    put(
+        &root,
+        "deploy/id_ed25519.pub",
+        format!("ssh-ed25519 {} deploy@ci\n", g.s(B64, 68)),
+    );
+    put(
+        &root,
+        "dist/app.min.js",
+        format!(
+            "!function(){{var e={{token:\"{}\",secret:\"{}\"}};{}}}();\n",
+            g.s(ALNUM, 30),
+            g.s(ALNUM, 30),
+            "e.a=e.b||1;".repeat(300)
+        ),
+    );
+    put(
+        &root,
+        "web/logo.html",
+        format!("<img src=\"data:image/png;base64,{}\">\n", g.s(B64, 6000)),
+    );
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend_from_slice(aws.as_bytes());
+    put(&root, "web/logo.png", png);
+
+    // Files older than the cache's "racily clean" window get cached.
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    Fixture {
+        cache: cache.path().to_path_buf(),
+        _dir: dir,
+        _cache: cache,
+        root,
+        secrets,
+    }
+}
+
+const PLANTED: &[(&str, &str)] = &[
+    (".env", "aws-access-key-id"),
+    (".npmrc", "npmrc-auth"),
+    ("config/database.yml", "url-with-password"),
+    ("deploy/id_ed25519", "private-key"),
+    ("signing/release.p12", "keystore-file"),
+    ("src/settings.py", "generic-secret-assignment"),
+];
+
+impl Fixture {
+    fn scan(&self, args: &[&str]) -> Output {
+        let out = Command::new(BIN)
+            .arg("scan")
+            .args(args)
+            .arg(&self.root)
+            .env("XDG_CACHE_HOME", &self.cache)
+            .output()
+            .expect("run airlock");
+        self.assert_no_secret_in(&out);
+        out
+    }
+
+    fn assert_no_secret_in(&self, out: &Output) {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for s in &self.secrets {
+            // Not the value, and not even its tail beyond the shown prefix.
+            for needle in [s.as_str(), &s[4..]] {
+                assert!(!stdout.contains(needle), "secret leaked on stdout");
+                assert!(!stderr.contains(needle), "secret leaked on stderr");
+            }
+        }
+    }
+
+    fn rel(&self, p: &str) -> String {
+        Path::new(p)
+            .strip_prefix(&self.root)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.to_string())
+    }
+
+    fn json(&self, args: &[&str]) -> (Option<i32>, Value) {
+        let mut a = vec!["--format", "json"];
+        a.extend_from_slice(args);
+        let out = self.scan(&a);
+        let v = serde_json::from_slice(&out.stdout).expect("json output parses");
+        (out.status.code(), v)
+    }
+
+    fn found(&self, report: &Value) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| {
+                (
+                    self.rel(f["path"].as_str().expect("path")),
+                    f["rule"].as_str().expect("rule").to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[test]
+fn planted_credentials_are_found_and_bait_is_not() {
+    let fx = fixture();
+    let (code, report) = fx.json(&["--no-cache"]);
+    assert_eq!(code, Some(1));
+    let expected: Vec<(String, String)> = PLANTED
+        .iter()
+        .map(|(p, r)| (p.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(fx.found(&report), expected);
+}
+
+#[test]
+fn text_output_names_path_line_and_rule_but_never_the_value() {
+    let fx = fixture();
+    let out = fx.scan(&["--no-cache"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let env_line = format!("{}:1: aws-access-key-id", fx.root.join(".env").display());
+    assert!(text.contains(&env_line), "{text}");
+    assert!(text.contains("6 finding(s)"), "{text}");
+}
+
+#[test]
+fn gitignored_env_file_is_found() {
+    let fx = fixture();
+    let (_, report) = fx.json(&["--no-cache"]);
+    assert!(fx
+        .found(&report)
+        .contains(&(".env".into(), "aws-access-key-id".into())));
+}
+
+#[test]
+fn jsonl_has_one_object_per_finding() {
+    let fx = fixture();
+    let out = fx.scan(&["--format", "jsonl", "--no-cache"]);
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), PLANTED.len());
+    for l in &lines {
+        assert!(l["path"].is_string() && l["line"].is_u64() && l["rule"].is_string());
+    }
+}
+
+#[test]
+fn sarif_is_valid_2_1_0_with_relative_locations() {
+    let fx = fixture();
+    let out = fx.scan(&["--format", "sarif", "--no-cache"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("sarif parses");
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "airlock");
+    let results = run["results"].as_array().expect("results");
+    assert_eq!(results.len(), PLANTED.len());
+    let rules = run["tool"]["driver"]["rules"].as_array().expect("rules");
+    for r in results {
+        let idx = r["ruleIndex"].as_u64().expect("ruleIndex") as usize;
+        assert_eq!(rules[idx]["id"], r["ruleId"]);
+        let loc = &r["locations"][0]["physicalLocation"]["artifactLocation"];
+        assert_eq!(loc["uriBaseId"], "SRCROOT");
+        assert!(!loc["uri"].as_str().expect("uri").starts_with('/'));
+        assert!(r["message"]["text"].is_string());
+    }
+    assert!(run["originalUriBaseIds"]["SRCROOT"]["uri"]
+        .as_str()
+        .expect("base")
+        .ends_with('/'));
+}
+
+#[test]
+fn second_run_comes_from_cache_with_the_same_findings() {
+    let fx = fixture();
+    let (code1, first) = fx.json(&[]);
+    let (code2, second) = fx.json(&[]);
+    assert_eq!((code1, code2), (Some(1), Some(1)));
+    assert_eq!(first["files_from_cache"], 0);
+    let scanned = second["files_scanned"].as_u64().expect("count");
+    assert!(scanned > 10);
+    assert_eq!(second["files_from_cache"].as_u64(), Some(scanned));
+    assert_eq!(fx.found(&first), fx.found(&second));
+    assert_eq!(first["findings"], second["findings"]);
+
+    let (_, bypass) = fx.json(&["--no-cache"]);
+    assert_eq!(bypass["files_from_cache"], 0);
+    assert_eq!(bypass["findings"], first["findings"]);
+}
+
+#[test]
+fn a_changed_file_is_rescanned_not_served_from_cache() {
+    let fx = fixture();
+    let (_, _) = fx.json(&[]);
+    // Same size, new content: ctime/mtime change the key.
+    let p = fx.root.join(".env");
+    let old = fs::read_to_string(&p).expect("read");
+    fs::write(&p, "X".repeat(old.len())).expect("write");
+    let (_, after) = fx.json(&[]);
+    assert!(!fx
+        .found(&after)
+        .contains(&(".env".into(), "aws-access-key-id".into())));
+}
+
+#[test]
+fn unwritable_cache_does_not_fail_the_scan() {
+    let fx = fixture();
+    let out = Command::new(BIN)
+        .args(["scan", "--format", "json"])
+        .arg(&fx.root)
+        .env("XDG_CACHE_HOME", "/proc/airlock-cannot-write-here")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(PLANTED.len()));
+}
+
+#[test]
+fn clean_tree_exits_0_and_missing_path_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    put(
+        dir.path(),
+        "src/main.rs",
+        "fn main() { println!(\"hi\"); }\n",
+    );
+    let out = Command::new(BIN)
+        .args(["scan", "--no-cache"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0));
+
+    let out = Command::new(BIN)
+        .args(["scan", "--no-cache", "/nonexistent/airlock-scan-test"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/airlock-scan-test"));
+}
+
+#[test]
+fn profile_secrets_table_adds_rules_and_allow_list() {
+    let fx = fixture();
+    put(&fx.root, "notes.txt", "id: acme_0a1b2c3d4e5f60718293\n");
+    let profile = fx.cache.join("p.toml");
+    fs::write(
+        &profile,
+        r#"
+[secrets]
+allow = ["config/**", "private-key"]
+[[secrets.rules]]
+id = "acme-token"
+description = "ACME internal token"
+regex = '\b(acme_[0-9a-f]{20})\b'
+keywords = ["acme_"]
+"#,
+    )
+    .expect("write profile");
+    let profile = profile.display().to_string();
+    let (code, report) = fx.json(&["--no-cache", "--profile", &profile]);
+    assert_eq!(code, Some(1));
+    let got = fx.found(&report);
+    assert!(
+        got.contains(&("notes.txt".into(), "acme-token".into())),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter().any(|(p, _)| p.starts_with("config/")),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|(_, r)| r == "private-key"), "{got:?}");
+}
+
+#[test]
+fn size_cap_is_reported_as_skipped() {
+    let fx = fixture();
+    let (_, report) = fx.json(&["--no-cache", "--max-file-size", "200"]);
+    let skipped = report["skipped"].as_array().expect("skipped");
+    assert!(skipped
+        .iter()
+        .any(|s| fx.rel(s["path"].as_str().expect("path")) == "web/logo.html"));
+}
+
+#[test]
+fn launcher_plan_masks_what_the_scan_finds() {
+    let fx = fixture();
+    let out = Command::new(BIN)
+        .args(["explain", "--format", "json", "--workspace"])
+        .arg(&fx.root)
+        .args(["--", "true"])
+        .env("XDG_CACHE_HOME", &fx.cache)
+        .output()
+        .expect("run airlock explain");
+    fx.assert_no_secret_in(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("plan is JSON");
+    let findings: Vec<String> = plan["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| fx.rel(f["path"].as_str().expect("path")))
+        .collect();
+    assert!(findings.contains(&".env".to_string()), "{findings:?}");
+    assert!(findings.contains(&"deploy/id_ed25519".to_string()));
+}
+
+#[test]
+fn a_cache_the_sandbox_could_write_is_not_used() {
+    let fx = fixture();
+    // XDG_CACHE_HOME inside the scanned tree: what the sandbox will see.
+    let inside = fx.root.join(".cache");
+    let run = || {
+        let out = Command::new(BIN)
+            .args(["scan", "--format", "json"])
+            .arg(&fx.root)
+            .env("XDG_CACHE_HOME", &inside)
+            .output()
+            .expect("run");
+        serde_json::from_slice::<Value>(&out.stdout).expect("json")
+    };
+    let _ = run();
+    assert_eq!(run()["files_from_cache"], 0);
+    assert!(!inside.join("airlock").exists());
+}
