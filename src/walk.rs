@@ -61,11 +61,7 @@ where
         .git_global(false)
         .git_exclude(false)
         .follow_links(false)
-        .threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(8),
-        )
+        .threads(cpu_count().min(8).min(8))
         .filter_entry(|e| !is_never_descend(e.path()));
     b.build_parallel().run(|| {
         Box::new(|res| {
@@ -129,4 +125,15 @@ where
         }
     }
     out
+}
+
+/// CPUs this process may run on, from sched_getaffinity: cheaper than
+/// `available_parallelism`, which also reads cgroup files on every call.
+pub fn cpu_count() -> usize {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return 2;
+    }
+    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
 }

@@ -122,14 +122,29 @@ fn workspace_secrets_are_masked_and_honest_work_succeeds() {
 #[test]
 fn hard_link_to_masked_file_stays_masked() {
     let f = Fixture::new();
+    // A masked file whose content no scanner rule would flag, and a second
+    // name for it: only the inode says they are the same file.
+    std::fs::write(
+        f.ws.join(".env.local"),
+        "plain words, nothing that looks like a key\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(f.ws.join("docs")).unwrap();
+    std::fs::hard_link(f.ws.join(".env.local"), f.ws.join("docs/copy.txt")).unwrap();
     let out = f.run_sh(As::Me, &["--dry-run"], "true");
     let s = stdout(&out);
+    let line = s
+        .lines()
+        .find(|l| l.contains("docs/copy.txt"))
+        .unwrap_or_else(|| panic!("{}", show(&out)));
+    assert!(line.contains("hard link to a masked file"), "{line}");
     assert!(
-        s.contains("src/notes.txt") && s.contains("hard link to a masked file"),
+        s.contains("src/notes.txt") && s.contains("aws-copy.txt"),
         "{}",
         show(&out)
     );
-    assert!(s.contains("aws-copy.txt"), "{}", show(&out));
+    let out = f.run_sh(As::Me, &[], "cat docs/copy.txt; echo end");
+    assert_eq!(stdout(&out), "end\n", "{}", show(&out));
     for who in users() {
         let out = f.run_sh(
             who,

@@ -436,6 +436,9 @@ fn a_real_ci_job_runs_under_the_ci_profile() {
     )
     .unwrap();
     std::fs::write(krate.join("src/lib.rs"), "pub fn add(a: u32, b: u32) -> u32 { a + b }\n#[cfg(test)]\nmod t { #[test] fn adds() { assert_eq!(super::add(2, 2), 4); } }\n").unwrap();
+    // The toolchain is bound read-only and vouched for (not walked or scanned).
+    let prof = f.dir.path().join("ci-toolchain.toml");
+    std::fs::write(&prof, format!("extends = \"ci\"\n[filesystem]\nro = [\"{sysroot}\"]\n[secrets]\ntrusted = [\"{sysroot}\"]\n")).unwrap();
     let mut c = f.airlock(As::Me);
     c.current_dir(&krate)
         .env("PATH", format!("{sysroot}/bin:/usr/bin:/bin"));
@@ -443,9 +446,7 @@ fn a_real_ci_job_runs_under_the_ci_profile() {
         .args([
             "run",
             "--profile",
-            "ci",
-            "--ro",
-            &sysroot,
+            prof.to_str().unwrap(),
             "--",
             "cargo",
             "test",

@@ -93,6 +93,17 @@ fn run(args: RunArgs) -> Result<u8, Error> {
         }
         return Ok(0);
     }
+    if plan.mode_reason.starts_with("auto") && !args.quiet {
+        // Devcontainer entrypoints: the first line says which isolation this container got.
+        eprintln!(
+            "airlock: mode {} ({})",
+            match plan.mode {
+                plan::RunMode::Full => "full",
+                plan::RunMode::LandlockOnly => "landlock-only",
+            },
+            plan.mode_reason
+        );
+    }
     if !plan.findings.is_empty() {
         match plan.on_secret {
             OnSecret::Block => {
@@ -132,17 +143,6 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 }
             }
         }
-    }
-    if plan.mode_reason.starts_with("auto") && !args.quiet {
-        // Devcontainer entrypoints: the first line says which isolation this container got.
-        eprintln!(
-            "airlock: mode {} ({})",
-            match plan.mode {
-                plan::RunMode::Full => "full",
-                plan::RunMode::LandlockOnly => "landlock-only",
-            },
-            plan.mode_reason
-        );
     }
     let run_id = plan.run_id.clone();
     let mut audit = open_audit(&plan)?;

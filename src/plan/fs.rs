@@ -478,7 +478,20 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     patterns.extend(fsp.mask_patterns.iter().cloned());
     let names = NamePatterns::new(&patterns)
         .map_err(|e| Error::Usage(format!("filesystem.mask_patterns: {e}")))?;
-    let entries = crate::walk::collect_serial(&exposed, |e| {
+    let trusted: Vec<PathBuf> = p
+        .secrets
+        .trusted
+        .iter()
+        .map(|t| b.expand(t))
+        .map(|t| std::fs::canonicalize(&t).unwrap_or(t))
+        .collect();
+    // Trusted read-only trees (toolchains, caches) are neither walked nor scanned.
+    let scan_roots: Vec<PathBuf> = exposed
+        .iter()
+        .filter(|r| !trusted.iter().any(|t| is_under(r, t)))
+        .cloned()
+        .collect();
+    let entries = crate::walk::collect_serial(&scan_roots, |e| {
         !e.is_dir
             && (e.nlink > 1
                 || e.is_symlink
@@ -501,7 +514,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     // 10. The secret scan: files whose content holds a credential.
     let mut findings = Vec::new();
     let mut scan = None;
-    if p.secrets.scan != Some(false) && !req.no_scan && !exposed.is_empty() {
+    if p.secrets.scan != Some(false) && !req.no_scan && !scan_roots.is_empty() {
         let opts = crate::scan::ScanOptions {
             max_file_size: p
                 .secrets
@@ -525,7 +538,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             progress: nix::unistd::isatty(2).unwrap_or(false),
         };
         let report =
-            crate::scan::scan_paths(&exposed, &opts).map_err(|e| Error::Other(e.to_string()))?;
+            crate::scan::scan_paths(&scan_roots, &opts).map_err(|e| Error::Other(e.to_string()))?;
         let mut per_file: BTreeMap<PathBuf, Vec<&Finding>> = BTreeMap::new();
         for f in &report.findings {
             per_file.entry(f.path.clone()).or_default().push(f);

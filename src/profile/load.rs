@@ -305,6 +305,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     ext!(secrets.allow);
     over!(secrets.max_file_size);
     ext!(secrets.exclude);
+    ext!(secrets.trusted);
     ext!(secrets.rules);
     over!(audit.path);
     over!(audit.required);
@@ -451,7 +452,10 @@ fn check_tightens_only(label: &str, p: &Profile, trusted: &Profile) -> Result<()
             return refuse("secrets.on_secret", "it would weaken the secret policy");
         }
     }
-    if p.secrets.max_file_size.is_some() || !p.secrets.exclude.is_empty() {
+    if p.secrets.max_file_size.is_some()
+        || !p.secrets.exclude.is_empty()
+        || !p.secrets.trusted.is_empty()
+    {
         return refuse("secrets.max_file_size/exclude", "it would scan less");
     }
     if p.audit.path.is_some() || p.audit.required == Some(false) {

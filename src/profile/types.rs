@@ -209,6 +209,11 @@ pub struct Secrets {
     /// Extra directory names whose contents are not scanned.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Read-only trees the profile exposes and vouches for (toolchains, package
+    /// caches): not walked at launch, neither for content nor for name
+    /// patterns. The built-in credential paths and explicit masks still apply.
+    #[serde(default)]
+    pub trusted: Vec<String>,
     /// User-defined rules.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,

@@ -4,7 +4,7 @@
 //! Nothing here allocates per file: a thread owns one [`Scratch`] and reuses
 //! it; only an accepted finding allocates (its redacted prefix).
 
-use super::rules::{Rule, RuleSet, Validate};
+use super::rules::{Compiled, Rule, RuleSet, Validate};
 use regex::bytes::CaptureLocations;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
@@ -57,11 +57,7 @@ impl Scratch {
     pub fn new(rules: &RuleSet) -> Scratch {
         Scratch {
             triggered: vec![false; rules.rules.len()],
-            locs: rules
-                .rules
-                .iter()
-                .map(|r| r.regex.as_ref().map(|re| re.capture_locations()))
-                .collect(),
+            locs: vec![None; rules.rules.len()],
             spans: Vec::new(),
         }
     }
@@ -80,7 +76,7 @@ impl RuleSet {
     /// binary sniff: a `.p12` file is binary.
     pub fn name_hits(&self, name: &str, out: &mut Vec<Hit>) {
         for (i, r) in self.rules.iter().enumerate() {
-            if r.regex.is_none() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
+            if !r.has_regex() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
                 out.push(Hit {
                     rule: i,
                     line: 0,
@@ -105,12 +101,14 @@ impl RuleSet {
         s.spans.clear();
         let first = out.len();
         for (i, rule) in self.rules.iter().enumerate() {
-            let (Some(re), Some(locs)) = (&rule.regex, s.locs[i].as_mut()) else {
-                continue;
-            };
             if !(s.triggered[i] || rule.always) {
                 continue;
             }
+            let Some(c) = rule.compiled() else {
+                continue;
+            };
+            let re = &c.re;
+            let locs = s.locs[i].get_or_insert_with(|| re.capture_locations());
             if let Some(f) = &rule.file_name {
                 if !f.is_match(ctx.name) {
                     continue;
@@ -134,7 +132,7 @@ impl RuleSet {
                         .captures_read_at(locs, &hay[..whole.end()], whole.start())
                         .is_some();
                 let secret = if grouped {
-                    secret_span(rule, locs).unwrap_or(whole.range())
+                    secret_span(c, locs).unwrap_or(whole.range())
                 } else {
                     whole.range()
                 };
@@ -144,7 +142,7 @@ impl RuleSet {
                 if s.spans.iter().any(|sp| overlaps(sp, &secret)) {
                     continue;
                 }
-                let key = rule
+                let key = c
                     .key_group
                     .filter(|_| grouped)
                     .and_then(|g| locs.get(g))
@@ -212,12 +210,12 @@ impl RuleSet {
     }
 }
 
-fn secret_span(rule: &Rule, locs: &CaptureLocations) -> Option<Range<usize>> {
-    if let Some((a, b)) = rule.value_group.and_then(|g| locs.get(g)) {
+fn secret_span(c: &Compiled, locs: &CaptureLocations) -> Option<Range<usize>> {
+    if let Some((a, b)) = c.value_group.and_then(|g| locs.get(g)) {
         return Some(a..b);
     }
     (1..locs.len())
-        .filter(|g| Some(*g) != rule.key_group)
+        .filter(|g| Some(*g) != c.key_group)
         .find_map(|g| locs.get(g))
         .map(|(a, b)| a..b)
 }

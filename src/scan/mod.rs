@@ -279,6 +279,33 @@ pub fn secret_in_value(value: &str) -> Option<&'static str> {
             return Some(rules.rules[h.rule].id.as_str());
         }
     }
+    // A variable holds one value, so a known token prefix is enough, even
+    // where the file rules would want a checksum or a context: an env var is
+    // not a source file, and a wrong guess only drops one variable (by name,
+    // reported in the plan).
+    const TOKEN_PREFIXES: &[(&str, &str)] = &[
+        ("ghp_", "github-pat"),
+        ("gho_", "github-oauth"),
+        ("ghu_", "github-user-token"),
+        ("ghs_", "github-server-token"),
+        ("ghr_", "github-refresh-token"),
+        ("github_pat_", "github-fine-grained-pat"),
+        ("glpat-", "gitlab-pat"),
+        ("sk-", "api-secret-key"),
+        ("AKIA", "aws-access-key-id"),
+        ("ASIA", "aws-access-key-id"),
+        ("xox", "slack-token"),
+        ("hf_", "huggingface-token"),
+        ("npm_", "npm-token"),
+        ("pypi-", "pypi-token"),
+        ("-----BEGIN", "pem-block"),
+    ];
+    let v = value.trim();
+    if let Some((p, id)) = TOKEN_PREFIXES.iter().find(|(p, _)| v.starts_with(p)) {
+        if *p == "-----BEGIN" || (v.len() >= p.len() + 16 && !v.contains(char::is_whitespace)) {
+            return Some(id);
+        }
+    }
     // Any scheme, not only the ones the file rule lists: an env value is a
     // single value, so `scheme://user:password@host` is unambiguous.
     let rest = value.split_once("://")?.1;

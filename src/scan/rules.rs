@@ -49,22 +49,67 @@ pub enum Validate {
     Url,
 }
 
-/// One compiled rule.
+/// One rule. Its regex is compiled the first time a keyword triggers it:
+/// every `airlock run` checks the environment and most launches hit the
+/// cache, so compiling ~40 regexes up front would dominate launch time.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub id: String,
     pub description: String,
-    pub regex: Option<regex::bytes::Regex>,
+    regex_src: Option<String>,
+    unicode: bool,
+    compiled: std::sync::OnceLock<Option<Compiled>>,
     pub file_name: Option<regex::Regex>,
     pub entropy: Option<f64>,
     pub min_classes: u8,
     pub validate: Option<Validate>,
+    /// No keyword: the regex runs on every file (user rules without keywords).
+    pub always: bool,
+}
+
+/// A rule's regex and the indices of its named groups.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub re: regex::bytes::Regex,
     /// Index of the capture group named `value`, if any.
     pub value_group: Option<usize>,
     /// Index of the capture group named `key`, if any (assignment rules).
     pub key_group: Option<usize>,
-    /// No keyword: the regex runs on every file (user rules without keywords).
-    pub always: bool,
+}
+
+fn compile(src: &str, unicode: bool) -> Result<Compiled, String> {
+    let re = regex::bytes::RegexBuilder::new(src)
+        // Built-in rules describe ASCII formats: without Unicode case folding
+        // and classes their automata are several times smaller. User rules
+        // keep the default.
+        .unicode(unicode)
+        .size_limit(32 << 20)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let group = |name: &str| re.capture_names().position(|n| n == Some(name));
+    Ok(Compiled {
+        value_group: group("value"),
+        key_group: group("key"),
+        re,
+    })
+}
+
+impl Rule {
+    pub fn has_regex(&self) -> bool {
+        self.regex_src.is_some()
+    }
+
+    /// The compiled regex (compiled on first use; built-in regexes are tested
+    /// to compile, user regexes are compiled when the rule set is made).
+    pub fn compiled(&self) -> Option<&Compiled> {
+        self.compiled
+            .get_or_init(|| {
+                self.regex_src
+                    .as_deref()
+                    .and_then(|s| compile(s, self.unicode).ok())
+            })
+            .as_ref()
+    }
 }
 
 /// Every rule, the prefilter over their keywords, and a hash that keys the cache.
@@ -151,20 +196,15 @@ impl RuleSet {
             if d.regex.is_none() && d.file_name.is_none() {
                 return Err(rule_err("needs `regex` or `file_name`".into()));
             }
-            let regex = d
-                .regex
-                .as_deref()
-                .map(|r| {
-                    regex::bytes::RegexBuilder::new(r)
-                        // Built-in rules describe ASCII formats: without
-                        // Unicode case folding and classes their automata are
-                        // several times smaller. User rules keep the default.
-                        .unicode(i >= n_builtin)
-                        .size_limit(32 << 20)
-                        .build()
-                })
-                .transpose()
-                .map_err(|e| rule_err(e.to_string()))?;
+            let unicode = i >= n_builtin;
+            let compiled = std::sync::OnceLock::new();
+            if unicode {
+                // A user's regex is compiled now, so a mistake is named at load.
+                if let Some(src) = d.regex.as_deref() {
+                    let c = compile(src, true).map_err(&rule_err)?;
+                    let _ = compiled.set(Some(c));
+                }
+            }
             let file_name = d
                 .file_name
                 .as_deref()
@@ -186,18 +226,13 @@ impl RuleSet {
                     n_keywords += 1;
                 }
             }
-            let group = |name: &str| {
-                regex
-                    .as_ref()
-                    .and_then(|r| r.capture_names().position(|n| n == Some(name)))
-            };
             rules.push(Rule {
-                value_group: group("value"),
-                key_group: group("key"),
-                always: n_keywords == 0 && regex.is_some() && file_name.is_none(),
+                always: n_keywords == 0 && d.regex.is_some() && file_name.is_none(),
                 id: d.id,
                 description: d.description,
-                regex,
+                regex_src: d.regex,
+                unicode,
+                compiled,
                 file_name,
                 entropy: d.entropy,
                 min_classes: d.min_classes.unwrap_or(0),
@@ -215,9 +250,10 @@ impl RuleSet {
         }
         let prefilter = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
-            // A full DFA: a few hundred KiB for ~120 keywords, and the
-            // fastest scan of every byte of every file.
-            .kind(Some(AhoCorasickKind::DFA))
+            // A contiguous NFA: built in tens of microseconds (a full DFA
+            // costs milliseconds, paid on every launch for the env check),
+            // and with its literal prefilter nearly as fast on file bytes.
+            .kind(Some(AhoCorasickKind::ContiguousNFA))
             .build(&patterns)
             .map_err(|e| ScanError::Rule {
                 id: "prefilter".into(),
@@ -330,6 +366,20 @@ mod tests {
         let rs = RuleSet::new(std::slice::from_ref(&spec)).expect("compile");
         assert!(rs.get("acme-token").is_some());
         assert_ne!(base.hash, rs.hash);
+    }
+
+    #[test]
+    fn every_builtin_regex_compiles() {
+        let rs = RuleSet::builtin().expect("rules");
+        for r in &rs.rules {
+            if r.has_regex() {
+                assert!(
+                    r.compiled().is_some(),
+                    "built-in rule {} does not compile",
+                    r.id
+                );
+            }
+        }
     }
 
     #[test]

@@ -83,11 +83,7 @@ pub fn walk(shared: &Shared) -> Collected {
         .git_global(false)
         .git_exclude(false)
         .follow_links(false)
-        .threads(
-            std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .min(8),
-        )
+        .threads(crate::walk::cpu_count().min(8))
         .filter_entry(|e| !NEVER_DESCEND.iter().any(|s| e.path().ends_with(s)));
     b.build_parallel().run(|| {
         let mut worker = Worker::new(shared, &out);
