@@ -32,8 +32,8 @@ use std::sync::Mutex;
 /// Directory names whose contents are only scanned by file name (see module docs).
 pub const DEFAULT_EXCLUDES: &[&str] = &["target", "node_modules"];
 
-/// Directory paths never descended into.
-pub const NEVER_DESCEND: &[&str] = &[".git/objects"];
+/// Directory paths never descended into: the shared walker's list.
+pub use crate::walk::NEVER_DESCEND;
 
 /// Bytes inspected for a NUL to call a file binary (what git and ripgrep do).
 const SNIFF: usize = 8 * 1024;
@@ -68,23 +68,9 @@ pub struct Shared<'a> {
 /// Walk `shared.roots`; all walker threads are joined before this returns.
 pub fn walk(shared: &Shared) -> Collected {
     let out = Mutex::new(Collected::default());
-    let Some((first, rest)) = shared.roots.split_first() else {
+    let Some(b) = crate::walk::builder(shared.roots) else {
         return Collected::default();
     };
-    let mut b = ignore::WalkBuilder::new(first);
-    for r in rest {
-        b.add(r);
-    }
-    b.standard_filters(false)
-        .hidden(false)
-        .parents(false)
-        .ignore(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .follow_links(false)
-        .threads(crate::walk::cpu_count().min(8))
-        .filter_entry(|e| !NEVER_DESCEND.iter().any(|s| e.path().ends_with(s)));
     b.build_parallel().run(|| {
         let mut worker = Worker::new(shared, &out);
         Box::new(move |res| {
