@@ -3,6 +3,7 @@
 //! (`.gitignore`, hidden files) are off: `.env` is usually ignored and hidden,
 //! and it is exactly what must be found.
 
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -85,6 +86,51 @@ where
         }
     }
     out
+}
+
+/// The pattern set for workspace masks, with `!` exemptions.
+#[derive(Debug, Clone)]
+pub struct NamePatterns {
+    include: GlobSet,
+    exclude: GlobSet,
+    raw: Vec<String>,
+}
+
+impl NamePatterns {
+    pub fn new(patterns: &[String]) -> std::result::Result<Self, String> {
+        let mut inc = GlobSetBuilder::new();
+        let mut exc = GlobSetBuilder::new();
+        let mut raw = Vec::new();
+        for p in patterns {
+            let (neg, pat) = match p.strip_prefix('!') {
+                Some(x) => (true, x),
+                None => (false, p.as_str()),
+            };
+            let g = Glob::new(pat).map_err(|e| format!("pattern `{p}`: {e}"))?;
+            if neg {
+                exc.add(g);
+            } else {
+                inc.add(g);
+                raw.push(pat.to_string());
+            }
+        }
+        Ok(NamePatterns {
+            include: inc.build().map_err(|e| e.to_string())?,
+            exclude: exc.build().map_err(|e| e.to_string())?,
+            raw,
+        })
+    }
+
+    /// The first pattern that matches this file name, if it is not exempted.
+    pub fn matches(&self, name: &str) -> Option<&str> {
+        if self.exclude.is_match(name) {
+            return None;
+        }
+        self.include
+            .matches(name)
+            .first()
+            .map(|i| self.raw[*i].as_str())
+    }
 }
 
 /// CPUs this process may run on, from sched_getaffinity: cheaper than

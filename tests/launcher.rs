@@ -1104,3 +1104,108 @@ fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
     }
     std::fs::remove_file(&host_tmp).ok();
 }
+
+/// Inside airlock, user namespaces are refused (seccomp denies CLONE_NEWUSER):
+/// a faithful stand-in for a container without them.
+fn nested(f: &Fixture, inner: &[&str]) -> std::process::Output {
+    let bin_dir = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut args = vec!["run", "--quiet", "--ro", &bin_dir, "--", BIN, "run"];
+    args.extend_from_slice(inner);
+    f.airlock(As::Me).args(&args).output().unwrap()
+}
+
+#[test]
+fn without_user_namespaces_the_default_profile_refuses_and_names_landlock_only() {
+    let f = Fixture::new();
+    let out = nested(&f, &["--", "sh", "-c", "echo should-not-run"]);
+    assert_eq!(out.status.code(), Some(125), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("landlock-only") && stderr(&out).contains("namespaces"),
+        "{}",
+        show(&out)
+    );
+    assert!(!stdout(&out).contains("should-not-run"));
+}
+
+#[test]
+fn without_user_namespaces_the_devcontainer_profile_falls_back_loudly() {
+    let f = Fixture::new();
+    let out = nested(
+        &f,
+        &[
+            "--profile",
+            "devcontainer",
+            "--",
+            "sh",
+            "-c",
+            "cat .env config/server.key; cat src/main.py",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let first = stderr(&out).lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("airlock: mode landlock-only"),
+        "first line names the mode: {}",
+        show(&out)
+    );
+    assert!(
+        stdout(&out).contains("hello from the workspace"),
+        "{}",
+        show(&out)
+    );
+    f.assert_no_canary(&out, "nested landlock-only");
+}
+
+#[test]
+fn protected_backups_survive_an_agent_that_tries_to_delete_them() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.ws.join("backups")).unwrap();
+    std::fs::write(f.ws.join("backups/db.dump"), "precious").unwrap();
+    let attack = "rm -f backups/db.dump; mv backups/db.dump \"${TMPDIR:-/tmp}/x\"; truncate -s 0 backups/db.dump; \
+                  echo evil > backups/db.dump; true > backups/db.dump; rm -rf backups; cat backups/db.dump; echo; \
+                  echo more >> src/main.py && echo workspace-still-writable; \
+                  echo new > \"${TMPDIR:-/tmp}/added\" && mv \"${TMPDIR:-/tmp}/added\" backups/added && echo added-by-rename";
+    for mode in ["full", "landlock-only"] {
+        for who in users() {
+            let out = f.run_sh(who, &["--mode", mode, "--protect", "backups"], attack);
+            let s = stdout(&out);
+            assert_eq!(
+                std::fs::read_to_string(f.ws.join("backups/db.dump")).unwrap(),
+                "precious",
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+            assert!(
+                s.contains("precious"),
+                "{mode} {who:?}: still readable: {}",
+                show(&out)
+            );
+            assert!(
+                s.contains("workspace-still-writable"),
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+            // Full mode binds the path read-only (nothing added either);
+            // landlock-only mode lets files be added by rename.
+            assert_eq!(
+                s.contains("added-by-rename"),
+                mode == "landlock-only",
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+            let _ = std::fs::remove_file(f.ws.join("backups/added"));
+        }
+    }
+    // Control: without --protect the same write destroys the file.
+    let out = f.run_sh(As::Me, &[], "echo evil > backups/db.dump");
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(f.ws.join("backups/db.dump")).unwrap(),
+        "evil\n"
+    );
+}

@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::profile::types::{Access, NetMode, Profile};
 use crate::scan::Finding;
-use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::os::unix::fs::MetadataExt;
@@ -278,50 +277,6 @@ impl Builder<'_> {
     }
 }
 
-/// The pattern set for workspace masks, with `!` exemptions.
-pub struct NamePatterns {
-    include: GlobSet,
-    exclude: GlobSet,
-    raw: Vec<String>,
-}
-
-impl NamePatterns {
-    pub fn new(patterns: &[String]) -> std::result::Result<Self, String> {
-        let mut inc = GlobSetBuilder::new();
-        let mut exc = GlobSetBuilder::new();
-        let mut raw = Vec::new();
-        for p in patterns {
-            let (neg, pat) = match p.strip_prefix('!') {
-                Some(x) => (true, x),
-                None => (false, p.as_str()),
-            };
-            let g = Glob::new(pat).map_err(|e| format!("pattern `{p}`: {e}"))?;
-            if neg {
-                exc.add(g);
-            } else {
-                inc.add(g);
-                raw.push(pat.to_string());
-            }
-        }
-        Ok(NamePatterns {
-            include: inc.build().map_err(|e| e.to_string())?,
-            exclude: exc.build().map_err(|e| e.to_string())?,
-            raw,
-        })
-    }
-
-    /// The first pattern that matches this file name, if it is not exempted.
-    pub fn matches(&self, name: &str) -> Option<&str> {
-        if self.exclude.is_match(name) {
-            return None;
-        }
-        self.include
-            .matches(name)
-            .first()
-            .map(|i| self.raw[*i].as_str())
-    }
-}
-
 pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     let fsp = &p.filesystem;
     let ws_given = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
@@ -476,7 +431,8 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         .map(|s| s.to_string())
         .collect();
     patterns.extend(fsp.mask_patterns.iter().cloned());
-    let names = NamePatterns::new(&patterns)
+    let names = crate::walk::NamePatterns::new(&patterns)
+        .map(std::sync::Arc::new)
         .map_err(|e| Error::Usage(format!("filesystem.mask_patterns: {e}")))?;
     let trusted: Vec<PathBuf> = p
         .secrets
@@ -491,30 +447,13 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         .filter(|r| !trusted.iter().any(|t| is_under(r, t)))
         .cloned()
         .collect();
-    let entries = crate::walk::collect_serial(&scan_roots, |e| {
-        !e.is_dir
-            && (e.nlink > 1
-                || e.is_symlink
-                || e.path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| names.matches(n).is_some()))
-    });
-    for e in &entries {
-        if let Some(pat) = e
-            .path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| names.matches(n))
-        {
-            b.mask(&e.path, format!("name matches `{pat}`"));
-        }
-    }
-
-    // 10. The secret scan: files whose content holds a credential.
+    // 10. One walk of those trees: the secret scan reads every file's
+    //     content and hands back the entries the passes below need (symlinks,
+    //     hard-linked files, names matching a mask pattern). With the scan
+    //     off, a stat-only walk does the same.
     let mut findings = Vec::new();
     let mut scan = None;
-    if p.secrets.scan != Some(false) && !req.no_scan && !scan_roots.is_empty() {
+    let entries = if p.secrets.scan != Some(false) && !req.no_scan && !scan_roots.is_empty() {
         let opts = crate::scan::ScanOptions {
             max_file_size: p
                 .secrets
@@ -536,22 +475,45 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 )
                 .collect(),
             progress: nix::unistd::isatty(2).unwrap_or(false),
+            name_patterns: Some(names.clone()),
         };
-        let report =
+        let mut report =
             crate::scan::scan_paths(&scan_roots, &opts).map_err(|e| Error::Other(e.to_string()))?;
-        let mut per_file: BTreeMap<PathBuf, Vec<&Finding>> = BTreeMap::new();
-        for f in &report.findings {
-            per_file.entry(f.path.clone()).or_default().push(f);
-        }
-        for (path, fs) in per_file {
-            let rules: Vec<String> = fs
-                .iter()
-                .map(|f| format!("{} line {}", f.rule, f.line))
-                .collect();
-            b.mask(&path, format!("secret scan: {}", rules.join(", ")));
-        }
+        let entries = std::mem::take(&mut report.entries);
         findings = report.findings.clone();
         scan = Some(report);
+        entries
+    } else {
+        crate::walk::collect_serial(&scan_roots, |e| {
+            !e.is_dir
+                && (e.nlink > 1
+                    || e.is_symlink
+                    || e.path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| names.matches(n).is_some()))
+        })
+    };
+    for e in &entries {
+        if let Some(pat) = e
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| names.matches(n))
+        {
+            b.mask(&e.path, format!("name matches `{pat}`"));
+        }
+    }
+    let mut per_file: BTreeMap<PathBuf, Vec<&Finding>> = BTreeMap::new();
+    for f in &findings {
+        per_file.entry(f.path.clone()).or_default().push(f);
+    }
+    for (path, fs) in per_file {
+        let rules: Vec<String> = fs
+            .iter()
+            .map(|f| format!("{} line {}", f.rule, f.line))
+            .collect();
+        b.mask(&path, format!("secret scan: {}", rules.join(", ")));
     }
 
     // Hard links: any other name of a masked inode that the walk saw.
@@ -616,13 +578,31 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         ));
         workspace.clone()
     };
-    let protect = fsp
+    let protect: Vec<PathBuf> = fsp
         .protect
         .iter()
         .chain(req.protect.iter())
         .map(|s| b.expand(s))
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p))
         .collect();
+    // Protected paths (backups): in full mode a read-only bind, so nothing
+    // under them can be removed, renamed away, truncated or overwritten.
+    // (landlock-only mode carves them out of the Landlock rules instead.)
+    for p in &protect {
+        if std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink()) && b.in_view(p) {
+            b.push(Mount {
+                dest: p.clone(),
+                kind: MountKind::RoBind { src: p.clone() },
+                reason: "protected (no delete, rename, truncate, overwrite)".into(),
+            });
+        } else {
+            b.notes.push(format!(
+                "protect {}: absent or outside the view",
+                p.display()
+            ));
+        }
+    }
+    b.mounts.sort_by_key(|m| m.dest.components().count());
     Ok(FsPlan {
         workspace,
         cwd,
@@ -726,7 +706,14 @@ impl FsPlan {
         LandlockInput {
             ro,
             rw,
-            protect: self.protect.clone(),
+            // In full mode a protected path is a read-only bind (see build):
+            // carving it out of Landlock would take write rights from every
+            // new file in its parent directories, the workspace root included.
+            protect: if own_view {
+                Vec::new()
+            } else {
+                self.protect.clone()
+            },
             deny: if mode == RunMode::LandlockOnly {
                 self.masks
                     .iter()

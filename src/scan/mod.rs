@@ -64,6 +64,10 @@ pub struct ScanOptions {
     pub allow: Vec<String>,
     /// Print progress on stderr when the scan is slow and stderr is a terminal.
     pub progress: bool,
+    /// When set, the report's `entries` lists what the launcher's passes
+    /// need from this same walk: symlinks, files with more than one link,
+    /// and files whose name matches these patterns.
+    pub name_patterns: Option<std::sync::Arc<crate::walk::NamePatterns>>,
 }
 
 impl Default for ScanOptions {
@@ -75,6 +79,7 @@ impl Default for ScanOptions {
             extra_rules: Vec::new(),
             allow: Vec::new(),
             progress: false,
+            name_patterns: None,
         }
     }
 }
@@ -100,6 +105,9 @@ pub struct ScanReport {
     /// Files not read: over the size cap, unreadable, or a root that does not exist.
     pub skipped: Vec<Skipped>,
     pub duration_ms: u64,
+    /// With `name_patterns`: symlinks, hard-linked files and pattern matches seen by the walk.
+    #[serde(skip)]
+    pub entries: Vec<crate::walk::Entry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +135,7 @@ pub enum ScanError {
 pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, ScanError> {
     let t0 = Instant::now();
     let started = std::time::SystemTime::now();
-    let rules = RuleSet::with_extra(&opts.extra_rules)?;
+    let rules = rules::LazyRules::new(&opts.extra_rules)?;
     let mut skipped = Vec::new();
     let roots = canonical_roots(roots, &mut skipped)?;
     let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
@@ -158,6 +166,7 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         max_file_size: opts.max_file_size,
         started,
         seen: &seen,
+        names: opts.name_patterns.as_deref(),
     };
     let collected = std::thread::scope(|s| {
         if opts.progress {
@@ -203,6 +212,7 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         files_from_cache: collected.from_cache,
         skipped,
         duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+        entries: collected.entries,
     })
 }
 
@@ -266,6 +276,14 @@ fn progress(seen: &AtomicU64, done: &AtomicBool) {
 /// Same rules as the file scan ([`RuleSet::builtin_shared`], compiled once per
 /// process), so ~100 values cost microseconds each.
 pub fn secret_in_value(value: &str) -> Option<&'static str> {
+    // Most kept values (PATH, TERM, LANG, HOME) are short, spaced or paths:
+    // only a value that could be a token pays for the rule set.
+    let v = value.trim();
+    let could_be_token = v.len() >= 16 && !v.starts_with('/') && !v.contains(char::is_whitespace);
+    let multi_line_key = v.contains("-----BEGIN");
+    if !(could_be_token || multi_line_key) {
+        return None;
+    }
     if let Ok(rules) = RuleSet::builtin_shared() {
         let mut scratch = detect::Scratch::new(rules);
         let mut hits = Vec::new();
@@ -300,7 +318,6 @@ pub fn secret_in_value(value: &str) -> Option<&'static str> {
         ("pypi-", "pypi-token"),
         ("-----BEGIN", "pem-block"),
     ];
-    let v = value.trim();
     if let Some((p, id)) = TOKEN_PREFIXES.iter().find(|(p, _)| v.starts_with(p)) {
         if *p == "-----BEGIN" || (v.len() >= p.len() + 16 && !v.contains(char::is_whitespace)) {
             return Some(id);

@@ -153,6 +153,18 @@ impl RuleSet {
         }
     }
 
+    /// The hash `new(extra)` would carry, without parsing or compiling
+    /// anything: a relaunch whose files all hit the cache needs no rules.
+    pub fn hash_of(extra: &[RuleSpec]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(BUILTIN_RULES.as_bytes());
+        hasher.update(matcher_identity());
+        for spec in extra {
+            hasher.update(serde_json::to_vec(spec).unwrap_or_default());
+        }
+        hex(&hasher.finalize())
+    }
+
     /// The built-in rules followed by the user's.
     pub fn new(extra: &[RuleSpec]) -> Result<RuleSet, ScanError> {
         let file: RuleFile = toml::from_str(BUILTIN_RULES).map_err(|e| ScanError::Rule {
@@ -325,6 +337,39 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
         out[i] = u8::try_from(d(pair[0])? * 16 + d(pair[1])?).ok()?;
     }
     Some(out)
+}
+
+/// The rule set, built the first time a file misses the cache.
+pub struct LazyRules<'a> {
+    extra: &'a [RuleSpec],
+    cell: std::sync::OnceLock<Result<std::borrow::Cow<'static, RuleSet>, String>>,
+    pub hash: String,
+}
+
+impl<'a> LazyRules<'a> {
+    pub fn new(extra: &'a [RuleSpec]) -> Result<LazyRules<'a>, ScanError> {
+        // User rules are compiled now, so a broken one is named before the walk.
+        let cell = std::sync::OnceLock::new();
+        if !extra.is_empty() {
+            let _ = cell.set(Ok(std::borrow::Cow::Owned(RuleSet::new(extra)?)));
+        }
+        Ok(LazyRules {
+            extra,
+            cell,
+            hash: RuleSet::hash_of(extra),
+        })
+    }
+
+    pub fn get(&self) -> Result<&RuleSet, ScanError> {
+        self.cell
+            .get_or_init(|| RuleSet::with_extra(self.extra).map_err(|e| e.to_string()))
+            .as_ref()
+            .map(|c| c.as_ref())
+            .map_err(|msg| ScanError::Rule {
+                id: "rules.toml".into(),
+                msg: msg.clone(),
+            })
+    }
 }
 
 #[cfg(test)]

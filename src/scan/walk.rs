@@ -22,9 +22,10 @@
 
 use super::cache::{Cache, CachedHit, FileKey};
 use super::detect::{FileContext, Hit, Scratch};
-use super::rules::RuleSet;
+use super::rules::LazyRules;
 use super::Skipped;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -51,11 +52,12 @@ pub struct Collected {
     pub skipped: Vec<Skipped>,
     pub scanned: u64,
     pub from_cache: u64,
+    pub entries: Vec<crate::walk::Entry>,
 }
 
 /// Inputs shared read-only by every walker thread.
 pub struct Shared<'a> {
-    pub rules: &'a RuleSet,
+    pub rules: &'a LazyRules<'a>,
     pub cache: &'a Cache,
     pub roots: &'a [PathBuf],
     pub excludes: &'a [String],
@@ -63,6 +65,8 @@ pub struct Shared<'a> {
     pub started: std::time::SystemTime,
     /// Files looked at so far, for the progress line.
     pub seen: &'a AtomicU64,
+    /// Collect entries for the launcher (see `ScanOptions::name_patterns`).
+    pub names: Option<&'a crate::walk::NamePatterns>,
 }
 
 /// Walk `shared.roots`; all walker threads are joined before this returns.
@@ -89,7 +93,8 @@ struct Worker<'a> {
     out: &'a Mutex<Collected>,
     local: Collected,
     buf: Vec<u8>,
-    scratch: Scratch,
+    /// Built on the first cache miss (with the rules).
+    scratch: Option<Scratch>,
     hits: Vec<Hit>,
 }
 
@@ -100,7 +105,7 @@ impl<'a> Worker<'a> {
             out,
             local: Collected::default(),
             buf: Vec::with_capacity(64 * 1024),
-            scratch: Scratch::new(shared.rules),
+            scratch: None,
             hits: Vec::new(),
         }
     }
@@ -111,6 +116,9 @@ impl<'a> Worker<'a> {
             return;
         }
         self.shared.seen.fetch_add(1, Ordering::Relaxed);
+        if let Some(names) = self.shared.names {
+            self.collect(e.path(), ft.is_symlink(), names);
+        }
         if ft.is_symlink() {
             let Ok(target) = std::fs::canonicalize(e.path()) else {
                 return; // dangling
@@ -127,10 +135,30 @@ impl<'a> Worker<'a> {
             }
         } else if ft.is_file() && self.wanted(e.path()) {
             if let Ok(meta) = e.metadata() {
+                if let Some(names) = self.shared.names {
+                    let name = e.file_name().to_str().unwrap_or("");
+                    if meta.nlink() > 1 && names.matches(name).is_none() {
+                        self.local
+                            .entries
+                            .push(crate::walk::Entry::new(e.path(), &meta));
+                    }
+                }
                 self.scan_file(e.path(), &meta);
             }
         }
         // Sockets, fifos, devices: never read.
+    }
+
+    /// What the launcher needs from this walk: symlinks and names matching a
+    /// mask pattern (hard-linked files are added where the scan stats them;
+    /// inside excluded directories they are not looked for).
+    fn collect(&mut self, path: &Path, is_symlink: bool, names: &crate::walk::NamePatterns) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if is_symlink || names.matches(name).is_some() {
+            if let Ok(m) = path.symlink_metadata() {
+                self.local.entries.push(crate::walk::Entry::new(path, &m));
+            }
+        }
     }
 
     fn scan_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
@@ -148,7 +176,14 @@ impl<'a> Worker<'a> {
             }
             return;
         }
-        let rules = self.shared.rules;
+        let Ok(rules) = self.shared.rules.get() else {
+            self.local.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: "the secret rules did not build".into(),
+            });
+            return;
+        };
+        let scratch = self.scratch.get_or_insert_with(|| Scratch::new(rules));
         self.hits.clear();
         rules.name_hits(name, &mut self.hits);
         let too_big = meta.len() > self.shared.max_file_size;
@@ -169,7 +204,7 @@ impl<'a> Worker<'a> {
                     let sniff = &self.buf[..self.buf.len().min(SNIFF)];
                     if !sniff.contains(&0) {
                         let ctx = FileContext { name };
-                        rules.scan(&ctx, &self.buf, &mut self.scratch, &mut self.hits);
+                        rules.scan(&ctx, &self.buf, scratch, &mut self.hits);
                     }
                 }
                 Err(e) => {
@@ -237,6 +272,7 @@ impl Drop for Worker<'_> {
         out.skipped.extend(local.skipped);
         out.scanned += local.scanned;
         out.from_cache += local.from_cache;
+        out.entries.extend(local.entries);
     }
 }
 
