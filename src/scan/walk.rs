@@ -75,6 +75,17 @@ pub fn walk(shared: &Shared) -> Collected {
     let Some(b) = crate::walk::builder(shared.roots) else {
         return Collected::default();
     };
+    // A tree the cache knows to be small is walked on this thread: the
+    // parallel walker's start-up and idle polling cost milliseconds, which
+    // is most of a relaunch on a small workspace.
+    if !shared.cache.is_empty() && shared.cache.len() < SERIAL_BELOW {
+        let mut worker = Worker::new(shared, &out);
+        for e in b.build().flatten() {
+            worker.visit(&e);
+        }
+        drop(worker);
+        return out.into_inner().unwrap_or_else(|p| p.into_inner());
+    }
     b.build_parallel().run(|| {
         let mut worker = Worker::new(shared, &out);
         Box::new(move |res| {
@@ -86,6 +97,9 @@ pub fn walk(shared: &Shared) -> Collected {
     });
     out.into_inner().unwrap_or_else(|p| p.into_inner())
 }
+
+/// Trees with fewer cached files than this are walked serially.
+const SERIAL_BELOW: usize = 4096;
 
 /// One walker thread's reusable state; flushes into `out` when dropped.
 struct Worker<'a> {
