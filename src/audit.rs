@@ -100,7 +100,7 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
         "gid": plan.gid,
         "pid": std::process::id(),
         "argv": argv,
-        "command": plan.command,
+        "command": redact_argv(plan.command.iter().cloned()),
         "cwd": plan.cwd,
         "workspace": plan.workspace,
         "profile": { "name": plan.profile.name, "sources": plan.profile.sources, "sha256": plan.profile.sha256 },
@@ -148,4 +148,56 @@ pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
         }
     }
     v
+}
+
+/// The command line as recorded: `--env-set K=V` values and any argument that
+/// looks like a credential are replaced by `<redacted>` (names stay).
+pub fn redact_argv(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut next_is_env_set = false;
+    for a in args {
+        let redacted = if next_is_env_set {
+            next_is_env_set = false;
+            a.split_once('=').map(|(k, _)| format!("{k}=<redacted>"))
+        } else if let Some(kv) = a.strip_prefix("--env-set=") {
+            kv.split_once('=')
+                .map(|(k, _)| format!("--env-set={k}=<redacted>"))
+        } else {
+            next_is_env_set = a == "--env-set";
+            crate::scan::secret_in_value(&a).map(|rule| format!("<redacted: {rule}>"))
+        };
+        out.push(redacted.unwrap_or(a));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_set_values_and_token_arguments_are_redacted() {
+        let tok = format!("ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
+        let argv = redact_argv(
+            [
+                "airlock",
+                "run",
+                "--env-set",
+                "API=hunter2",
+                "--env-set=K=v",
+                "--",
+                "curl",
+                tok.as_str(),
+                "-v",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(argv[3], "API=<redacted>");
+        assert_eq!(argv[4], "--env-set=K=<redacted>");
+        assert!(argv[7].starts_with("<redacted"), "{argv:?}");
+        assert_eq!(argv[8], "-v");
+        assert!(!argv
+            .iter()
+            .any(|a| a.contains("hunter2") || a.contains("ghp_")));
+    }
 }

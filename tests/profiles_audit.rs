@@ -538,3 +538,51 @@ fn the_profile_reference_in_the_readme_validates() {
         .unwrap();
     assert!(out.status.success(), "{}", show(&out));
 }
+
+#[test]
+fn credentials_on_the_command_line_stay_out_of_the_plan_and_the_audit_record() {
+    let f = Fixture::new();
+    let tok = format!("ghp_{}", "Q1w2E3r4T5y6U7i8O9p0A1s2D3f4G5h6J7k8");
+    let log = f.dir.path().join("argv.jsonl");
+    let out = f
+        .airlock(As::Me)
+        .args([
+            "run",
+            "--audit-log",
+            log.to_str().unwrap(),
+            "--env-set",
+            "PASSWORD=hunter2-value",
+            "--",
+            "sh",
+            "-c",
+            "true",
+            &tok,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(&tok) && !text.contains("hunter2-value"),
+        "{text}"
+    );
+    assert!(text.contains("PASSWORD=<redacted>"), "{text}");
+    for fmt in ["text", "json"] {
+        let out = f
+            .airlock(As::Me)
+            .args([
+                "run",
+                "--dry-run",
+                "--format",
+                fmt,
+                "--",
+                "sh",
+                "-c",
+                "true",
+                &tok,
+            ])
+            .output()
+            .unwrap();
+        assert!(!stdout(&out).contains(&tok), "{fmt}: {}", show(&out));
+    }
+}

@@ -146,7 +146,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
     }
     let run_id = plan.run_id.clone();
     let mut audit = open_audit(&plan)?;
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = crate::audit::redact_argv(std::env::args());
     if let Some(log) = audit.as_mut() {
         let user = std::env::var("USER").unwrap_or_else(|_| plan.uid.to_string());
         if let Err(e) = log.write(&crate::audit::start_record(&plan, &run_id, &argv, &user)) {

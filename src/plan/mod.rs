@@ -63,6 +63,8 @@ pub struct Plan {
     pub mode: RunMode,
     /// Why this mode (e.g. "auto: user namespaces unavailable").
     pub mode_reason: String,
+    /// Serialised with credential-looking arguments redacted.
+    #[serde(serialize_with = "serialize_redacted")]
     pub command: Vec<String>,
     pub cwd: PathBuf,
     pub workspace: PathBuf,
@@ -294,4 +296,8 @@ pub fn build(
         }),
         notes: fs.notes,
     })
+}
+
+fn serialize_redacted<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&crate::audit::redact_argv(v.iter().cloned()), s)
 }

@@ -17,7 +17,11 @@ pub fn text(plan: &Plan) -> String {
         &plan.profile.sha256[..12.min(plan.profile.sha256.len())]
     );
     let _ = writeln!(w, "  mode       {:?} ({})", plan.mode, plan.mode_reason);
-    let _ = writeln!(w, "  command    {}", shell_words(&plan.command));
+    let _ = writeln!(
+        w,
+        "  command    {}",
+        shell_words(&crate::audit::redact_argv(plan.command.iter().cloned()))
+    );
     let _ = writeln!(w, "  workspace  {}", plan.workspace.display());
     let _ = writeln!(w, "  cwd        {}", plan.cwd.display());
     let _ = writeln!(
