@@ -132,6 +132,9 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     }
     keep.sort_unstable();
     close_all_except(&keep);
+    // pid 1 (and the relay it forks) live inside: the caller's environment,
+    // copied into this process by the clone, must not be readable there.
+    scrub_environ();
     // Die with the supervisor; then wait for the uid/gid maps (EOF = it died first).
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let mut b = [0u8; 1];
@@ -414,5 +417,23 @@ fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
         let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
         let _ = crate::proxy::relay(listener, &socket);
         unsafe { libc::_exit(0) };
+    }
+}
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Overwrite this process's environment strings in place, so
+/// /proc/PID/environ of pid 1 shows nothing of the caller's environment.
+/// (The command gets its own, built from the plan.)
+fn scrub_environ() {
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let s = *p;
+            libc::memset(s.cast(), 0, libc::strlen(s));
+            p = p.add(1);
+        }
     }
 }
