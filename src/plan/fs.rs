@@ -69,6 +69,8 @@ pub struct FsPlan {
     pub sockets_env: Vec<String>,
     pub findings: Vec<Finding>,
     pub scan: Option<crate::scan::ScanReport>,
+    /// Persistence vectors absent at launch (reported if the command creates them).
+    pub watch_absent: Vec<PathBuf>,
 }
 
 /// Expand `~`, `{home}`, `{workspace}`; relative paths are relative to the workspace.
@@ -369,6 +371,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         }
     }
     // 7. Persistence vectors stay read-only inside a writable workspace.
+    let mut watch_absent = Vec::new();
     if ws_access == Access::Rw {
         let mut pers: Vec<String> = defaults::PERSISTENCE_RO
             .iter()
@@ -377,12 +380,18 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         pers.extend(fsp.persistence_ro.iter().cloned());
         for rel in pers {
             let path = workspace.join(&rel);
-            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_symlink()) {
-                b.push(Mount {
+            match std::fs::symlink_metadata(&path) {
+                Ok(m) if !m.file_type().is_symlink() => b.push(Mount {
                     dest: path.clone(),
                     kind: MountKind::RoBind { src: path },
                     reason: format!("persistence vector {rel} kept read-only"),
-                });
+                }),
+                Ok(_) => b
+                    .notes
+                    .push(format!("persistence vector {rel} is a symlink: not bound")),
+                // Cannot be bound without creating it on the host: watched
+                // instead, and reported if the command creates it.
+                Err(_) => watch_absent.push(path),
             }
         }
     }
@@ -613,6 +622,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         sockets_env,
         findings,
         scan,
+        watch_absent,
     })
 }
 

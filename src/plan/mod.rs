@@ -86,6 +86,10 @@ pub struct Plan {
     pub on_secret: OnSecret,
     pub audit_log: Option<PathBuf>,
     pub audit_required: bool,
+    /// Persistence vectors (`.envrc`, `.vscode`, …) absent at launch: they
+    /// cannot be bound read-only without creating them on the host, so the
+    /// run reports any the command creates.
+    pub watch_absent: Vec<PathBuf>,
     /// Allow-listed egress (network.mode = "proxy"): the relay inside, the proxy outside.
     pub proxy: Option<ProxyPlan>,
     /// landlock-only mode has no tmpfs of its own: a private directory made at
@@ -255,6 +259,7 @@ pub fn build(
         });
     Ok(Plan {
         run_id: req.run_id.clone(),
+        watch_absent: fs.watch_absent.clone(),
         private_tmp,
         proxy,
         profile: ProfileRef {
