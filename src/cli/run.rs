@@ -50,39 +50,31 @@ pub fn request_from(args: &RunArgs) -> Result<Request, Error> {
     })
 }
 
-/// Resolve the profile (trusted, then the workspace's own tightening file) and build the plan.
-pub fn resolve(args: &RunArgs, host: &Host) -> Result<plan::Plan, Error> {
+/// Resolve the profile (trusted, then the workspace's own tightening file),
+/// probe the host, and build the plan.
+pub fn resolve(args: &RunArgs) -> Result<plan::Plan, Error> {
     let req = request_from(args)?;
     let mut profile = load_named(&args.profile)?;
     let ws = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
     let ws = std::fs::canonicalize(&ws)
         .map_err(|e| Error::Usage(format!("workspace {}: {e}", ws.display())))?;
     load_workspace_profile(&ws, &mut profile)?;
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    plan::build(&profile, &req, host, &env)
-}
-
-/// Only `mode = "auto"` decides on the user-namespace probe; full mode finds
-/// out from its own clone (and says so), landlock-only does not need it.
-fn needs_userns_probe(args: &RunArgs) -> bool {
-    match args.mode {
-        Some(ModeArg::Auto) => true,
-        Some(_) => false,
-        None => load_named(&args.profile)
-            .map(|p| p.profile.mode == Some(Mode::Auto))
-            .unwrap_or(false),
-    }
-}
-
-fn run(args: RunArgs) -> Result<u8, Error> {
-    let host = if needs_userns_probe(&args) {
+    // Only `mode = "auto"` decides on the user-namespace probe (a throwaway
+    // fork); full mode learns it from its own clone, landlock-only needs none.
+    let auto = req.mode.or(profile.profile.mode) == Some(Mode::Auto);
+    let host = if auto {
         Host::probe()
     } else {
         Host::probe_cheap()
     };
-    let plan = resolve(&args, &host)?;
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    plan::build(&profile, &req, &host, &env)
+}
+
+fn run(args: RunArgs) -> Result<u8, Error> {
+    let plan = resolve(&args)?;
     if args.dry_run {
         match args.format {
             Format::Text => print!("{}", plan::render::text(&plan)),
