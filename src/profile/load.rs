@@ -105,7 +105,9 @@ fn syntax_error(label: &str, text: &str, e: &toml::de::Error) -> ProfileError {
     } else {
         format!("{table}.{bare}")
     };
-    let msg = e.message().trim().to_string();
+    // serde quotes the offending value ("invalid type: string \"…\""): a
+    // credential pasted into the wrong key must not come back in the error.
+    let msg = redact_quoted(e.message().trim());
     let hint = unknown_field_hint(&msg, &bare);
     ProfileError::Syntax {
         file: label.to_string(),
@@ -114,6 +116,23 @@ fn syntax_error(label: &str, text: &str, e: &toml::de::Error) -> ProfileError {
         msg,
         hint,
     }
+}
+
+/// Replace every quoted segment that looks like a credential by `<redacted>`.
+fn redact_quoted(msg: &str) -> String {
+    let parts: Vec<&str> = msg.split('"').collect();
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i % 2 == 1 && crate::scan::secret_in_value(p).is_some() {
+                "<redacted>"
+            } else {
+                p
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\"")
 }
 
 /// serde says "unknown field `x`, expected one of `a`, `b`": suggest the nearest.
@@ -507,6 +526,16 @@ mod tests {
         assert!(e.contains("p.toml:4"), "{e}");
         assert!(e.contains("filesystem.mask_pattern"), "{e}");
         assert!(e.contains("did you mean `mask_patterns`"), "{e}");
+    }
+
+    #[test]
+    fn a_credential_in_the_wrong_key_is_not_echoed() {
+        let tok = format!("ghp_{}", "Zq9Wx8Ec7Rv6Tb5Yn4Um3Ik2Ol1Pa0Sd9Fg8");
+        let e = parse("p.toml", &format!("[limits]\nnproc = \"{tok}\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.toml:2") && e.contains("limits.nproc"), "{e}");
+        assert!(!e.contains(&tok), "{e}");
     }
 
     #[test]
