@@ -496,6 +496,11 @@ fn host_ipc_is_closed_unless_the_profile_names_it() {
             .unwrap();
         let s = stdout(&out);
         assert!(!s.contains("agent-reached"), "{who:?}: {s}");
+        // /run (docker.sock, D-Bus, the runtime dir) is not in the view at all.
+        assert!(
+            s.contains("cannot access '/run'") && s.contains("cannot access '/var/run'"),
+            "{who:?}: {s}"
+        );
         assert!(
             s.contains("sock=\n") || s.lines().next() == Some("sock="),
             "{who:?}: {s}"
