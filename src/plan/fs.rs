@@ -703,7 +703,12 @@ impl FsPlan {
                 MountKind::Tmpfs { .. } => {}
                 MountKind::Dev if own_view => rw.push(m.dest.clone()),
                 MountKind::Dev => {
-                    for n in ["null", "zero", "full", "tty", "pts", "ptmx", "shm"] {
+                    // Not `pts`: another terminal of the same user would be
+                    // open to a fake prompt (the command keeps the PTY airlock
+                    // gives it: an open descriptor needs no rule). Not `shm`:
+                    // the host's POSIX shared memory is shared without an IPC
+                    // namespace.
+                    for n in ["null", "zero", "full", "tty", "ptmx"] {
                         rw.push(m.dest.join(n));
                     }
                     for n in ["random", "urandom"] {
@@ -734,6 +739,10 @@ impl FsPlan {
                 Vec::new()
             },
             host_net: net == NetMode::Host,
+            // Without a network namespace of its own, "none" is enforced by
+            // Landlock too (no TCP connect or bind at all, ABI 4+), behind
+            // seccomp's refusal of every IP socket.
+            no_tcp: !own_view && net == NetMode::None,
             connect_ports: p.network.connect_ports.clone(),
             bind_ports: p.network.bind_ports.clone(),
             min_abi: p.landlock.min_abi.unwrap_or(0),

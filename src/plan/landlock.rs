@@ -40,6 +40,8 @@ pub struct LandlockInput {
     pub deny: Vec<PathBuf>,
     /// Whether the host network is shared (then TCP port rules apply).
     pub host_net: bool,
+    /// No TCP connect or bind at all (landlock-only mode, network "none").
+    pub no_tcp: bool,
     pub connect_ports: Vec<u16>,
     pub bind_ports: Vec<u16>,
     /// Minimum ABI the profile requires (0: not required).
@@ -86,21 +88,9 @@ pub const ACCESS_CLASSES: &[(&str, &[&str])] = &[
             "ioctl_dev",
         ],
     ),
-    // Readable; entries may be added, never removed, truncated or overwritten.
-    (
-        "protect",
-        &[
-            "execute",
-            "read_file",
-            "read_dir",
-            "make_reg",
-            "make_dir",
-            "make_sym",
-            "make_sock",
-            "make_fifo",
-            "refer",
-        ],
-    ),
+    // Readable; nothing added, removed, renamed, truncated or overwritten
+    // (as the read-only bind of the full mode).
+    ("protect", &["execute", "read_file", "read_dir"]),
     // A carved read-only directory: listable; its entries get their own rules.
     ("dir-ro", &["read_dir"]),
     // A carved writable directory: listable, entries may be added.
@@ -173,10 +163,17 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
         scope_signals: true,
         // Only a listed kind of access is restricted: `--net host` without a
         // port list keeps plain TCP working (the user chose to share the network).
-        connect_ports: (input.host_net && !input.connect_ports.is_empty())
-            .then(|| sorted(&input.connect_ports)),
-        bind_ports: (input.host_net && !input.bind_ports.is_empty())
-            .then(|| sorted(&input.bind_ports)),
+        connect_ports: if input.no_tcp {
+            Some(Vec::new())
+        } else {
+            (input.host_net && !input.connect_ports.is_empty())
+                .then(|| sorted(&input.connect_ports))
+        },
+        bind_ports: if input.no_tcp {
+            Some(Vec::new())
+        } else {
+            (input.host_net && !input.bind_ports.is_empty()).then(|| sorted(&input.bind_ports))
+        },
         ..Default::default()
     };
 

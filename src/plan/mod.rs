@@ -229,7 +229,13 @@ pub fn build(
         namespaces.clear();
     }
     let ll_input = fs.landlock_input(p, network, mode, private_tmp.as_deref());
-    let seccomp = seccomp::build(&p.seccomp).map_err(|e| {
+    let seccomp_ctx = seccomp::Context {
+        landlock_only: mode == RunMode::LandlockOnly,
+        net_none: network == NetMode::None,
+        net_proxy: network == NetMode::Proxy,
+        sockets_granted: !p.sockets.is_empty(),
+    };
+    let seccomp = seccomp::build(&p.seccomp, seccomp_ctx).map_err(|e| {
         crate::error::Error::Profile(crate::error::ProfileError::Invalid {
             file: profile.sources.last().cloned().unwrap_or_default(),
             key: "seccomp".into(),

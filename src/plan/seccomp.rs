@@ -28,6 +28,15 @@ pub enum When {
     PersonalityChange,
     /// `domain` (arg 0) is AF_NETLINK and `protocol` (arg 2) is not NETLINK_ROUTE.
     NetlinkExceptRoute,
+    /// `domain` (arg 0) is neither AF_UNIX nor AF_NETLINK: no IP, packet,
+    /// vsock, … socket at all (landlock-only mode, network "none").
+    DomainNotLocal,
+    /// `domain` (arg 0) is AF_UNIX: no unix socket but `socketpair`'s
+    /// (landlock-only mode: host daemons' sockets are in the shared view).
+    DomainUnix,
+    /// `domain` is AF_INET/AF_INET6 and the type (arg 1, low 4 bits) is not
+    /// SOCK_STREAM: no UDP or raw socket that could bypass the egress proxy.
+    InetNotStream,
 }
 
 impl When {
@@ -38,6 +47,9 @@ impl When {
             When::TerminalInjection => "request TIOCSTI/TIOCLINUX (low 32 bits)",
             When::PersonalityChange => "persona not in {0, PER_LINUX32, 0xffffffff}",
             When::NetlinkExceptRoute => "AF_NETLINK other than NETLINK_ROUTE",
+            When::DomainNotLocal => "domain not AF_UNIX/AF_NETLINK (no IP socket)",
+            When::DomainUnix => "domain AF_UNIX (socketpair stays allowed)",
+            When::InetNotStream => "AF_INET/AF_INET6 not SOCK_STREAM (no UDP, raw)",
         }
     }
 }
@@ -104,6 +116,80 @@ pub const DENY: &[(&str, &str, When)] = &[
     ("netlink", "socket", When::NetlinkExceptRoute),
 ];
 
+/// Rules added in landlock-only mode, where there are no namespaces to do
+/// the job: (group, syscall, when, the situation that adds it). Lifted by
+/// `allow` like the table above.
+pub const LANDLOCK_ONLY_DENY: &[(&str, &str, When, Situation)] = &[
+    // The host's SysV IPC and POSIX message queues are shared without an IPC
+    // namespace: another process's shared memory could be read or written.
+    ("sysv-ipc", "shmget", When::Always, Situation::Always),
+    ("sysv-ipc", "shmat", When::Always, Situation::Always),
+    ("sysv-ipc", "shmctl", When::Always, Situation::Always),
+    ("sysv-ipc", "msgget", When::Always, Situation::Always),
+    ("sysv-ipc", "msgsnd", When::Always, Situation::Always),
+    ("sysv-ipc", "msgrcv", When::Always, Situation::Always),
+    ("sysv-ipc", "msgctl", When::Always, Situation::Always),
+    ("sysv-ipc", "semget", When::Always, Situation::Always),
+    ("sysv-ipc", "semop", When::Always, Situation::Always),
+    ("sysv-ipc", "semtimedop", When::Always, Situation::Always),
+    ("sysv-ipc", "semctl", When::Always, Situation::Always),
+    ("sysv-ipc", "mq_open", When::Always, Situation::Always),
+    ("sysv-ipc", "mq_unlink", When::Always, Situation::Always),
+    ("sysv-ipc", "mq_timedsend", When::Always, Situation::Always),
+    (
+        "sysv-ipc",
+        "mq_timedreceive",
+        When::Always,
+        Situation::Always,
+    ),
+    ("sysv-ipc", "mq_notify", When::Always, Situation::Always),
+    ("sysv-ipc", "mq_getsetattr", When::Always, Situation::Always),
+    // network = "none" without a network namespace: no IP socket at all
+    // (Landlock's TCP rules back this up on ABI 4+, but do not cover UDP).
+    (
+        "net-none",
+        "socket",
+        When::DomainNotLocal,
+        Situation::NetNone,
+    ),
+    // network = "proxy" without a network namespace: TCP only, and Landlock
+    // lets it connect to the proxy's port only.
+    (
+        "net-proxy",
+        "socket",
+        When::InetNotStream,
+        Situation::NetProxy,
+    ),
+    // Host daemons (ssh-agent, docker, D-Bus) listen on pathname sockets in
+    // the shared view and Landlock cannot restrict connect(2) to them.
+    (
+        "unix-sockets",
+        "socket",
+        When::DomainUnix,
+        Situation::NoSocketsGranted,
+    ),
+];
+
+/// When a landlock-only rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Situation {
+    Always,
+    NetNone,
+    NetProxy,
+    /// The profile names no host socket.
+    NoSocketsGranted,
+}
+
+/// What the seccomp builder needs to know beyond the profile's own section.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context {
+    /// No namespaces: add [`LANDLOCK_ONLY_DENY`].
+    pub landlock_only: bool,
+    pub net_none: bool,
+    pub net_proxy: bool,
+    pub sockets_granted: bool,
+}
+
 /// Namespace flags checked on clone's and unshare's `flags` argument.
 /// CLONE_NEWTIME (0x80) is only checked for unshare: in clone's flags that
 /// bit belongs to the exit signal.
@@ -120,6 +206,12 @@ pub const CLONE_NEWTIME: u64 = 0x80;
 pub const TIOCSTI: u64 = 0x5412;
 pub const TIOCLINUX: u64 = 0x541C;
 pub const AF_NETLINK: u64 = 16;
+pub const AF_UNIX: u64 = 1;
+pub const AF_INET: u64 = 2;
+pub const AF_INET6: u64 = 10;
+pub const SOCK_STREAM: u64 = 1;
+/// The low bits of socket(2)'s `type` hold the type; the rest are flags.
+pub const SOCK_TYPE_MASK: u64 = 0xf;
 pub const NETLINK_ROUTE: u64 = 0;
 /// PER_LINUX, PER_LINUX32 and the query value.
 pub const PERSONALITY_ALLOWED: &[u64] = &[0, 0x0008, 0xffff_ffff];
@@ -146,13 +238,20 @@ pub struct SeccompPlan {
     pub allowed: Vec<String>,
 }
 
-pub fn build(cfg: &Seccomp) -> Result<SeccompPlan, String> {
+pub fn build(cfg: &Seccomp, ctx: Context) -> Result<SeccompPlan, String> {
     if !cfg!(target_arch = "x86_64") {
         return Err("the seccomp policy is written for x86_64 only".into());
     }
-    let known_group = |g: &str| DENY.iter().any(|(grp, _, _)| *grp == g);
+    let known_group = |g: &str| {
+        DENY.iter().any(|(grp, _, _)| *grp == g)
+            || LANDLOCK_ONLY_DENY.iter().any(|(grp, _, _, _)| *grp == g)
+    };
+    let known_name = |a: &str| {
+        DENY.iter().any(|(_, s, _)| *s == a)
+            || LANDLOCK_ONLY_DENY.iter().any(|(_, s, _, _)| *s == a)
+    };
     for a in &cfg.allow {
-        if !known_group(a) && !DENY.iter().any(|(_, s, _)| s == a) && a != "clone3" {
+        if !known_group(a) && !known_name(a) && a != "clone3" {
             return Err(format!(
                 "allow: `{a}` is neither a denied syscall nor a group ({})",
                 groups().join(", ")
@@ -162,9 +261,23 @@ pub fn build(cfg: &Seccomp) -> Result<SeccompPlan, String> {
     let lifted = |group: &str, sys: &str| cfg.allow.iter().any(|a| a == group || a == sys);
     let mut rules = Vec::new();
     let mut allowed = Vec::new();
-    for (group, sys, when) in DENY {
+    let extra = LANDLOCK_ONLY_DENY
+        .iter()
+        .filter(|(_, _, _, sit)| {
+            ctx.landlock_only
+                && match sit {
+                    Situation::Always => true,
+                    Situation::NetNone => ctx.net_none,
+                    Situation::NetProxy => ctx.net_proxy,
+                    Situation::NoSocketsGranted => !ctx.sockets_granted,
+                }
+        })
+        .map(|(g, s, w, _)| (g, s, w));
+    for (group, sys, when) in DENY.iter().map(|(g, s, w)| (g, s, w)).chain(extra) {
         if lifted(group, sys) {
-            allowed.push((*sys).to_string());
+            if !allowed.iter().any(|a| a == sys) {
+                allowed.push((*sys).to_string());
+            }
             continue;
         }
         let nr = syscalls::number(sys).ok_or_else(|| format!("no syscall number for `{sys}`"))?;
@@ -204,7 +317,11 @@ pub fn build(cfg: &Seccomp) -> Result<SeccompPlan, String> {
 /// The group names of the table, in order.
 pub fn groups() -> Vec<&'static str> {
     let mut g: Vec<&'static str> = Vec::new();
-    for (grp, _, _) in DENY {
+    let all = DENY
+        .iter()
+        .map(|(g, _, _)| g)
+        .chain(LANDLOCK_ONLY_DENY.iter().map(|(g, _, _, _)| g));
+    for grp in all {
         if !g.contains(grp) {
             g.push(grp);
         }
@@ -267,7 +384,7 @@ mod tests {
 
     #[test]
     fn default_policy_lists_the_whole_table() {
-        let plan = build(&Seccomp::default()).expect("build");
+        let plan = build(&Seccomp::default(), Context::default()).expect("build");
         assert_eq!(plan.action, SeccompAction::Errno);
         assert_eq!(plan.rules.len(), DENY.len());
         assert!(plan.clone3_enosys);
@@ -285,10 +402,13 @@ mod tests {
 
     #[test]
     fn allow_lifts_a_group_or_a_name() {
-        let plan = build(&Seccomp {
-            allow: vec!["io_uring".into(), "kcmp".into(), "clone3".into()],
-            ..Default::default()
-        })
+        let plan = build(
+            &Seccomp {
+                allow: vec!["io_uring".into(), "kcmp".into(), "clone3".into()],
+                ..Default::default()
+            },
+            Context::default(),
+        )
         .expect("build");
         for s in [
             "io_uring_setup",
@@ -305,11 +425,14 @@ mod tests {
 
     #[test]
     fn deny_adds_unconditional_rules() {
-        let plan = build(&Seccomp {
-            deny: vec!["socket".into(), "chroot".into()],
-            action: Some(SeccompAction::Kill),
-            ..Default::default()
-        })
+        let plan = build(
+            &Seccomp {
+                deny: vec!["socket".into(), "chroot".into()],
+                action: Some(SeccompAction::Kill),
+                ..Default::default()
+            },
+            Context::default(),
+        )
         .expect("build");
         let sock: Vec<_> = plan
             .rules
@@ -327,21 +450,27 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors() {
-        assert!(build(&Seccomp {
-            deny: vec!["no_such_call".into()],
-            ..Default::default()
-        })
+        assert!(build(
+            &Seccomp {
+                deny: vec!["no_such_call".into()],
+                ..Default::default()
+            },
+            Context::default()
+        )
         .is_err());
-        assert!(build(&Seccomp {
-            allow: vec!["read".into()],
-            ..Default::default()
-        })
+        assert!(build(
+            &Seccomp {
+                allow: vec!["read".into()],
+                ..Default::default()
+            },
+            Context::default()
+        )
         .is_err());
     }
 
     #[test]
     fn describe_shows_guards_and_rules() {
-        let plan = build(&Seccomp::default()).expect("build");
+        let plan = build(&Seccomp::default(), Context::default()).expect("build");
         let text = plan.describe().join("\n");
         assert!(text.contains("x32"));
         assert!(text.contains("clone3: ENOSYS"));

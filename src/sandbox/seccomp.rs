@@ -15,8 +15,9 @@
 
 use crate::error::LayerError;
 use crate::plan::seccomp::{
-    SeccompPlan, When, AF_NETLINK, CLONE_NEWTIME, CLONE_NS_FLAGS, NETLINK_ROUTE,
-    PERSONALITY_ALLOWED, TIOCLINUX, TIOCSTI, X32_SYSCALL_BIT,
+    SeccompPlan, When, AF_INET, AF_INET6, AF_NETLINK, AF_UNIX, CLONE_NEWTIME, CLONE_NS_FLAGS,
+    NETLINK_ROUTE, PERSONALITY_ALLOWED, SOCK_STREAM, SOCK_TYPE_MASK, TIOCLINUX, TIOCSTI,
+    X32_SYSCALL_BIT,
 };
 use crate::profile::types::SeccompAction as ProfileAction;
 use seccompiler::{
@@ -84,6 +85,23 @@ fn rules_for(syscall: &str, when: When) -> Result<Vec<SeccompRule>, LayerError> 
             cond(0, Eq, AF_NETLINK)?,
             cond(2, Ne, NETLINK_ROUTE)?,
         ])?],
+        When::DomainNotLocal => vec![rule(vec![cond(0, Ne, AF_UNIX)?, cond(0, Ne, AF_NETLINK)?])?],
+        When::DomainUnix => vec![rule(vec![cond(0, Eq, AF_UNIX)?])?],
+        // seccompiler has no masked not-equal: list every other type.
+        When::InetNotStream => {
+            let mut v = Vec::new();
+            for domain in [AF_INET, AF_INET6] {
+                for ty in 0..=SOCK_TYPE_MASK {
+                    if ty != SOCK_STREAM {
+                        v.push(rule(vec![
+                            cond(0, Eq, domain)?,
+                            cond(1, MaskedEq(SOCK_TYPE_MASK), ty)?,
+                        ])?);
+                    }
+                }
+            }
+            v
+        }
     })
 }
 
@@ -207,7 +225,7 @@ mod tests {
     }
 
     fn default_prog() -> BpfProgram {
-        compile(&build(&Seccomp::default()).expect("plan")).expect("compile")
+        compile(&build(&Seccomp::default(), Default::default()).expect("plan")).expect("compile")
     }
 
     #[test]
@@ -284,11 +302,14 @@ mod tests {
                 assert_eq!(run(&p, x, nr(sys), [0; 6]), EPERM, "{sys}");
             }
         }
-        let plan = build(&Seccomp {
-            allow: vec!["io_uring".into(), "clone3".into()],
-            action: Some(ProfileAction::Kill),
-            ..Default::default()
-        })
+        let plan = build(
+            &Seccomp {
+                allow: vec!["io_uring".into(), "clone3".into()],
+                action: Some(ProfileAction::Kill),
+                ..Default::default()
+            },
+            Default::default(),
+        )
         .expect("plan");
         let p = compile(&plan).expect("compile");
         assert_eq!(run(&p, x, nr("io_uring_setup"), [0; 6]), ALLOW);
@@ -298,5 +319,120 @@ mod tests {
             run(&p, x, 39 | X32_SYSCALL_BIT, [0; 6]),
             SECCOMP_RET_KILL_PROCESS
         );
+    }
+
+    fn landlock_only_prog(ctx: crate::plan::seccomp::Context) -> BpfProgram {
+        compile(&build(&Seccomp::default(), ctx).expect("plan")).expect("compile")
+    }
+
+    const SOCK_DGRAM: u64 = 2;
+    const SOCK_RAW: u64 = 3;
+    const SOCK_NONBLOCK_CLOEXEC: u64 = 0o4000 | 0o2000000;
+
+    #[test]
+    fn landlock_only_net_none_refuses_every_ip_socket() {
+        let x = AUDIT_ARCH_X86_64;
+        let p = landlock_only_prog(crate::plan::seccomp::Context {
+            landlock_only: true,
+            net_none: true,
+            sockets_granted: true,
+            ..Default::default()
+        });
+        let sock = nr("socket");
+        for domain in [
+            AF_INET, AF_INET6, 17, /* AF_PACKET */
+            40, /* AF_VSOCK */
+        ] {
+            for ty in [SOCK_STREAM, SOCK_DGRAM, SOCK_RAW] {
+                assert_eq!(run(&p, x, sock, [domain, ty, 0, 0, 0, 0]), EPERM);
+            }
+        }
+        assert_eq!(run(&p, x, sock, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, SOCK_RAW, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, SOCK_RAW, 0, 9, 0, 0]), EPERM);
+        // The domain is compared on the low 32 bits: high garbage does not help.
+        assert_eq!(
+            run(&p, x, sock, [AF_INET | 1 << 32, SOCK_STREAM, 0, 0, 0, 0]),
+            EPERM
+        );
+        for sys in ["shmget", "shmat", "msgget", "semget", "mq_open"] {
+            assert_eq!(run(&p, x, nr(sys), [0; 6]), EPERM, "{sys}");
+        }
+        assert_eq!(
+            run(&p, x, nr("socketpair"), [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn landlock_only_unix_sockets_only_when_granted_and_full_mode_unchanged() {
+        let x = AUDIT_ARCH_X86_64;
+        let sock = nr("socket");
+        let closed = landlock_only_prog(crate::plan::seccomp::Context {
+            landlock_only: true,
+            net_none: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            run(&closed, x, sock, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(&closed, x, sock, [AF_UNIX, SOCK_DGRAM, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &closed,
+                x,
+                nr("socketpair"),
+                [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        let full = default_prog();
+        assert_eq!(
+            run(&full, x, sock, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            run(&full, x, sock, [AF_INET, SOCK_DGRAM, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(run(&full, x, nr("shmget"), [0; 6]), ALLOW);
+    }
+
+    #[test]
+    fn landlock_only_proxy_allows_tcp_only() {
+        let x = AUDIT_ARCH_X86_64;
+        let p = landlock_only_prog(crate::plan::seccomp::Context {
+            landlock_only: true,
+            net_proxy: true,
+            ..Default::default()
+        });
+        let sock = nr("socket");
+        for d in [AF_INET, AF_INET6] {
+            assert_eq!(run(&p, x, sock, [d, SOCK_STREAM, 0, 0, 0, 0]), ALLOW);
+            assert_eq!(
+                run(
+                    &p,
+                    x,
+                    sock,
+                    [d, SOCK_STREAM | SOCK_NONBLOCK_CLOEXEC, 0, 0, 0, 0]
+                ),
+                ALLOW
+            );
+            assert_eq!(run(&p, x, sock, [d, SOCK_DGRAM, 0, 0, 0, 0]), EPERM);
+            assert_eq!(
+                run(
+                    &p,
+                    x,
+                    sock,
+                    [d, SOCK_DGRAM | SOCK_NONBLOCK_CLOEXEC, 0, 0, 0, 0]
+                ),
+                EPERM
+            );
+            assert_eq!(run(&p, x, sock, [d, SOCK_RAW, 0, 0, 0, 0]), EPERM);
+        }
     }
 }

@@ -68,7 +68,7 @@ pub fn probe_entry(name: &str, args: &[String]) -> u8 {
     if name == "layer-spec" {
         // The default layers as a spec for `with-layers` (used by scripts/bench-seccomp.sh).
         // `empty`: a filter that allows everything (the fixed cost of any filter).
-        let mut seccomp = crate::plan::seccomp::build(&Default::default()).ok();
+        let mut seccomp = crate::plan::seccomp::build(&Default::default(), Default::default()).ok();
         if args.iter().any(|a| a == "empty") {
             if let Some(s) = seccomp.as_mut() {
                 s.rules.clear();
