@@ -277,65 +277,146 @@ fn extend<T: PartialEq>(base: &mut Vec<T>, more: Vec<T>) {
 }
 
 /// Merge `child` over `base`: lists extend, scalars override, maps merge.
+/// Every section is destructured exhaustively, so a new field does not compile
+/// until it says how it merges.
 pub fn merge(base: &mut Profile, child: Profile) {
-    macro_rules! over {
-        ($($f:ident).+) => {
-            if child.$($f).+.is_some() {
-                base.$($f).+ = child.$($f).+.clone();
-            }
-        };
+    fn over<T>(base: &mut Option<T>, child: Option<T>) {
+        if child.is_some() {
+            *base = child;
+        }
     }
-    macro_rules! ext {
-        ($($f:ident).+) => {
-            extend(&mut base.$($f).+, child.$($f).+.clone());
-        };
-    }
-    over!(name);
-    over!(description);
-    over!(mode);
-    over!(filesystem.workspace);
-    ext!(filesystem.ro);
-    ext!(filesystem.rw);
-    ext!(filesystem.drop);
-    ext!(filesystem.home_ro);
-    ext!(filesystem.home_rw);
-    ext!(filesystem.mask);
-    ext!(filesystem.mask_patterns);
-    ext!(filesystem.protect);
-    ext!(filesystem.persistence_ro);
-    over!(filesystem.no_default_masks);
-    ext!(filesystem.unmask);
-    ext!(env.keep);
-    ext!(env.pass_secret);
-    base.env.set.extend(child.env.set.clone());
-    over!(network.mode);
-    ext!(network.allow);
-    base.network.hosts.extend(child.network.hosts.clone());
-    ext!(network.connect_ports);
-    ext!(network.bind_ports);
-    ext!(sockets);
-    over!(landlock.min_abi);
-    over!(landlock.best_effort);
-    over!(seccomp.action);
-    ext!(seccomp.deny);
-    ext!(seccomp.allow);
-    over!(secrets.on_secret);
-    over!(secrets.scan);
-    ext!(secrets.allow);
-    over!(secrets.max_file_size);
-    ext!(secrets.exclude);
-    ext!(secrets.trusted);
-    ext!(secrets.rules);
-    over!(audit.path);
-    over!(audit.required);
-    over!(limits.nproc);
-    over!(limits.nofile);
-    over!(limits.core);
-    over!(limits.fsize);
-    over!(limits.memory);
-    over!(limits.pids);
-    over!(limits.cgroup_required);
-    over!(limits.timeout);
+    let Profile {
+        name,
+        description,
+        extends: _,
+        mode,
+        filesystem,
+        env,
+        network,
+        sockets,
+        landlock,
+        seccomp,
+        secrets,
+        audit,
+        limits,
+    } = child;
+    over(&mut base.name, name);
+    over(&mut base.description, description);
+    over(&mut base.mode, mode);
+    extend(&mut base.sockets, sockets);
+
+    let Filesystem {
+        workspace,
+        ro,
+        rw,
+        drop,
+        home_ro,
+        home_rw,
+        mask,
+        mask_patterns,
+        protect,
+        persistence_ro,
+        persistence,
+        no_default_masks,
+        unmask,
+    } = filesystem;
+    let f = &mut base.filesystem;
+    over(&mut f.workspace, workspace);
+    extend(&mut f.ro, ro);
+    extend(&mut f.rw, rw);
+    extend(&mut f.drop, drop);
+    extend(&mut f.home_ro, home_ro);
+    extend(&mut f.home_rw, home_rw);
+    extend(&mut f.mask, mask);
+    extend(&mut f.mask_patterns, mask_patterns);
+    extend(&mut f.protect, protect);
+    extend(&mut f.persistence_ro, persistence_ro);
+    over(&mut f.persistence, persistence);
+    over(&mut f.no_default_masks, no_default_masks);
+    extend(&mut f.unmask, unmask);
+
+    let Env {
+        keep,
+        pass_secret,
+        set,
+    } = env;
+    extend(&mut base.env.keep, keep);
+    extend(&mut base.env.pass_secret, pass_secret);
+    base.env.set.extend(set);
+
+    let Network {
+        mode,
+        allow,
+        hosts,
+        connect_ports,
+        bind_ports,
+    } = network;
+    let n = &mut base.network;
+    over(&mut n.mode, mode);
+    extend(&mut n.allow, allow);
+    n.hosts.extend(hosts);
+    extend(&mut n.connect_ports, connect_ports);
+    extend(&mut n.bind_ports, bind_ports);
+
+    let Landlock {
+        min_abi,
+        best_effort,
+    } = landlock;
+    over(&mut base.landlock.min_abi, min_abi);
+    over(&mut base.landlock.best_effort, best_effort);
+
+    let Seccomp {
+        action,
+        deny,
+        allow,
+    } = seccomp;
+    over(&mut base.seccomp.action, action);
+    extend(&mut base.seccomp.deny, deny);
+    extend(&mut base.seccomp.allow, allow);
+
+    let Secrets {
+        on_secret,
+        scan,
+        allow,
+        max_file_size,
+        exclude,
+        trusted,
+        rules,
+    } = secrets;
+    let s = &mut base.secrets;
+    over(&mut s.on_secret, on_secret);
+    over(&mut s.scan, scan);
+    extend(&mut s.allow, allow);
+    over(&mut s.max_file_size, max_file_size);
+    extend(&mut s.exclude, exclude);
+    extend(&mut s.trusted, trusted);
+    extend(&mut s.rules, rules);
+
+    let Audit { path, required } = audit;
+    over(&mut base.audit.path, path);
+    over(&mut base.audit.required, required);
+
+    let Limits {
+        nproc,
+        nofile,
+        core,
+        fsize,
+        memory,
+        pids,
+        tmpfs,
+        cgroup_required,
+        timeout,
+    } = limits;
+    let l = &mut base.limits;
+    over(&mut l.nproc, nproc);
+    over(&mut l.nofile, nofile);
+    over(&mut l.core, core);
+    over(&mut l.fsize, fsize);
+    over(&mut l.memory, memory);
+    over(&mut l.pids, pids);
+    over(&mut l.tmpfs, tmpfs);
+    over(&mut l.cgroup_required, cgroup_required);
+    over(&mut l.timeout, timeout);
 }
 
 /// The workspace's own `.airlock.toml`, if any: parsed, checked to only tighten,
@@ -378,134 +459,11 @@ pub fn load_workspace_profile(
 /// A workspace profile is written by whoever controls the workspace (the agent
 /// too), so anything that would widen the sandbox is refused outright.
 fn check_tightens_only(label: &str, p: &Profile, trusted: &Profile) -> Result<(), ProfileError> {
-    let refuse = |key: &str, msg: &str| {
-        Err(ProfileError::Loosens {
-            file: label.to_string(),
-            key: key.to_string(),
-            msg: msg.to_string(),
-        })
-    };
-    let fs = &p.filesystem;
-    if !fs.ro.is_empty() || !fs.rw.is_empty() {
-        return refuse("filesystem.ro/rw", "it would expose more paths");
-    }
-    if !fs.home_ro.is_empty() || !fs.home_rw.is_empty() {
-        return refuse(
-            "filesystem.home_ro/home_rw",
-            "it would expose files from $HOME",
-        );
-    }
-    if fs.no_default_masks.is_some() || !fs.unmask.is_empty() {
-        return refuse(
-            "filesystem.no_default_masks",
-            "it would unmask credential paths",
-        );
-    }
-    if let Some(w) = fs.workspace {
-        let cur = trusted.filesystem.workspace.unwrap_or(Access::Rw);
-        let rank = |a: Access| match a {
-            Access::Rw => 2,
-            Access::Ro => 1,
-            Access::None => 0,
-        };
-        if rank(w) > rank(cur) {
-            return refuse("filesystem.workspace", "it would widen workspace access");
-        }
-    }
-    if p.extends.is_some() {
-        return refuse(
-            "extends",
-            "a workspace profile cannot pick its base profile",
-        );
-    }
-    if p.mode.is_some() {
-        return refuse(
-            "mode",
-            "the isolation mode is chosen by the trusted profile",
-        );
-    }
-    if !p.env.keep.is_empty() || !p.env.pass_secret.is_empty() || !p.env.set.is_empty() {
-        return refuse("env", "it would pass variables into the sandbox");
-    }
-    if let Some(m) = p.network.mode {
-        if m > trusted.network.mode.unwrap_or(NetMode::None)
-            || m == NetMode::Host && trusted.network.mode != Some(NetMode::Host)
-        {
-            return refuse("network.mode", "it would open the network");
-        }
-    }
-    if !p.network.allow.is_empty()
-        || !p.network.hosts.is_empty()
-        || !p.network.connect_ports.is_empty()
-        || !p.network.bind_ports.is_empty()
-    {
-        return refuse("network", "it would widen network access");
-    }
-    if !p.sockets.is_empty() {
-        return refuse("sockets", "it would expose host sockets");
-    }
-    if p.landlock.best_effort == Some(true) {
-        return refuse("landlock.best_effort", "it would accept a weaker Landlock");
-    }
-    if let Some(abi) = p.landlock.min_abi {
-        if abi < trusted.landlock.min_abi.unwrap_or(0) {
-            return refuse("landlock.min_abi", "it would lower the required ABI");
-        }
-    }
-    if !p.seccomp.allow.is_empty() {
-        return refuse("seccomp.allow", "it would remove seccomp denials");
-    }
-    if let Some(a) = p.seccomp.action {
-        if a == SeccompAction::Log {
-            return refuse("seccomp.action", "log lets denied syscalls through");
-        }
-    }
-    if !p.secrets.allow.is_empty() {
-        return refuse("secrets.allow", "it would hide findings");
-    }
-    if p.secrets.scan == Some(false) {
-        return refuse("secrets.scan", "it would turn the secret scan off");
-    }
-    if let Some(o) = p.secrets.on_secret {
-        if o < trusted.secrets.on_secret.unwrap_or(OnSecret::Mask) {
-            return refuse("secrets.on_secret", "it would weaken the secret policy");
-        }
-    }
-    if p.secrets.max_file_size.is_some()
-        || !p.secrets.exclude.is_empty()
-        || !p.secrets.trusted.is_empty()
-    {
-        return refuse("secrets.max_file_size/exclude", "it would scan less");
-    }
-    if p.audit.path.is_some() || p.audit.required == Some(false) {
-        return refuse(
-            "audit",
-            "the audit destination is chosen by the trusted profile",
-        );
-    }
-    let l = &p.limits;
-    let t = &trusted.limits;
-    for (key, new, old) in [
-        ("limits.nproc", l.nproc, t.nproc),
-        ("limits.nofile", l.nofile, t.nofile),
-        ("limits.core", l.core, t.core),
-        ("limits.fsize", l.fsize, t.fsize),
-        ("limits.memory", l.memory, t.memory),
-        ("limits.pids", l.pids, t.pids),
-    ] {
-        if let (Some(n), Some(o)) = (new, old) {
-            if n > o {
-                return refuse(key, "it would raise a limit");
-            }
-        }
-    }
-    if l.timeout.is_some() && t.timeout.is_some() {
-        return refuse(
-            "limits.timeout",
-            "the timeout is chosen by the trusted profile",
-        );
-    }
-    Ok(())
+    super::tighten::check(p, trusted).map_err(|r| ProfileError::Loosens {
+        file: label.to_string(),
+        key: r.key,
+        msg: r.msg,
+    })
 }
 
 #[cfg(test)]

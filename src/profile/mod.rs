@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod load;
+pub mod tighten;
 pub mod types;
 
 pub use load::{load_named, load_workspace_profile, LoadedProfile};

@@ -91,12 +91,26 @@ pub struct Filesystem {
     /// Workspace-relative paths kept read-only (persistence vectors: hooks, rc files, editor config).
     #[serde(default)]
     pub persistence_ro: Vec<String>,
+    /// What happens after the run when a persistence vector (git's config
+    /// surface, hooks, editor and agent config) was changed or planted:
+    /// "warn" reports it, "revert" (default in the built-in profiles) also puts
+    /// the original back.
+    pub persistence: Option<Persistence>,
     /// Do not apply the built-in list of credential locations (never set by built-ins).
     pub no_default_masks: Option<bool>,
     /// Built-in credential locations this profile deliberately exposes: the
     /// agent's own credential file (`~/.codex/auth.json` for codex). Trusted profiles only.
     #[serde(default)]
     pub unmask: Vec<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Persistence {
+    Warn,
+    Revert,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
@@ -258,6 +272,9 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// cgroup v2 pids.max.
     pub pids: Option<u64>,
+    /// Total bytes of the private tmpfs mounts (/tmp, /var/tmp, /dev/shm, the
+    /// home tmpfs) together; default a quarter of RAM, capped at 4 GiB.
+    pub tmpfs: Option<u64>,
     /// Fail when a cgroup limit cannot be applied (default: report it as unavailable).
     pub cgroup_required: Option<bool>,
     /// Kill the whole sandbox after this long ("30s", "10m", "1h").
