@@ -20,6 +20,10 @@ pub struct Host {
     /// The container runtime we appear to be inside, if any.
     pub container: Option<String>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// Total RAM (MemTotal), 0 if unknown.
+    pub mem_bytes: u64,
+    /// airlock's own config and cache directories: never writable inside.
+    pub airlock_dirs: Vec<PathBuf>,
 }
 
 impl Host {
@@ -56,6 +60,7 @@ impl Host {
             })
             .unwrap_or_else(|| PathBuf::from("/"));
         let home = std::fs::canonicalize(&home).unwrap_or(home);
+        let airlock_dirs = airlock_dirs(&home);
         Host {
             uid,
             gid,
@@ -70,6 +75,8 @@ impl Host {
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             container: probe_container(),
             xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            mem_bytes: probe_mem_bytes(),
+            airlock_dirs,
         }
     }
 }
@@ -156,4 +163,56 @@ pub(crate) fn read_trim(p: &str) -> Option<String> {
     std::fs::read_to_string(p)
         .ok()
         .map(|s| s.trim().to_string())
+}
+
+fn probe_mem_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The config dir (profiles, acknowledgements) and the cache dir (scan cache)
+/// of airlock, absolute and as canonical as they can be made.
+fn airlock_dirs(home: &Path) -> Vec<PathBuf> {
+    let xdg = |var: &str, dflt: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .unwrap_or_else(|| home.join(dflt))
+            .join("airlock")
+    };
+    [
+        xdg("XDG_CONFIG_HOME", ".config"),
+        xdg("XDG_CACHE_HOME", ".cache"),
+    ]
+    .into_iter()
+    .map(|d| canonical_prefix(&d))
+    .collect()
+}
+
+/// Canonicalise the longest existing prefix of `p` (the rest may not exist yet).
+fn canonical_prefix(p: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut cur = p.to_path_buf();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&cur) {
+            let mut out = c;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                cur = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
 }

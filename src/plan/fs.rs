@@ -10,7 +10,7 @@ use crate::profile::types::{Access, NetMode, Profile};
 use crate::scan::Finding;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -20,12 +20,12 @@ pub enum MountKind {
     RoBind { src: PathBuf },
     /// Bind the host path read-write.
     RwBind { src: PathBuf },
-    /// A fresh tmpfs.
-    Tmpfs { mode: u32 },
+    /// A fresh tmpfs of at most `size` bytes.
+    Tmpfs { mode: u32, size: u64 },
     /// A fresh procfs of the new pid namespace.
     Proc,
-    /// A minimal /dev.
-    Dev,
+    /// A minimal /dev, its /dev/shm at most `shm_size` bytes.
+    Dev { shm_size: u64 },
     /// A symlink (merged-/usr systems: /bin -> usr/bin).
     Symlink { target: PathBuf },
 }
@@ -121,6 +121,75 @@ fn canonical_parent(p: &Path) -> PathBuf {
 
 fn is_under(p: &Path, root: &Path) -> bool {
     p.starts_with(root)
+}
+
+/// The private tmpfs mounts share one budget (`limits.tmpfs`): each alone at
+/// half of RAM, as before, let them together exceed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TmpfsBudget {
+    pub total: u64,
+    pub tmp: u64,
+    pub var_tmp: u64,
+    pub home: u64,
+    pub shm: u64,
+}
+
+impl TmpfsBudget {
+    pub fn split(total: u64) -> TmpfsBudget {
+        // Never below a page each: a zero size means "unlimited" to tmpfs.
+        let part = |n: u64| (total / 8 * n).max(4096);
+        TmpfsBudget {
+            total,
+            tmp: part(4),
+            var_tmp: part(1),
+            home: part(2),
+            shm: part(1),
+        }
+    }
+}
+
+/// A quarter of RAM, at most 4 GiB.
+pub fn default_tmpfs_budget(host: &Host) -> u64 {
+    const GIB: u64 = 1 << 30;
+    match host.mem_bytes {
+        0 => GIB,
+        m => (m / 4).min(4 * GIB),
+    }
+}
+
+/// A workspace of `/`, `$HOME`, an ancestor of either, or one holding airlock's
+/// own config or cache would hand the command the whole machine, or the
+/// profiles of its own next run.
+fn refuse_workspace(ws: &Path, host: &Host) -> Result<()> {
+    let fix = "cd into the project directory, or pass --workspace DIR";
+    if ws == Path::new("/") || host.home.starts_with(ws) {
+        return Err(Error::Usage(format!(
+            "refusing workspace {}: it is {} — the command would get {} read-write; {fix}",
+            ws.display(),
+            if ws == Path::new("/") {
+                "the root directory".to_string()
+            } else if ws == host.home {
+                "your home directory".to_string()
+            } else {
+                format!("an ancestor of your home ({})", host.home.display())
+            },
+            if ws == Path::new("/") {
+                "the whole filesystem"
+            } else {
+                "every file of your home"
+            }
+        )));
+    }
+    for d in &host.airlock_dirs {
+        if d.starts_with(ws) {
+            return Err(Error::Usage(format!(
+                "refusing workspace {}: it contains airlock's own {} — the command could rewrite the profiles of its next run; {fix}",
+                ws.display(),
+                d.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 struct Builder<'a> {
@@ -290,6 +359,8 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             workspace.display()
         )));
     }
+    refuse_workspace(&workspace, host)?;
+    let budget = TmpfsBudget::split(p.limits.tmpfs.unwrap_or_else(|| default_tmpfs_budget(host)));
     let mut b = Builder {
         host,
         workspace: workspace.clone(),
@@ -312,24 +383,35 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     });
     b.push(Mount {
         dest: "/dev".into(),
-        kind: MountKind::Dev,
+        kind: MountKind::Dev {
+            shm_size: budget.shm,
+        },
         reason: "minimal /dev".into(),
     });
     b.push(Mount {
         dest: "/tmp".into(),
-        kind: MountKind::Tmpfs { mode: 0o1777 },
+        kind: MountKind::Tmpfs {
+            mode: 0o1777,
+            size: budget.tmp,
+        },
         reason: "private /tmp".into(),
     });
     b.push(Mount {
         dest: "/var/tmp".into(),
-        kind: MountKind::Tmpfs { mode: 0o1777 },
+        kind: MountKind::Tmpfs {
+            mode: 0o1777,
+            size: budget.var_tmp,
+        },
         reason: "private /var/tmp".into(),
     });
     // 3. An empty home, then the allow-listed dotfiles.
     if host.home != Path::new("/") {
         b.push(Mount {
             dest: host.home.clone(),
-            kind: MountKind::Tmpfs { mode: 0o700 },
+            kind: MountKind::Tmpfs {
+                mode: 0o700,
+                size: budget.home,
+            },
             reason: "empty $HOME".into(),
         });
     }
@@ -393,6 +475,31 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 // instead, and reported if the command creates it.
                 Err(_) => watch_absent.push(path),
             }
+        }
+    }
+
+    // 7b. airlock's own config and cache: a command that could write them
+    // would choose the profile (or poison the scan cache) of its next run.
+    for d in &host.airlock_dirs {
+        let writable = |b: &Builder, p: &Path| {
+            matches!(
+                b.covering(p).map(|m| &m.kind),
+                Some(MountKind::RwBind { .. })
+            )
+        };
+        if d.symlink_metadata().is_err() && d.parent().is_some_and(|p| writable(&b, p)) {
+            // It does not exist yet but could be created inside: create it
+            // (airlock's own directory, 0700) so that it can be covered.
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d);
+        }
+        if writable(&b, d) {
+            b.mask(
+                d,
+                "airlock's own config/cache: never writable inside".into(),
+            );
         }
     }
 
@@ -701,8 +808,8 @@ impl FsPlan {
                 MountKind::RwBind { .. } => rw.push(m.dest.clone()),
                 MountKind::Tmpfs { .. } if own_view => rw.push(m.dest.clone()),
                 MountKind::Tmpfs { .. } => {}
-                MountKind::Dev if own_view => rw.push(m.dest.clone()),
-                MountKind::Dev => {
+                MountKind::Dev { .. } if own_view => rw.push(m.dest.clone()),
+                MountKind::Dev { .. } => {
                     // Not `pts`: another terminal of the same user would be
                     // open to a fake prompt (the command keeps the PTY airlock
                     // gives it: an open descriptor needs no rule). Not `shm`:

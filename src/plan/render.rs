@@ -60,9 +60,11 @@ pub fn text(plan: &Plan) -> String {
             MountKind::RoBind { src } => format!("ro from {}", src.display()),
             MountKind::RwBind { src } if src == &m.dest => "rw".to_string(),
             MountKind::RwBind { src } => format!("rw from {}", src.display()),
-            MountKind::Tmpfs { mode } => format!("tmpfs {mode:o}"),
+            MountKind::Tmpfs { mode, size } => {
+                format!("tmpfs {mode:o} size {}", human_bytes(*size))
+            }
             MountKind::Proc => "proc".into(),
-            MountKind::Dev => "dev".into(),
+            MountKind::Dev { shm_size } => format!("dev (shm {})", human_bytes(*shm_size)),
             MountKind::Symlink { target } => format!("symlink -> {}", target.display()),
         };
         let _ = writeln!(w, "  {:<40} {:<14} {}", m.dest.display(), what, m.reason);
@@ -164,4 +166,20 @@ pub fn shell_words(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// 1536 -> "1.5 KiB".
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }

@@ -145,9 +145,11 @@ fn bind(src: &Path, dest: &Path, read_only: bool) -> Result<(), LayerError> {
     })
 }
 
-fn tmpfs(dest: &Path, mode: u32, flags: MsFlags) -> Result<(), LayerError> {
+/// A tmpfs of at most `size` bytes: the plan splits one budget between all of
+/// them, so together they cannot exhaust host memory.
+fn tmpfs(dest: &Path, mode: u32, size: u64, flags: MsFlags) -> Result<(), LayerError> {
     mkdir_p(dest)?;
-    let data = format!("mode={mode:o},size=50%");
+    let data = format!("mode={mode:o},size={size}");
     mount(
         Some("tmpfs"),
         dest,
@@ -198,8 +200,8 @@ fn proc_fs(dest: &Path) -> Result<(), LayerError> {
     Ok(())
 }
 
-fn dev_fs(dest: &Path) -> Result<(), LayerError> {
-    tmpfs(dest, 0o755, MsFlags::MS_NOEXEC)?;
+fn dev_fs(dest: &Path, shm_size: u64) -> Result<(), LayerError> {
+    tmpfs(dest, 0o755, 64 * 1024, MsFlags::MS_NOEXEC)?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let src = Path::new(OLDROOT).join("dev").join(node);
         let d = dest.join(node);
@@ -234,7 +236,7 @@ fn dev_fs(dest: &Path) -> Result<(), LayerError> {
         symlinkat(target, None, &dest.join(name))
             .map_err(|e| err(format!("symlink /dev/{name}"), e))?;
     }
-    tmpfs(&dest.join("shm"), 0o1777, MsFlags::MS_NOEXEC)?;
+    tmpfs(&dest.join("shm"), 0o1777, shm_size, MsFlags::MS_NOEXEC)?;
     Ok(())
 }
 
@@ -243,9 +245,9 @@ fn apply_mount(m: &Mount) -> Result<(), LayerError> {
     match &m.kind {
         MountKind::RoBind { src } => bind(&inside(OLDROOT, src), &dest, true),
         MountKind::RwBind { src } => bind(&inside(OLDROOT, src), &dest, false),
-        MountKind::Tmpfs { mode } => tmpfs(&dest, *mode, MsFlags::empty()),
+        MountKind::Tmpfs { mode, size } => tmpfs(&dest, *mode, *size, MsFlags::empty()),
         MountKind::Proc => proc_fs(&dest),
-        MountKind::Dev => dev_fs(&dest),
+        MountKind::Dev { shm_size } => dev_fs(&dest, *shm_size),
         MountKind::Symlink { target } => {
             if let Some(parent) = dest.parent() {
                 mkdir_p(parent)?;
