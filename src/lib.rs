@@ -12,6 +12,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod host;
+pub mod persist;
 pub mod plan;
 pub mod profile;
 pub mod proxy;

@@ -145,21 +145,56 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             audit_failed(&plan, &log.path, &e)?;
         }
     }
+    // Persistence vectors: the state before, compared (and reverted) after.
+    let snapshot = crate::persist::Snapshot::take(&plan.watch);
     let outcome = crate::sandbox::run(&plan, &run_id);
-    let created: Vec<&std::path::PathBuf> = plan
-        .watch_absent
-        .iter()
-        .filter(|p| p.symlink_metadata().is_ok())
-        .collect();
-    if !created.is_empty() {
-        let names: Vec<String> = created.iter().map(|p| p.display().to_string()).collect();
+    let changes = snapshot.check();
+    if !changes.is_empty() {
+        let list: Vec<String> = changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}{}",
+                    c.kind,
+                    c.path.display(),
+                    c.key
+                        .as_ref()
+                        .map(|k| format!(" [{k}]"))
+                        .unwrap_or_default(),
+                    if c.reverted { " (reverted)" } else { "" }
+                )
+            })
+            .collect();
+        let all_reverted = changes.iter().all(|c| c.reverted);
         eprintln!(
-            "airlock: WARNING: the command created {}: such files run outside the sandbox later (direnv, editors, git); review them before trusting this workspace",
-            names.join(", ")
+            "airlock: WARNING: the command changed what runs outside the sandbox later: {}{}",
+            list.join("; "),
+            if all_reverted {
+                " — all put back as they were".to_string()
+            } else if plan.watch.revert {
+                " — NOT all could be put back: review them before trusting this workspace"
+                    .to_string()
+            } else {
+                " — review them before trusting this workspace (filesystem.persistence = \"revert\" puts them back)".to_string()
+            }
         );
     }
+    if snapshot.truncated {
+        eprintln!(
+            "airlock: WARNING: more than {} persistence files: only the first were checked after the run",
+            crate::persist::MAX_FILES
+        );
+    }
+    let created: Vec<&std::path::PathBuf> = changes
+        .iter()
+        .filter(|c| c.kind == "created")
+        .map(|c| &c.path)
+        .collect();
     if let Some(log) = audit.as_mut() {
-        let extra = serde_json::json!({ "persistence_created": created });
+        let extra = serde_json::json!({
+            "persistence_created": created,
+            "persistence_changes": changes,
+        });
         if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, Some(extra))) {
             eprintln!("airlock: audit log {}: {e}", log.path.display());
         }

@@ -71,6 +71,8 @@ pub struct FsPlan {
     pub scan: Option<crate::scan::ScanReport>,
     /// Persistence vectors absent at launch (reported if the command creates them).
     pub watch_absent: Vec<PathBuf>,
+    /// What is compared (and reverted) after the run.
+    pub watch: crate::persist::WatchPlan,
 }
 
 /// Expand `~`, `{home}`, `{workspace}`; relative paths are relative to the workspace.
@@ -452,16 +454,63 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             }
         }
     }
-    // 7. Persistence vectors stay read-only inside a writable workspace.
+    // 7. Persistence vectors stay read-only inside a writable workspace,
+    // and everything of them is watched (persist.rs) for what a bind cannot
+    // cover: files absent at launch, keys in JSON state files, new repositories.
     let mut watch_absent = Vec::new();
+    let mut watch = crate::persist::WatchPlan {
+        revert: fsp.persistence == Some(crate::profile::types::Persistence::Revert),
+        ..Default::default()
+    };
     if ws_access == Access::Rw {
+        watch.repo_roots.push(workspace.clone());
         let mut pers: Vec<String> = defaults::PERSISTENCE_RO
             .iter()
             .map(|s| s.to_string())
             .collect();
         pers.extend(fsp.persistence_ro.iter().cloned());
-        for rel in pers {
-            let path = workspace.join(&rel);
+        let mut paths: Vec<(PathBuf, String)> = pers
+            .iter()
+            .map(|rel| (b.expand(rel), rel.clone()))
+            .collect();
+        // git: `.git` itself becomes a mount point (it cannot be renamed away
+        // and rebuilt), and every file git reads as configuration or runs
+        // that exists is bound read-only; the hooks directory named by
+        // core.hooksPath (husky) too.
+        let dot_git = workspace.join(".git");
+        if std::fs::symlink_metadata(&dot_git).is_ok_and(|m| m.is_dir()) {
+            b.push(Mount {
+                dest: dot_git.clone(),
+                kind: MountKind::RwBind {
+                    src: dot_git.clone(),
+                },
+                reason: "git directory: a mount point, so it cannot be renamed away".into(),
+            });
+            let (files, dirs) = crate::persist::git_surface(&dot_git);
+            for f in files.into_iter().chain(dirs).skip(1) {
+                let label = f
+                    .strip_prefix(&workspace)
+                    .unwrap_or(&f)
+                    .display()
+                    .to_string();
+                paths.push((f, label));
+            }
+            if let Some(hp) = git_hooks_path(&dot_git.join("config")) {
+                let hp = b.expand(&hp);
+                if hp.starts_with(&workspace) && hp != workspace {
+                    paths.push((hp, "core.hooksPath".into()));
+                }
+            }
+        }
+        for (path, rel) in paths {
+            if path.starts_with(&host.home) && !path.starts_with(&workspace) {
+                // A home file matters only where a bind shows the host's copy.
+                let shown = path.parent().is_some_and(|d| b.in_view(d));
+                if !shown {
+                    continue;
+                }
+            }
+            watch.paths.push(path.clone());
             match std::fs::symlink_metadata(&path) {
                 Ok(m) if !m.file_type().is_symlink() => b.push(Mount {
                     dest: path.clone(),
@@ -472,9 +521,23 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                     .notes
                     .push(format!("persistence vector {rel} is a symlink: not bound")),
                 // Cannot be bound without creating it on the host: watched
-                // instead, and reported if the command creates it.
+                // instead, and reported (reverted) if the command creates it.
                 Err(_) => watch_absent.push(path),
             }
+        }
+    }
+    for spec in &fsp.persistence_keys {
+        let (file, keys) = spec.split_once('#').unwrap_or((spec.as_str(), ""));
+        let path = b.expand(file);
+        let keys: Vec<String> = keys
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        if let Some(e) = watch.json_keys.iter_mut().find(|(p, _)| *p == path) {
+            e.1.extend(keys);
+        } else {
+            watch.json_keys.push((path, keys));
         }
     }
 
@@ -730,6 +793,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         findings,
         scan,
         watch_absent,
+        watch,
     })
 }
 
@@ -856,4 +920,22 @@ impl FsPlan {
             best_effort: p.landlock.best_effort.unwrap_or(false),
         }
     }
+}
+
+/// core.hooksPath of a repository config, read by git without includes.
+fn git_hooks_path(config: &Path) -> Option<String> {
+    let o = std::process::Command::new("git")
+        .args(["config", "--no-includes", "--file"])
+        .arg(config)
+        .args(["--get", "core.hooksPath"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let v = String::from_utf8(o.stdout).ok()?.trim().to_string();
+    (!v.is_empty()).then_some(v)
 }

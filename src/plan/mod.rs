@@ -90,6 +90,8 @@ pub struct Plan {
     /// cannot be bound read-only without creating them on the host, so the
     /// run reports any the command creates.
     pub watch_absent: Vec<PathBuf>,
+    /// Persistence vectors compared after the run (and reverted when the profile says so).
+    pub watch: crate::persist::WatchPlan,
     /// Allow-listed egress (network.mode = "proxy"): the relay inside, the proxy outside.
     pub proxy: Option<ProxyPlan>,
     /// landlock-only mode has no tmpfs of its own: a private directory made at
@@ -266,6 +268,7 @@ pub fn build(
     Ok(Plan {
         run_id: req.run_id.clone(),
         watch_absent: fs.watch_absent.clone(),
+        watch: fs.watch.clone(),
         private_tmp,
         proxy,
         profile: ProfileRef {

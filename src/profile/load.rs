@@ -316,6 +316,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         mask_patterns,
         protect,
         persistence_ro,
+        persistence_keys,
         persistence,
         no_default_masks,
         unmask,
@@ -331,6 +332,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     extend(&mut f.mask_patterns, mask_patterns);
     extend(&mut f.protect, protect);
     extend(&mut f.persistence_ro, persistence_ro);
+    extend(&mut f.persistence_keys, persistence_keys);
     over(&mut f.persistence, persistence);
     over(&mut f.no_default_masks, no_default_masks);
     extend(&mut f.unmask, unmask);

@@ -150,6 +150,7 @@ fn check_filesystem(f: &Filesystem, t: &Filesystem) -> Check {
         mask_patterns,
         protect,
         persistence_ro,
+        persistence_keys,
         persistence,
         no_default_masks,
         unmask,
@@ -192,6 +193,11 @@ fn check_filesystem(f: &Filesystem, t: &Filesystem) -> Check {
     }
     inside_workspace(protect, "filesystem.protect")?;
     inside_workspace(persistence_ro, "filesystem.persistence_ro")?;
+    let key_files: Vec<String> = persistence_keys
+        .iter()
+        .map(|k| k.split('#').next().unwrap_or("").to_string())
+        .collect();
+    inside_workspace(&key_files, "filesystem.persistence_keys")?;
     narrower(
         *persistence,
         t.persistence,

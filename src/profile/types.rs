@@ -91,6 +91,11 @@ pub struct Filesystem {
     /// Workspace-relative paths kept read-only (persistence vectors: hooks, rc files, editor config).
     #[serde(default)]
     pub persistence_ro: Vec<String>,
+    /// JSON files the agent must write (its state) but where some keys define
+    /// commands: "~/.claude.json#mcpServers,projects.*.mcpServers" — those keys
+    /// are compared after the run and reverted like the persistence vectors.
+    #[serde(default)]
+    pub persistence_keys: Vec<String>,
     /// What happens after the run when a persistence vector (git's config
     /// surface, hooks, editor and agent config) was changed or planted:
     /// "warn" reports it, "revert" (default in the built-in profiles) also puts

@@ -1,0 +1,605 @@
+//! Persistence vectors: what the command could plant to run code on the host
+//! *later* — git's configuration surface and hooks, editor and direnv files,
+//! the agent's own command-defining config — snapshotted before the run and
+//! checked after it; with `filesystem.persistence = "revert"` the originals
+//! are put back.
+//!
+//! The full mode also makes the existing ones read-only binds (and `.git` a
+//! mount point that cannot be renamed away); this check is what covers the
+//! rest: files that did not exist at launch (a new `.git/commondir`, a new
+//! `~/.claude/settings.json`), JSON keys inside files the agent must write
+//! (`mcpServers` in `~/.claude.json`), new nested repositories, and the whole
+//! surface in landlock-only mode, where Landlock cannot make a file read-only
+//! inside a writable tree without making new files there unwritable too.
+//!
+//! Costs: a directory-only walk of the workspace before and after the run
+//! (package trees such as `node_modules` and `target` are not entered), and a
+//! copy of each watched file (at most [`MAX_FILE`] bytes, [`MAX_FILES`] files).
+
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Files larger than this are not copied (reported as not revertible).
+pub const MAX_FILE: u64 = 1 << 20;
+/// At most this many files are snapshotted per run.
+pub const MAX_FILES: usize = 4096;
+
+/// Directory names the repository walk does not enter.
+const WALK_SKIP: &[&str] = &["node_modules", "target", ".venv", "venv", "__pycache__"];
+
+/// git configuration keys whose value is a command git runs, or a redirect to
+/// another configuration (lower-case; `*` is one subsection).
+pub const GIT_EXEC_KEYS: &[&str] = &[
+    "core.fsmonitor",
+    "core.hookspath",
+    "core.sshcommand",
+    "core.pager",
+    "core.editor",
+    "core.askpass",
+    "core.gitproxy",
+    "core.alternaterefscommand",
+    "core.worktree",
+    "sequence.editor",
+    "credential.helper",
+    "credential.*.helper",
+    "filter.*.clean",
+    "filter.*.smudge",
+    "filter.*.process",
+    "diff.external",
+    "diff.*.textconv",
+    "diff.*.command",
+    "merge.*.driver",
+    "interactive.difffilter",
+    "gpg.program",
+    "gpg.*.program",
+    "uploadpack.packobjectshook",
+    "remote.*.uploadpack",
+    "remote.*.receivepack",
+    "protocol.allow",
+    "protocol.*.allow",
+    "url.*.insteadof",
+    "include.path",
+    "includeif.*.path",
+    "web.browser",
+    "browser.*.cmd",
+    "difftool.*.cmd",
+    "mergetool.*.cmd",
+    "man.*.cmd",
+    "pager.*",
+    "alias.*",
+];
+
+/// What a run watches.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WatchPlan {
+    /// Files (present or not) and directories (every file beneath) compared after the run.
+    pub paths: Vec<PathBuf>,
+    /// JSON files where only some keys are watched: (file, dotted key paths, `*` = any key).
+    pub json_keys: Vec<(PathBuf, Vec<String>)>,
+    /// Roots walked for git repositories (the workspace).
+    pub repo_roots: Vec<PathBuf>,
+    /// Put the originals back (else: report only).
+    pub revert: bool,
+}
+
+/// One change found after the run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    pub path: PathBuf,
+    /// created, modified, removed, mode, json-key, new-repository, git-exec-setting
+    pub kind: String,
+    /// The key or setting, for json-key and git-exec-setting (never a value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub reverted: bool,
+}
+
+#[derive(Debug, Clone)]
+enum FileState {
+    Absent,
+    File { bytes: Vec<u8>, mode: u32 },
+    TooLarge,
+    Other,
+}
+
+/// The state before the run.
+pub struct Snapshot {
+    plan: WatchPlan,
+    files: BTreeMap<PathBuf, FileState>,
+    /// Directories watched as a whole: their file lists.
+    dirs: BTreeMap<PathBuf, BTreeSet<PathBuf>>,
+    json: Vec<(PathBuf, Option<serde_json::Value>)>,
+    repos: BTreeMap<PathBuf, BTreeSet<String>>,
+    pub truncated: bool,
+}
+
+fn read_state(p: &Path) -> FileState {
+    match std::fs::symlink_metadata(p) {
+        Err(_) => FileState::Absent,
+        Ok(m) if m.is_file() && m.len() > MAX_FILE => FileState::TooLarge,
+        Ok(m) if m.is_file() => match std::fs::read(p) {
+            Ok(bytes) => FileState::File {
+                bytes,
+                mode: m.permissions().mode() & 0o7777,
+            },
+            Err(_) => FileState::Other,
+        },
+        Ok(_) => FileState::Other,
+    }
+}
+
+/// Every file beneath `dir` (not following symlinks), at most `budget`.
+fn files_under(dir: &Path, budget: &mut usize, out: &mut BTreeSet<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        if *budget == 0 {
+            return;
+        }
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&p, budget, out),
+            Ok(_) => {
+                *budget -= 1;
+                out.insert(p);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Git directories under `root`: `.git` directories, and `.git` files (gitdir: links).
+pub fn find_repos(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Ok(t) = e.file_type() else { continue };
+            if name == ".git" {
+                out.push(e.path());
+                continue;
+            }
+            if t.is_dir() && !WALK_SKIP.iter().any(|s| name == *s) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The files of one repository that git reads as configuration or runs.
+pub fn git_surface(dot_git: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut files = vec![dot_git.to_path_buf()];
+    let mut dirs = Vec::new();
+    if !dot_git.is_dir() {
+        return (files, dirs); // a gitdir: file; itself watched
+    }
+    for f in ["config", "config.worktree", "commondir", "info/attributes"] {
+        files.push(dot_git.join(f));
+    }
+    dirs.push(dot_git.join("hooks"));
+    // Linked worktrees and submodules carry configs and hooks of their own.
+    for sub in ["worktrees", "modules"] {
+        if let Ok(rd) = std::fs::read_dir(dot_git.join(sub)) {
+            for e in rd.flatten() {
+                for f in ["config", "config.worktree", "commondir", "gitdir"] {
+                    files.push(e.path().join(f));
+                }
+                dirs.push(e.path().join("hooks"));
+            }
+        }
+    }
+    (files, dirs)
+}
+
+/// The git settings of a config file that run code (key names only), read by
+/// git itself (includes not followed) when it is installed: git is the ground
+/// truth for its own syntax. Without git there is nothing on the host to run them.
+pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Ok(o) = std::process::Command::new("git")
+        .args(["config", "--no-includes", "--null", "--list", "--file"])
+        .arg(config)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return out;
+    };
+    for entry in o.stdout.split(|b| *b == 0) {
+        let text = String::from_utf8_lossy(entry);
+        let (key, value) = text.split_once('\n').unwrap_or((&text, ""));
+        let key = key.to_ascii_lowercase();
+        if is_exec_key(&key, value) {
+            out.insert(key);
+        }
+    }
+    out
+}
+
+fn is_exec_key(key: &str, value: &str) -> bool {
+    GIT_EXEC_KEYS.iter().any(|pat| {
+        if *pat == "alias.*" {
+            return key.starts_with("alias.") && value.trim_start().starts_with('!');
+        }
+        key_matches(pat, key)
+    })
+}
+
+/// `section.*.name` matches any subsection (which may contain dots); a final
+/// `*` matches any name.
+fn key_matches(pat: &str, key: &str) -> bool {
+    match pat.split_once(".*.") {
+        Some((sec, name)) => {
+            key.starts_with(&format!("{sec}."))
+                && key.ends_with(&format!(".{name}"))
+                && key.len() > sec.len() + name.len() + 2
+        }
+        None => match pat.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => key == pat,
+        },
+    }
+}
+
+fn json_at<'a>(
+    v: &'a serde_json::Value,
+    path: &[&str],
+    prefix: Vec<String>,
+    out: &mut Vec<(Vec<String>, &'a serde_json::Value)>,
+) {
+    let Some((first, rest)) = path.split_first() else {
+        out.push((prefix, v));
+        return;
+    };
+    let Some(obj) = v.as_object() else { return };
+    let join = |k: &str| {
+        let mut p = prefix.clone();
+        p.push(k.to_string());
+        p
+    };
+    if *first == "*" {
+        for (k, child) in obj {
+            json_at(child, rest, join(k), out);
+        }
+    } else if let Some(child) = obj.get(*first) {
+        json_at(child, rest, join(first), out);
+    }
+}
+
+/// Key paths (wildcards expanded; keys may contain dots) and their values.
+fn json_values(v: &serde_json::Value, keys: &[String]) -> BTreeMap<Vec<String>, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    for k in keys {
+        let parts: Vec<&str> = k.split('.').collect();
+        let mut found = Vec::new();
+        json_at(v, &parts, Vec::new(), &mut found);
+        for (path, val) in found {
+            out.insert(path, val.clone());
+        }
+    }
+    out
+}
+
+fn set_json(v: &mut serde_json::Value, path: &[String], new: Option<&serde_json::Value>) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = v;
+    for p in parents {
+        match cur.get_mut(p.as_str()) {
+            Some(c) => cur = c,
+            None => return,
+        }
+    }
+    if let Some(obj) = cur.as_object_mut() {
+        match new {
+            Some(n) => {
+                obj.insert(last.clone(), n.clone());
+            }
+            None => {
+                obj.remove(last);
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Record the watched state. Cheap for ordinary workspaces: a directory walk and a few small files.
+    pub fn take(plan: &WatchPlan) -> Snapshot {
+        let mut s = Snapshot {
+            plan: plan.clone(),
+            files: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            json: Vec::new(),
+            repos: BTreeMap::new(),
+            truncated: false,
+        };
+        let mut budget = MAX_FILES;
+        let mut watch_files: Vec<PathBuf> = Vec::new();
+        let mut watch_dirs: Vec<PathBuf> = Vec::new();
+        for p in &plan.paths {
+            if p.is_dir() && !p.is_symlink() {
+                watch_dirs.push(p.clone());
+            } else {
+                watch_files.push(p.clone());
+            }
+        }
+        for root in &plan.repo_roots {
+            for repo in find_repos(root) {
+                let (f, d) = git_surface(&repo);
+                watch_files.extend(f);
+                watch_dirs.extend(d);
+                let cfg = repo.join("config");
+                s.repos.insert(repo.clone(), git_exec_settings(&cfg));
+            }
+        }
+        for d in watch_dirs {
+            let mut set = BTreeSet::new();
+            files_under(&d, &mut budget, &mut set);
+            for f in &set {
+                s.files.insert(f.clone(), read_state(f));
+            }
+            s.dirs.insert(d, set);
+        }
+        for f in watch_files {
+            if budget == 0 {
+                s.truncated = true;
+                break;
+            }
+            budget -= 1;
+            let st = read_state(&f);
+            s.files.insert(f, st);
+        }
+        if budget == 0 {
+            s.truncated = true;
+        }
+        for (path, _) in &plan.json_keys {
+            let v = std::fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            s.json.push((path.clone(), v));
+        }
+        s
+    }
+
+    /// Compare with now; revert when the plan says so. Never follows a symlink
+    /// the command may have planted when writing back: the path is removed first.
+    pub fn check(&self) -> Vec<Change> {
+        let revert = self.plan.revert;
+        let mut changes = Vec::new();
+        let mut push = |path: &Path, kind: &str, key: Option<String>, reverted: bool| {
+            changes.push(Change {
+                path: path.to_path_buf(),
+                kind: kind.into(),
+                key,
+                reverted,
+            })
+        };
+        // Files that appeared in watched directories.
+        for (d, before) in &self.dirs {
+            let mut now = BTreeSet::new();
+            let mut budget = MAX_FILES;
+            files_under(d, &mut budget, &mut now);
+            for f in now.difference(before) {
+                let ok = revert && std::fs::remove_file(f).is_ok();
+                push(f, "created", None, ok);
+            }
+        }
+        for (path, before) in &self.files {
+            let now = read_state(path);
+            match (before, &now) {
+                (FileState::Absent, FileState::Absent) => {}
+                (FileState::Absent, _) => {
+                    let ok = revert && remove_any(path);
+                    push(path, "created", None, ok);
+                }
+                (
+                    FileState::File { bytes, mode },
+                    FileState::File {
+                        bytes: b2,
+                        mode: m2,
+                    },
+                ) => {
+                    if bytes != b2 {
+                        let ok = revert && restore(path, bytes, *mode);
+                        push(path, "modified", None, ok);
+                    } else if mode != m2 {
+                        let ok = revert
+                            && std::fs::set_permissions(
+                                path,
+                                std::fs::Permissions::from_mode(*mode),
+                            )
+                            .is_ok();
+                        push(path, "mode", None, ok);
+                    }
+                }
+                (FileState::File { bytes, mode }, _) => {
+                    let ok = revert && restore(path, bytes, *mode);
+                    push(
+                        path,
+                        if matches!(now, FileState::Absent) {
+                            "removed"
+                        } else {
+                            "modified"
+                        },
+                        None,
+                        ok,
+                    );
+                }
+                (FileState::TooLarge | FileState::Other, _) => {}
+            }
+        }
+        // Keys inside JSON files the agent keeps its state in.
+        for ((path, keys), (_, before)) in self.plan.json_keys.iter().zip(&self.json) {
+            let now: Option<serde_json::Value> = std::fs::read(path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(mut now_v) = now else { continue };
+            let old = before
+                .as_ref()
+                .map(|b| json_values(b, keys))
+                .unwrap_or_default();
+            let new = json_values(&now_v, keys);
+            let mut changed = Vec::new();
+            for (k, v) in &new {
+                if old.get(k) != Some(v) {
+                    changed.push(k.clone());
+                }
+            }
+            for k in old.keys() {
+                if !new.contains_key(k) {
+                    changed.push(k.clone());
+                }
+            }
+            if changed.is_empty() {
+                continue;
+            }
+            let mut ok = false;
+            if revert {
+                for k in &changed {
+                    set_json(&mut now_v, k, old.get(k));
+                }
+                ok = serde_json::to_vec_pretty(&now_v).ok().is_some_and(|b| {
+                    let mode = std::fs::metadata(path)
+                        .map(|m| m.permissions().mode() & 0o7777)
+                        .unwrap_or(0o600);
+                    restore(path, &b, mode)
+                });
+            }
+            for k in changed {
+                push(path, "json-key", Some(k.join(".")), ok);
+            }
+        }
+        // Repositories: new ones, and new code-running settings in any.
+        for root in &self.plan.repo_roots {
+            for repo in find_repos(root) {
+                let cfg = repo.join("config");
+                let settings = git_exec_settings(&cfg);
+                match self.repos.get(&repo) {
+                    None => {
+                        let mut ok = false;
+                        if revert && !settings.is_empty() {
+                            // Quarantined, not deleted: git then ignores it, the user can look.
+                            let q = repo.join("config.airlock-quarantined");
+                            ok = std::fs::rename(&cfg, q).is_ok();
+                        }
+                        push(
+                            &repo,
+                            "new-repository",
+                            None,
+                            ok || (revert && settings.is_empty()),
+                        );
+                        for k in settings {
+                            push(&cfg, "git-exec-setting", Some(k), ok);
+                        }
+                    }
+                    Some(before) => {
+                        // A modified config was already restored above; report the settings it had.
+                        let reverted_cfg =
+                            revert && matches!(self.files.get(&cfg), Some(FileState::File { .. }));
+                        for k in settings.difference(before) {
+                            push(&cfg, "git-exec-setting", Some(k.clone()), reverted_cfg);
+                        }
+                    }
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Remove whatever is at `p` (file, symlink or directory tree).
+fn remove_any(p: &Path) -> bool {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).is_ok(),
+        Ok(_) => std::fs::remove_file(p).is_ok(),
+        Err(_) => true,
+    }
+}
+
+/// Write the original back: a new file beside it, then rename over (a
+/// symlink or directory planted at the path is replaced, never followed).
+fn restore(path: &Path, bytes: &[u8], mode: u32) -> bool {
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    if std::fs::symlink_metadata(parent)
+        .map(|m| !m.is_dir())
+        .unwrap_or(true)
+    {
+        if std::fs::create_dir_all(parent).is_err() {
+            return false;
+        }
+    }
+    let tmp = parent.join(format!(
+        ".airlock-restore-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(bytes)?;
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return false;
+    }
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    std::fs::rename(&tmp, path).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_keys_match_subsections_and_bang_aliases() {
+        assert!(is_exec_key("core.fsmonitor", "x"));
+        assert!(is_exec_key("filter.evil.clean", "x"));
+        assert!(is_exec_key("filter.a.b.smudge", "x"));
+        assert!(is_exec_key("includeif.gitdir:/x/.path", "x"));
+        assert!(is_exec_key("alias.st", "!sh -c x"));
+        assert!(!is_exec_key("alias.st", "status"));
+        assert!(!is_exec_key("core.autocrlf", "true"));
+        assert!(!is_exec_key("filter.clean", "x"));
+        assert!(!is_exec_key("user.name", "x"));
+    }
+
+    #[test]
+    fn json_keys_with_wildcards() {
+        let v: serde_json::Value = serde_json::json!({
+            "mcpServers": {"a": {"command": "x"}},
+            "projects": {"/w": {"mcpServers": {}, "history": [1]}},
+            "numStartups": 3
+        });
+        let got = json_values(&v, &["mcpServers".into(), "projects.*.mcpServers".into()]);
+        assert_eq!(got.len(), 2);
+        assert!(got.contains_key(&vec![
+            "projects".to_string(),
+            "/w".into(),
+            "mcpServers".into()
+        ]));
+    }
+}
