@@ -106,6 +106,7 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
         "profile": { "name": plan.profile.name, "sources": plan.profile.sources, "sha256": plan.profile.sha256 },
         "mode": plan.mode,
         "mode_reason": plan.mode_reason,
+        "weaker": plan.weaker,
         "layers": {
             "namespaces": plan.namespaces,
             "network": plan.network,

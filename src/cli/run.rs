@@ -85,7 +85,14 @@ fn run(args: RunArgs) -> Result<u8, Error> {
         }
         return Ok(0);
     }
-    if plan.mode_reason.starts_with("auto") && !args.quiet {
+    if plan.mode == plan::RunMode::LandlockOnly && !plan.weaker.is_empty() {
+        // Loud, first, and not silenced by --quiet: what this run does not promise.
+        eprintln!(
+            "airlock: mode landlock-only ({}); weaker than the full mode here: {}",
+            plan.mode_reason,
+            plan.weaker.join("; ")
+        );
+    } else if plan.mode_reason.starts_with("auto") && !args.quiet {
         // Devcontainer entrypoints: the first line says which isolation this container got.
         eprintln!(
             "airlock: mode {} ({})",

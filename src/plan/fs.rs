@@ -769,6 +769,29 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     // (landlock-only mode carves them out of the Landlock rules instead.)
     for p in &protect {
         if std::fs::symlink_metadata(p).is_ok_and(|m| !m.file_type().is_symlink()) && b.in_view(p) {
+            // Every directory between it and the writable bind it sits in
+            // becomes a mount point too: renaming a parent would otherwise
+            // move the backup away from where the user keeps it.
+            if let Some(root) = b.covering(p).map(|m| m.dest.clone()) {
+                let ancestors: Vec<PathBuf> = p
+                    .ancestors()
+                    .skip(1)
+                    .take_while(|a| *a != root && a.starts_with(&root))
+                    .map(Path::to_path_buf)
+                    .collect();
+                for a in ancestors {
+                    if !b.mounts.iter().any(|m| m.dest == a) {
+                        b.push(Mount {
+                            dest: a.clone(),
+                            kind: MountKind::RwBind { src: a },
+                            reason: format!(
+                                "holds protected {}: a mount point, so it cannot be renamed",
+                                p.display()
+                            ),
+                        });
+                    }
+                }
+            }
             b.push(Mount {
                 dest: p.clone(),
                 kind: MountKind::RoBind { src: p.clone() },

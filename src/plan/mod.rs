@@ -103,6 +103,9 @@ pub struct Plan {
     pub scan: Option<ScanSummary>,
     /// Things worth knowing that change nothing (missing optional paths, dropped binds).
     pub notes: Vec<String>,
+    /// Every promise of the full mode that does not hold in this run (landlock-only
+    /// mode on this kernel), each with the reason: printed first, and audited.
+    pub weaker: Vec<String>,
 }
 
 /// Where the proxy's socket appears inside and where the relay listens.
@@ -244,6 +247,11 @@ pub fn build(
             msg: e,
         })
     })?;
+    let weaker = if mode == RunMode::LandlockOnly {
+        weaker_in_landlock_only(host, network, !p.sockets.is_empty())
+    } else {
+        Vec::new()
+    };
     let timeout = match req.timeout {
         Some(t) => Some(t),
         None => match &p.limits.timeout {
@@ -309,9 +317,39 @@ pub fn build(
             duration_ms: r.duration_ms,
         }),
         notes: fs.notes,
+        weaker,
     })
 }
 
 fn serialize_redacted<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
     serde::Serialize::serialize(&crate::audit::redact_argv(v.iter().cloned()), s)
+}
+
+/// What the landlock-only mode cannot promise on this host, and why. Kept in
+/// step with the layers: each line names what still holds instead.
+pub fn weaker_in_landlock_only(host: &Host, network: NetMode, sockets: bool) -> Vec<String> {
+    let mut w = vec![
+        "other processes' /proc/PID/cmdline and status stay readable (procfs is shared and Landlock has no per-process rule; their environ and memory are refused by Landlock's ptrace scoping)".to_string(),
+        "read-only paths inside the workspace (git config and hooks, .envrc, editor config) are checked and put back after the run, not enforced during it (a Landlock grant on the workspace covers them)".to_string(),
+        "hard-coded /tmp paths are not writable: the private temp dir is $TMPDIR".to_string(),
+    ];
+    if host.landlock_abi < 6 {
+        w.push(format!(
+            "Landlock ABI {} < 6: no signal scoping (the command can signal other processes of this user)",
+            host.landlock_abi
+        ));
+    }
+    if sockets {
+        w.push("the profile grants host sockets: every pathname unix socket of this user is reachable (landlock-only mode cannot limit connect(2) to the named ones)".to_string());
+    }
+    if network == NetMode::Host {
+        w.push("network host: the host's loopback services are reachable".to_string());
+    }
+    if network == NetMode::None && host.landlock_abi < 4 {
+        w.push(format!(
+            "Landlock ABI {} < 4: no TCP rules; seccomp's refusal of IP sockets holds alone",
+            host.landlock_abi
+        ));
+    }
+    w
 }

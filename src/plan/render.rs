@@ -17,6 +17,9 @@ pub fn text(plan: &Plan) -> String {
         &plan.profile.sha256[..12.min(plan.profile.sha256.len())]
     );
     let _ = writeln!(w, "  mode       {:?} ({})", plan.mode, plan.mode_reason);
+    for x in &plan.weaker {
+        let _ = writeln!(w, "  WEAKER     {x}");
+    }
     let _ = writeln!(
         w,
         "  command    {}",
