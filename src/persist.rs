@@ -80,6 +80,10 @@ pub struct WatchPlan {
     pub json_keys: Vec<(PathBuf, Vec<String>)>,
     /// Roots walked for git repositories (the workspace).
     pub repo_roots: Vec<PathBuf>,
+    /// Protected paths whose entries, modes and times are compared (landlock-only
+    /// mode, where Landlock lets entries be added and cannot refuse chmod or utimes):
+    /// new entries are always removed and metadata always restored.
+    pub protect: Vec<PathBuf>,
     /// Put the originals back (else: report only).
     pub revert: bool,
 }
@@ -112,7 +116,42 @@ pub struct Snapshot {
     dirs: BTreeMap<PathBuf, BTreeSet<PathBuf>>,
     json: Vec<(PathBuf, Option<serde_json::Value>)>,
     repos: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// Protected trees: every path under them with (mode, mtime, atime).
+    protect: BTreeMap<PathBuf, BTreeMap<PathBuf, (u32, i64, i64, i64, i64)>>,
+    /// (dev, ino) of each repository's git directory: renamed away, it is found and moved back.
+    repo_ids: BTreeMap<PathBuf, (u64, u64)>,
     pub truncated: bool,
+}
+
+fn dir_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// A directory under `root` with this (dev, ino), not entering package trees.
+fn find_dir_by_id(root: &Path, id: (u64, u64)) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let p = e.path();
+            if dir_id(&p) == Some(id) {
+                return Some(p);
+            }
+            if !WALK_SKIP.iter().any(|s| e.file_name() == *s) {
+                stack.push(p);
+            }
+        }
+    }
+    None
 }
 
 fn read_state(p: &Path) -> FileState {
@@ -319,15 +358,20 @@ fn set_json(v: &mut serde_json::Value, path: &[String], new: Option<&serde_json:
 impl Snapshot {
     /// Record the watched state. Cheap for ordinary workspaces: a directory walk and a few small files.
     pub fn take(plan: &WatchPlan) -> Snapshot {
+        let mut budget = MAX_FILES;
         let mut s = Snapshot {
             plan: plan.clone(),
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
             json: Vec::new(),
             repos: BTreeMap::new(),
+            repo_ids: BTreeMap::new(),
+            protect: BTreeMap::new(),
             truncated: false,
         };
-        let mut budget = MAX_FILES;
+        for p in &plan.protect {
+            s.protect.insert(p.clone(), meta_tree(p, &mut budget));
+        }
         let mut watch_files: Vec<PathBuf> = Vec::new();
         let mut watch_dirs: Vec<PathBuf> = Vec::new();
         for p in &plan.paths {
@@ -344,6 +388,9 @@ impl Snapshot {
                 watch_dirs.extend(d);
                 let cfg = repo.join("config");
                 s.repos.insert(repo.clone(), git_exec_settings(&cfg));
+                if let Some(id) = dir_id(&repo) {
+                    s.repo_ids.insert(repo.clone(), id);
+                }
             }
         }
         for d in watch_dirs {
@@ -388,6 +435,49 @@ impl Snapshot {
                 reverted,
             })
         };
+        // A git directory renamed away (and perhaps replaced by one the command
+        // built) is moved back first: the file checks below then see the original.
+        for (repo, id) in &self.repo_ids {
+            if dir_id(repo) == Some(*id) {
+                continue;
+            }
+            let root = self.plan.repo_roots.iter().find(|r| repo.starts_with(r));
+            let found = root.and_then(|r| find_dir_by_id(r, *id));
+            let mut ok = false;
+            if revert {
+                if let Some(orig) = &found {
+                    let aside = repo.with_file_name(".git.airlock-quarantined");
+                    let cleared = match std::fs::symlink_metadata(repo) {
+                        Err(_) => true,
+                        Ok(_) => {
+                            let _ = remove_any(&aside);
+                            std::fs::rename(repo, &aside).is_ok()
+                        }
+                    };
+                    ok = cleared && std::fs::rename(orig, repo).is_ok();
+                }
+            }
+            push(repo, "renamed-away", None, ok);
+        }
+        // Protected trees: nothing added, no mode or time changed.
+        for (root, before) in &self.protect {
+            let mut b = MAX_FILES;
+            let now = meta_tree(root, &mut b);
+            for (p, m) in &now {
+                match before.get(p) {
+                    None => {
+                        let ok = remove_any(p);
+                        push(p, "protected-added", None, ok);
+                    }
+                    // atime moves on a plain read: compare mode and mtime only.
+                    Some(old) if old.0 != m.0 || old.1 != m.1 || old.2 != m.2 => {
+                        let ok = set_meta(p, *old);
+                        push(p, "protected-metadata", None, ok);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         // Files that appeared in watched directories.
         for (d, before) in &self.dirs {
             let mut now = BTreeSet::new();
@@ -519,6 +609,69 @@ impl Snapshot {
         }
         changes
     }
+}
+
+/// Every path under `root` (itself included) with its mode and times.
+fn meta_tree(root: &Path, budget: &mut usize) -> BTreeMap<PathBuf, (u32, i64, i64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        if *budget == 0 {
+            break;
+        }
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        *budget -= 1;
+        out.insert(
+            p.clone(),
+            (
+                m.mode() & 0o7777,
+                m.mtime(),
+                m.mtime_nsec(),
+                m.atime(),
+                m.atime_nsec(),
+            ),
+        );
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Put back a mode and times (not following a symlink).
+fn set_meta(p: &Path, (mode, mt, mtn, at, atn): (u32, i64, i64, i64, i64)) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let is_link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    let mode_ok =
+        is_link || std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).is_ok();
+    let times = [
+        libc::timespec {
+            tv_sec: at,
+            tv_nsec: atn,
+        },
+        libc::timespec {
+            tv_sec: mt,
+            tv_nsec: mtn,
+        },
+    ];
+    // SAFETY: `c` is a valid NUL-terminated path and `times` two timespecs, as utimensat requires.
+    let t = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    mode_ok && t == 0
 }
 
 /// Remove whatever is at `p` (file, symlink or directory tree).

@@ -53,10 +53,13 @@ fn probe(spec: Option<&LayerSpec>, name: &str, args: &[&str]) -> Observed {
 fn seccomp_spec(action: SeccompAction) -> LayerSpec {
     LayerSpec {
         seccomp: Some(
-            seccomp::build(&Seccomp {
-                action: Some(action),
-                ..Default::default()
-            })
+            seccomp::build(
+                &Seccomp {
+                    action: Some(action),
+                    ..Default::default()
+                },
+                Default::default(),
+            )
             .expect("seccomp plan"),
         ),
         ..Default::default()
@@ -243,7 +246,7 @@ fn harmless_args(sys: &str) -> Vec<&'static str> {
 #[test]
 fn every_denied_syscall_is_caught_by_the_filter() {
     // With the kill action a denial is SIGSYS, which no argument check can fake.
-    let plan = seccomp::build(&Seccomp::default()).expect("plan");
+    let plan = seccomp::build(&Seccomp::default(), Default::default()).expect("plan");
     let spec = seccomp_spec(SeccompAction::Kill);
     let mut checked = 0;
     for rule in &plan.rules {
@@ -265,7 +268,7 @@ fn every_denied_syscall_is_caught_by_the_filter() {
 
 #[test]
 fn errno_action_answers_eperm_where_the_kernel_would_not() {
-    let plan = seccomp::build(&Seccomp::default()).expect("plan");
+    let plan = seccomp::build(&Seccomp::default(), Default::default()).expect("plan");
     let spec = seccomp_spec(SeccompAction::Errno);
     let mut distinguishable = 0;
     for rule in &plan.rules {

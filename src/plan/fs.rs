@@ -804,6 +804,11 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
             ));
         }
     }
+    watch.protect = protect
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .cloned()
+        .collect();
     b.mounts.sort_by_key(|m| m.dest.components().count());
     Ok(FsPlan {
         workspace,

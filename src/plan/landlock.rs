@@ -106,19 +106,6 @@ pub const ACCESS_CLASSES: &[(&str, &[&str])] = &[
             "refer",
         ],
     ),
-    // A carved writable directory above a denied *directory*: read_dir would
-    // be inherited by the secret directory and list its names, so not even that.
-    (
-        "dir-add",
-        &[
-            "make_reg",
-            "make_dir",
-            "make_sym",
-            "make_sock",
-            "make_fifo",
-            "refer",
-        ],
-    ),
 ];
 
 /// The rights of an access class (empty for an unknown name).
@@ -274,7 +261,11 @@ fn carve(
         .any(|(c, k)| *k == Carve::Deny && !c.is_symlink() && c.is_dir());
     let dir_class = match (adds, denied_dir_beneath) {
         (true, false) => Some("dir-rw"),
-        (true, true) => Some("dir-add"),
+        // Rights inherit downwards: the carved directory's make_* and refer
+        // would let the command create entries (a symlink, a config file)
+        // *inside* the denied directory. So a directory holding a denied
+        // directory gets no rule at all: its other entries keep their own.
+        (true, true) => None,
         (false, false) => Some("dir-ro"),
         (false, true) => None,
     };
@@ -581,10 +572,8 @@ mod tests {
             rules(&plan),
             vec![
                 rule(Path::new("/opt/ro"), "ro", true),
-                rule(w, "dir-add", true),
                 rule(&w.join(".git"), "rw", false),
                 rule(&w.join("a.txt"), "rw", false),
-                rule(&w.join("src"), "dir-add", false),
                 rule(&w.join("src/.env"), "rw", false),
                 rule(&w.join("src/main.rs"), "rw", false),
             ]
@@ -663,12 +652,11 @@ mod tests {
 
     #[test]
     fn every_class_is_in_the_table() {
-        for c in ["ro", "rw", "protect", "dir-ro", "dir-rw", "dir-add"] {
+        for c in ["ro", "rw", "protect", "dir-ro", "dir-rw"] {
             assert!(!rights_of(c).is_empty(), "{c}");
         }
         assert!(!rights_of("protect").contains(&"remove_file"));
         assert!(!rights_of("protect").contains(&"truncate"));
         assert!(!rights_of("protect").contains(&"write_file"));
-        assert!(!rights_of("dir-add").contains(&"read_dir"));
     }
 }

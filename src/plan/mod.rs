@@ -234,6 +234,7 @@ pub fn build(
         namespaces.clear();
     }
     let ll_input = fs.landlock_input(p, network, mode, private_tmp.as_deref());
+    let landlock_plan = landlock::build(&ll_input);
     let seccomp_ctx = seccomp::Context {
         landlock_only: mode == RunMode::LandlockOnly,
         net_none: network == NetMode::None,
@@ -248,7 +249,26 @@ pub fn build(
         })
     })?;
     let weaker = if mode == RunMode::LandlockOnly {
-        weaker_in_landlock_only(host, network, !p.sockets.is_empty())
+        let mut w = weaker_in_landlock_only(host, network, !p.sockets.is_empty());
+        let carved: Vec<String> = landlock_plan
+            .rules
+            .iter()
+            .filter(|r| r.access == "dir-rw" || r.access == "dir-ro")
+            .map(|r| r.path.display().to_string())
+            .collect();
+        if !carved.is_empty() {
+            w.push(format!(
+                "new files cannot be written in the {} director{} that hold a masked or protected path ({}{}): Landlock cannot take one file out of a writable tree otherwise",
+                carved.len(),
+                if carved.len() == 1 { "y" } else { "ies" },
+                carved.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                if carved.len() > 3 { ", …" } else { "" }
+            ));
+        }
+        if !fs.protect.is_empty() {
+            w.push("protected paths: entries can be added, and mode or times changed, during the run (Landlock rights inherit from the writable directory above, and it has no right for chmod/utimes); airlock removes the additions and restores mode and times after the run".to_string());
+        }
+        w
     } else {
         Vec::new()
     };
@@ -276,7 +296,15 @@ pub fn build(
     Ok(Plan {
         run_id: req.run_id.clone(),
         watch_absent: fs.watch_absent.clone(),
-        watch: fs.watch.clone(),
+        watch: crate::persist::WatchPlan {
+            // Full mode binds protected paths read-only: nothing to compare.
+            protect: if mode == RunMode::LandlockOnly {
+                fs.watch.protect.clone()
+            } else {
+                Vec::new()
+            },
+            ..fs.watch.clone()
+        },
         private_tmp,
         proxy,
         profile: ProfileRef {
@@ -298,7 +326,7 @@ pub fn build(
         masks: fs.masks,
         protect: fs.protect,
         env,
-        landlock: landlock::build(&ll_input),
+        landlock: landlock_plan,
         seccomp,
         limits: p.limits.clone(),
         timeout_secs: timeout.map(|t| t.as_secs_f64()),

@@ -143,9 +143,12 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     }
     unsafe { libc::close(ch.sync_fd) };
 
-    if let Err(e) = mount::build_root(&plan.mounts, &plan.masks, &plan.cwd) {
-        fail_layer(ch.err_fd, &e);
-    }
+    let cover = match mount::build_root(&plan.mounts, &plan.masks, &plan.cwd) {
+        Ok(c) => c,
+        Err(e) => fail_layer(ch.err_fd, &e),
+    };
+    // Masked files stay masked if the host replaces them during the run.
+    let live = super::livemask::LiveMasks::watch(&plan.masks, cover);
     let _ = nix::unistd::sethostname("airlock");
     if plan.namespaces.contains(&"net") {
         if let Err(e) = mount::loopback_up() {
@@ -211,6 +214,9 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         }
     }
     unblock_all_signals();
+    if let Some(live) = &live {
+        pid1_wait_watching(pid, live);
+    }
     loop {
         let mut status = 0;
         let r = unsafe { libc::waitpid(-1, &mut status, 0) };
@@ -219,6 +225,59 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         }
         if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
             unsafe { libc::_exit(exit::SETUP as i32) };
+        }
+    }
+}
+
+/// pid 1's wait while masked files are watched: SIGCHLD through a signalfd
+/// and inotify in one poll, so neither a child's exit nor a replaced secret waits.
+fn pid1_wait_watching(pid: i32, live: &super::livemask::LiveMasks) -> ! {
+    // SAFETY: sigset operations on a local set; signalfd returns a new fd or -1.
+    let sfd = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    };
+    loop {
+        loop {
+            let mut status = 0;
+            // SAFETY: plain waitpid on any child, non-blocking.
+            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if r == pid {
+                unsafe { libc::_exit(shell_status(status) as i32) };
+            }
+            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                unsafe { libc::_exit(exit::SETUP as i32) };
+            }
+            if r <= 0 {
+                break;
+            }
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: live.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // A signalfd that could not be made: poll inotify with a short timeout instead.
+        let timeout = if sfd < 0 { 50 } else { -1 };
+        // SAFETY: fds is a valid array of two pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        if fds[1].revents & libc::POLLIN != 0 {
+            live.handle();
+        }
+        if sfd >= 0 && fds[0].revents & libc::POLLIN != 0 {
+            let mut info = [0u8; 128];
+            // SAFETY: reading one signalfd_siginfo (128 bytes) into a buffer of that size.
+            while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
         }
     }
 }

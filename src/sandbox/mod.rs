@@ -18,6 +18,7 @@ pub mod cgroup;
 pub mod exec;
 pub mod landlock;
 pub mod limits;
+pub mod livemask;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;

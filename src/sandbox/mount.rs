@@ -326,7 +326,12 @@ fn apply_mask(m: &Mask) -> Result<(), LayerError> {
 }
 
 /// Build the view and switch into it. Runs in pid 1, in the new mount namespace.
-pub fn build_root(mounts: &[Mount], masks: &[Mask], cwd: &Path) -> Result<(), LayerError> {
+/// Returns the detached empty-file mount that live masking re-covers from.
+pub fn build_root(
+    mounts: &[Mount],
+    masks: &[Mask],
+    cwd: &Path,
+) -> Result<std::os::fd::OwnedFd, LayerError> {
     // 1. Nothing we mount may propagate back to the host.
     mount(
         None::<&str>,
@@ -360,6 +365,8 @@ pub fn build_root(mounts: &[Mount], masks: &[Mask], cwd: &Path) -> Result<(), La
         std::os::unix::fs::PermissionsExt::from_mode(0o444),
     )
     .map_err(|e| LayerError::new("mount", format!("chmod empty mask file: {e}")))?;
+    // Kept past the scratch root's detach: pid 1 re-covers replaced secrets from it.
+    let cover = super::livemask::prepare_cover(Path::new(EMPTY_FILE))?;
     // 3. The new root: a tmpfs, made read-only once everything is in place.
     mount(
         Some("tmpfs"),
@@ -386,7 +393,7 @@ pub fn build_root(mounts: &[Mount], masks: &[Mask], cwd: &Path) -> Result<(), La
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| err("detach scratch root".into(), e))?;
     chdir("/").map_err(|e| err("chdir /".into(), e))?;
     chdir(cwd).map_err(|e| err(format!("chdir {}", cwd.display()), e))?;
-    Ok(())
+    Ok(cover)
 }
 
 /// Bring up `lo` in the new network namespace (it starts down).

@@ -349,7 +349,7 @@ mod tests {
         }
         assert_eq!(run(&p, x, sock, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]), ALLOW);
         assert_eq!(run(&p, x, sock, [AF_NETLINK, SOCK_RAW, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(run(&p, x, sock, [AF_NETLINK, SOCK_RAW, 0, 9, 0, 0]), EPERM);
+        assert_eq!(run(&p, x, sock, [AF_NETLINK, SOCK_RAW, 9, 0, 0, 0]), EPERM);
         // The domain is compared on the low 32 bits: high garbage does not help.
         assert_eq!(
             run(&p, x, sock, [AF_INET | 1 << 32, SOCK_STREAM, 0, 0, 0, 0]),
