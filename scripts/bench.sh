@@ -26,6 +26,7 @@ echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each
 hyperfine -N --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
   -n bare "/bin/true" \
   -n airlock "$airlock run -- /bin/true" \
+  -n airlock-landlock-only "$airlock run --mode landlock-only -- /bin/true" \
   -n bwrap "$bwrap_cmd /bin/true"
 python3 - "$ws/launch.json" <<'PY'
 import json, sys
@@ -33,7 +34,23 @@ r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
 a, b, t = r["airlock"]["mean"], r["bwrap"]["mean"], r["bare"]["mean"]
 print(f"\nairlock {a*1e3:.2f} ms, bwrap {b*1e3:.2f} ms, bare {t*1e3:.2f} ms")
 print(f"airlock / bwrap = {a/b:.2f}x   airlock - bare = {(a-t)*1e3:.2f} ms")
+l = r["airlock-landlock-only"]["mean"]
+print(f"airlock landlock-only {l*1e3:.2f} ms ({l/b:.2f}x bwrap)")
 PY
+# An open-heavy workload: git status on a 50k-file tree, bare and both modes.
+# (No seccomp user notification is used: this measures Landlock's and the
+# launch's share on real work.)
+if command -v git >/dev/null; then
+  big=$(mktemp -d /tmp/airlock-bench-git-XXXXXX)
+  ( cd "$big" && git init -q && for d in $(seq 1 100); do mkdir -p "d$d"; for f in $(seq 1 500); do echo "$d $f" > "d$d/f$f"; done; done \
+    && git add -A && git -c user.name=b -c user.email=b@b commit -qm init )
+  echo; echo "# git status on a 50,000-file repository"
+  ( cd "$big" && hyperfine -N --warmup 2 --runs 10 \
+      -n bare "git status --short" \
+      -n airlock "$airlock run --quiet -- git status --short" \
+      -n airlock-landlock-only "$airlock run --quiet --mode landlock-only -- git status --short" ) || true
+  rm -rf "$big"
+fi
 if [ -x "$root/scripts/bench-seccomp.sh" ]; then
   echo; echo "# seccomp filter cost per syscall"; "$root/scripts/bench-seccomp.sh" || true
 fi

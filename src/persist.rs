@@ -117,7 +117,7 @@ pub struct Snapshot {
     json: Vec<(PathBuf, Option<serde_json::Value>)>,
     repos: BTreeMap<PathBuf, BTreeSet<String>>,
     /// Protected trees: every path under them with (mode, mtime, atime).
-    protect: BTreeMap<PathBuf, BTreeMap<PathBuf, (u32, i64, i64, i64, i64)>>,
+    protect: BTreeMap<PathBuf, BTreeMap<PathBuf, Meta>>,
     /// (dev, ino) of each repository's git directory: renamed away, it is found and moved back.
     repo_ids: BTreeMap<PathBuf, (u64, u64)>,
     pub truncated: bool,
@@ -612,7 +612,10 @@ impl Snapshot {
 }
 
 /// Every path under `root` (itself included) with its mode and times.
-fn meta_tree(root: &Path, budget: &mut usize) -> BTreeMap<PathBuf, (u32, i64, i64, i64, i64)> {
+/// (mode, mtime, mtime_nsec, atime, atime_nsec)
+type Meta = (u32, i64, i64, i64, i64);
+
+fn meta_tree(root: &Path, budget: &mut usize) -> BTreeMap<PathBuf, Meta> {
     use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -644,7 +647,7 @@ fn meta_tree(root: &Path, budget: &mut usize) -> BTreeMap<PathBuf, (u32, i64, i6
 }
 
 /// Put back a mode and times (not following a symlink).
-fn set_meta(p: &Path, (mode, mt, mtn, at, atn): (u32, i64, i64, i64, i64)) -> bool {
+fn set_meta(p: &Path, (mode, mt, mtn, at, atn): Meta) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
         return false;
@@ -689,13 +692,10 @@ fn restore(path: &Path, bytes: &[u8], mode: u32) -> bool {
     let Some(parent) = path.parent() else {
         return false;
     };
-    if std::fs::symlink_metadata(parent)
-        .map(|m| !m.is_dir())
-        .unwrap_or(true)
+    if std::fs::symlink_metadata(parent).map_or(true, |m| !m.is_dir())
+        && std::fs::create_dir_all(parent).is_err()
     {
-        if std::fs::create_dir_all(parent).is_err() {
-            return false;
-        }
+        return false;
     }
     let tmp = parent.join(format!(
         ".airlock-restore-{}",

@@ -444,3 +444,50 @@ echo wrote"#;
         );
     }
 }
+
+/// The host saves `.env` as editors do (temp file, rename over) while the
+/// command runs: the new contents stay masked inside.
+#[test]
+fn masked_file_stays_masked_when_the_host_replaces_it() {
+    let f = Fixture::new();
+    let fresh = canary("replaced-dotenv");
+    std::fs::write(f.ws.join("notes.txt"), "old notes\n").unwrap();
+    for who in users() {
+        let mut c = f.airlock(who);
+        c.args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 1.5; cat .env; cat notes.txt; echo END",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        for (name, body) in [
+            (".env", format!("API_TOKEN={fresh}\n")),
+            ("notes.txt", "NEW-NOTES\n".into()),
+        ] {
+            let tmp = f.ws.join(format!(".{name}.swp"));
+            std::fs::write(&tmp, body).unwrap();
+            std::fs::rename(&tmp, f.ws.join(name)).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let s = stdout(&out);
+        assert!(s.contains("END"), "{who:?}: {}", show(&out));
+        assert!(
+            !s.contains(&fresh),
+            "{who:?}: replaced secret readable: {}",
+            show(&out)
+        );
+        // Control: a replaced ordinary file does show its new contents inside.
+        assert!(s.contains("NEW-NOTES"), "{who:?}: {}", show(&out));
+        std::fs::write(
+            f.ws.join(".env"),
+            format!("API_TOKEN={}\n", canary("ws-dotenv")),
+        )
+        .unwrap();
+        std::fs::write(f.ws.join("notes.txt"), "old notes\n").unwrap();
+    }
+}

@@ -156,8 +156,32 @@ fn run(args: RunArgs) -> Result<u8, Error> {
     let snapshot = crate::persist::Snapshot::take(&plan.watch);
     let outcome = crate::sandbox::run(&plan, &run_id);
     let changes = snapshot.check();
-    if !changes.is_empty() {
-        let list: Vec<String> = changes
+    let (protected, persistence): (Vec<_>, Vec<_>) = changes
+        .iter()
+        .partition(|c| c.kind.starts_with("protected-"));
+    if !protected.is_empty() {
+        let list: Vec<String> = protected
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    c.kind.trim_start_matches("protected-"),
+                    c.path.display(),
+                    if c.reverted {
+                        " (undone)"
+                    } else {
+                        " (NOT undone)"
+                    }
+                )
+            })
+            .collect();
+        eprintln!(
+            "airlock: WARNING: the command changed protected paths during the run: {}",
+            list.join("; ")
+        );
+    }
+    if !persistence.is_empty() {
+        let list: Vec<String> = persistence
             .iter()
             .map(|c| {
                 format!(
@@ -172,7 +196,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 )
             })
             .collect();
-        let all_reverted = changes.iter().all(|c| c.reverted);
+        let all_reverted = persistence.iter().all(|c| c.reverted);
         eprintln!(
             "airlock: WARNING: the command changed what runs outside the sandbox later: {}{}",
             list.join("; "),

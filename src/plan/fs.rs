@@ -942,6 +942,7 @@ impl FsPlan {
             // Landlock too (no TCP connect or bind at all, ABI 4+), behind
             // seccomp's refusal of every IP socket.
             no_tcp: !own_view && net == NetMode::None,
+            tcp_only_to: None,
             connect_ports: p.network.connect_ports.clone(),
             bind_ports: p.network.bind_ports.clone(),
             min_abi: p.landlock.min_abi.unwrap_or(0),

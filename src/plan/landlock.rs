@@ -42,6 +42,8 @@ pub struct LandlockInput {
     pub host_net: bool,
     /// No TCP connect or bind at all (landlock-only mode, network "none").
     pub no_tcp: bool,
+    /// TCP connect to this port only, no bind (landlock-only mode, network "proxy").
+    pub tcp_only_to: Option<u16>,
     pub connect_ports: Vec<u16>,
     pub bind_ports: Vec<u16>,
     /// Minimum ABI the profile requires (0: not required).
@@ -152,11 +154,13 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
         // port list keeps plain TCP working (the user chose to share the network).
         connect_ports: if input.no_tcp {
             Some(Vec::new())
+        } else if let Some(port) = input.tcp_only_to {
+            Some(vec![port])
         } else {
             (input.host_net && !input.connect_ports.is_empty())
                 .then(|| sorted(&input.connect_ports))
         },
-        bind_ports: if input.no_tcp {
+        bind_ports: if input.no_tcp || input.tcp_only_to.is_some() {
             Some(Vec::new())
         } else {
             (input.host_net && !input.bind_ports.is_empty()).then(|| sorted(&input.bind_ports))

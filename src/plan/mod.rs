@@ -111,8 +111,11 @@ pub struct Plan {
 /// Where the proxy's socket appears inside and where the relay listens.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyPlan {
-    /// The sandbox-loopback port the relay listens on (the netns is private, so fixed).
+    /// The port the relay listens on: fixed on the sandbox's own loopback in
+    /// full mode; on the host's loopback, chosen per run, in landlock-only mode.
     pub port: u16,
+    /// landlock-only mode: the relay runs in the supervisor, outside.
+    pub relay_outside: bool,
     /// The directory (bound read-only) that holds the proxy's unix socket inside.
     pub socket_dir: PathBuf,
     /// The allow-list, as written in the profile.
@@ -164,12 +167,6 @@ pub fn build(
     let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
     let proxy = if network == NetMode::Proxy {
         let label = profile.sources.last().cloned().unwrap_or_default();
-        if mode == RunMode::LandlockOnly {
-            return Err(crate::error::Error::Layer(crate::error::LayerError::new(
-                "network",
-                "network.mode = \"proxy\" needs full mode: without a network namespace of its own the command could bypass the proxy (Landlock does not cover UDP); use --net none or --net host in landlock-only mode",
-            )));
-        }
         crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
             crate::error::Error::Profile(crate::error::ProfileError::Invalid {
                 file: label.clone(),
@@ -187,13 +184,24 @@ pub fn build(
                 },
             ));
         }
-        for (k, v) in crate::proxy::proxy_env(PROXY_PORT) {
+        // Full mode: the relay listens on the sandbox's own loopback (fixed
+        // port). landlock-only mode shares the host's network: the relay runs
+        // outside, on a port of the host's loopback chosen per run, and
+        // Landlock lets the command connect to that port only (seccomp
+        // refuses UDP and raw sockets, so DNS goes through the proxy too).
+        let port = if mode == RunMode::LandlockOnly {
+            landlock_only_proxy_port(&req.run_id)
+        } else {
+            PROXY_PORT
+        };
+        for (k, v) in crate::proxy::proxy_env(port) {
             env.set(&k, v, "network proxy");
         }
         // Node.js (undici) only honours the proxy variables when asked to.
         env.set("NODE_USE_ENV_PROXY", "1".into(), "network proxy");
         Some(ProxyPlan {
-            port: PROXY_PORT,
+            port,
+            relay_outside: mode == RunMode::LandlockOnly,
             socket_dir: PathBuf::from(PROXY_SOCKET_DIR),
             allow: p
                 .network
@@ -233,7 +241,11 @@ pub fn build(
     if mode == RunMode::LandlockOnly {
         namespaces.clear();
     }
-    let ll_input = fs.landlock_input(p, network, mode, private_tmp.as_deref());
+    let mut ll_input = fs.landlock_input(p, network, mode, private_tmp.as_deref());
+    if let Some(pp) = proxy.as_ref().filter(|pp| pp.relay_outside) {
+        // The proxy's port and nothing else; no TCP listening on the host's network.
+        ll_input.tcp_only_to = Some(pp.port);
+    }
     let landlock_plan = landlock::build(&ll_input);
     let seccomp_ctx = seccomp::Context {
         landlock_only: mode == RunMode::LandlockOnly,
@@ -373,6 +385,9 @@ pub fn weaker_in_landlock_only(host: &Host, network: NetMode, sockets: bool) -> 
     if network == NetMode::Host {
         w.push("network host: the host's loopback services are reachable".to_string());
     }
+    if network == NetMode::Proxy {
+        w.push("network proxy: Landlock rules are by port only, so TCP to the proxy's port on any address is not refused (UDP, raw sockets and every other TCP port are); no TCP port can be listened on".to_string());
+    }
     if network == NetMode::None && host.landlock_abi < 4 {
         w.push(format!(
             "Landlock ABI {} < 4: no TCP rules; seccomp's refusal of IP sockets holds alone",
@@ -380,4 +395,13 @@ pub fn weaker_in_landlock_only(host: &Host, network: NetMode, sockets: bool) -> 
         ));
     }
     w
+}
+
+/// A port of the host's loopback for the landlock-only relay, derived from the
+/// run id so the plan is decided; the executor fails closed if it is taken.
+pub fn landlock_only_proxy_port(run_id: &str) -> u16 {
+    let h = run_id
+        .bytes()
+        .fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(b as u32));
+    20000 + (h % 30000) as u16
 }

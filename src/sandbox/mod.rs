@@ -123,7 +123,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     };
     let with_proxy;
     let plan = match (&plan.proxy, &proxy_dir) {
-        (Some(pp), Some(dir)) => {
+        (Some(pp), Some(dir)) if !pp.relay_outside => {
             let mut p = plan.clone();
             p.mounts.push(crate::plan::Mount {
                 dest: pp.socket_dir.clone(),
@@ -134,6 +134,23 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             &with_proxy
         }
         _ => plan,
+    };
+    // landlock-only mode: the relay listens on the host's loopback, bound
+    // before the command exists so its first connection queues, served by a
+    // thread started with the proxy's.
+    let outside_relay = match &plan.proxy {
+        Some(pp) if pp.relay_outside => Some(
+            std::net::TcpListener::bind(("127.0.0.1", pp.port)).map_err(|e| {
+                LayerError::new(
+                    "network",
+                    format!(
+                        "proxy relay: listen on 127.0.0.1:{}: {e} (the port is chosen per run: run again)",
+                        pp.port
+                    ),
+                )
+            })?,
+        ),
+        _ => None,
     };
     let interactive = unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 };
     // Full mode opens the PTY inside (pid 1 passes the master back);
@@ -321,7 +338,13 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
                         .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
                 });
             match started {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    if let Some(listener) = outside_relay {
+                        let socket = dir.0.join(crate::plan::PROXY_SOCKET_NAME);
+                        std::thread::spawn(move || crate::proxy::relay(listener, &socket));
+                    }
+                    Some(h)
+                }
                 Err(e) => {
                     kill_child();
                     return Err(e);

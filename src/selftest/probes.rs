@@ -424,7 +424,12 @@ fn abstract_connect(args: &[String]) -> Outcome {
     };
     let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
-        return Outcome::Error(format!("socket: {:?}", last()));
+        // landlock-only mode refuses unix sockets outright (seccomp): blocked earlier.
+        let e = last();
+        if e == Errno::EPERM {
+            return Outcome::Blocked(e);
+        }
+        return Outcome::Error(format!("socket: {e:?}"));
     }
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
