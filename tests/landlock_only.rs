@@ -259,3 +259,60 @@ fn where_namespaces_are_refused_the_devcontainer_profile_keeps_the_network_close
         show(&ctl)
     );
 }
+
+/// An agent profile (claude-code) runs in landlock-only mode through its
+/// allow-list proxy, and any other host is refused.
+#[test]
+fn claude_code_profile_runs_with_its_proxy_and_nothing_else() {
+    let f = Fixture::new();
+    let http = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = http.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in http.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut s = s;
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nmodel-api",
+            );
+        }
+    });
+    let prof = f.dir.path().join("claude-ll.toml");
+    std::fs::write(
+        &prof,
+        format!(
+            "extends = \"claude-code\"\n[network]\nallow = [\"api.anthropic.com:{port}\", \"other.test:{port}\"]\n\
+             hosts = {{ \"api.anthropic.com\" = \"127.0.0.1\" }}\n"
+        ),
+    )
+    .unwrap();
+    let client = format!(
+        "import urllib.request as u\nfor h in [\"api.anthropic.com\", \"evil.example\"]:\n  try: print(h, u.urlopen(\"http://%s:{port}/\" % h, timeout=10).read().decode())\n  except Exception as e: print(h, \"ERR\", getattr(e, \"code\", e))"
+    );
+    for who in users() {
+        let out = f
+            .airlock(who)
+            .args(["run", "--mode", "landlock-only", "--profile"])
+            .arg(&prof)
+            .args(["--", "python3", "-c", &client])
+            .output()
+            .unwrap();
+        let s = stdout(&out);
+        assert!(
+            s.contains("api.anthropic.com model-api"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(
+            s.contains("evil.example ERR 403"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(
+            stderr(&out).lines().next().unwrap_or("").contains("weaker"),
+            "{}",
+            show(&out)
+        );
+    }
+}
