@@ -245,11 +245,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("`{s}`: a timeout must be positive"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    // A year is more than any run needs, and far below Duration's limit.
+    const MAX_SECS: f64 = 366.0 * 24.0 * 3600.0;
+    if secs > MAX_SECS {
+        return Err(format!("`{s}`: a timeout is at most 366 days"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a duration"))
 }
 
 /// Run a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> u8 {
+    // Output commands die quietly by SIGPIPE when their reader goes away
+    // (`airlock check | head -1`), like any Unix filter, instead of panicking
+    // on EPIPE. Only a real run keeps SIGPIPE ignored: the supervisor's proxy
+    // must see EPIPE on a peer that went away, not die of it.
+    let real_run = matches!(&cli.command, Command::Run(a) if !a.dry_run);
+    if !real_run {
+        // SAFETY: setting a signal disposition to the default, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Run(args) => run::main(args),
         Command::Explain(mut args) => {

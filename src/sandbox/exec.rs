@@ -229,6 +229,121 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     }
 }
 
+/// The signal the guardian gets when the supervisor dies (PR_SET_PDEATHSIG):
+/// one that is never forwarded, so it cannot be confused with the caller's.
+fn guard_signal() -> i32 {
+    libc::SIGRTMIN() + 3
+}
+
+static ORPHANED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_orphaned(_: i32) {
+    ORPHANED.store(1, Ordering::Relaxed);
+}
+
+/// SIGKILL every child until there are none left. A subreaper inherits the
+/// orphans of its whole tree, so this reaches grandchildren that re-parented.
+fn kill_all_children() {
+    for _ in 0..200 {
+        let mut any = false;
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for t in tasks.flatten() {
+                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
+                    for c in children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<i32>().ok())
+                    {
+                        any = true;
+                        // SAFETY: plain kill of a child pid.
+                        unsafe { libc::kill(c, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
+        let mut st = 0;
+        // SAFETY: non-blocking reap of any child.
+        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+        if !any {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// landlock-only mode's pid 1: there is no pid namespace to take the whole
+/// tree down with the supervisor, so a guardian process (a subreaper outside
+/// Landlock, holding nothing secret) parents the command, forwards signals,
+/// and — when the command exits, or when the supervisor dies even by
+/// SIGKILL (PR_SET_PDEATHSIG) — kills everything the command left behind and
+/// removes the run's private temp dir.
+pub fn guardian_main(plan: &Plan, ch: &Channels, supervisor: i32) -> ! {
+    // SAFETY: prctl and sigaction with valid arguments; single-threaded child.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_orphaned as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(guard_signal(), &sa, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_PDEATHSIG, guard_signal());
+    }
+    // The supervisor may have died before PDEATHSIG was armed.
+    if nix::unistd::getppid().as_raw() != supervisor {
+        ORPHANED.store(1, Ordering::Relaxed);
+    }
+    install_forwarders();
+    // The supervisor blocked these for its signalfd; the guardian handles them.
+    unblock_all_signals();
+    // SAFETY: fork in a single-threaded process.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        fail(
+            ch.err_fd,
+            exit::SETUP,
+            &format!(
+                "sandbox setup failed: fork: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    if pid == 0 {
+        command_main(plan, ch);
+    }
+    COMMAND_PID.store(pid, Ordering::Relaxed);
+    // SAFETY: closing our copies of descriptors only the command uses.
+    unsafe {
+        libc::close(ch.err_fd);
+        if ch.tty_fd >= 0 {
+            libc::close(ch.tty_fd);
+        }
+    }
+    let cleanup = |code: i32| -> ! {
+        kill_all_children();
+        if let Some(t) = &plan.private_tmp {
+            let _ = std::fs::remove_dir_all(t);
+        }
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(code) }
+    };
+    loop {
+        if ORPHANED.load(Ordering::Relaxed) != 0 {
+            cleanup(128 + libc::SIGKILL);
+        }
+        let mut status = 0;
+        // SAFETY: blocking waitpid on any child; EINTR on a signal.
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == pid {
+            // The command is gone: what it left running goes with it, as in
+            // the full mode's pid namespace. The supervisor removes the tmp dir.
+            kill_all_children();
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(shell_status(status) as i32) };
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            cleanup(exit::SETUP as i32);
+        }
+    }
+}
+
 /// pid 1's wait while masked files are watched: SIGCHLD through a signalfd
 /// and inotify in one poll, so neither a child's exit nor a replaced secret waits.
 fn pid1_wait_watching(pid: i32, live: &super::livemask::LiveMasks) -> ! {

@@ -113,6 +113,7 @@ fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
 }
 
 fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
+    sweep_stale_run_dirs();
     // Egress proxy: its socket directory exists before the child does, and is
     // bound read-only into the view at the plan's socket_dir.
     let proxy_dir = match &plan.proxy {
@@ -270,6 +271,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         RunMode::LandlockOnly => {
             // No pid namespace: adopt orphans so --timeout and exit can kill them all.
             unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+            let supervisor = std::process::id() as i32;
             let pid = unsafe { libc::fork() };
             if pid < 0 {
                 return Err(LayerError::new(
@@ -279,7 +281,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             }
             if pid == 0 {
                 unsafe { libc::close(sync_r) };
-                exec::command_main(plan, &ch);
+                exec::guardian_main(plan, &ch, supervisor);
             }
             pid
         }
@@ -648,8 +650,13 @@ fn kill_descendants() {
     }
 }
 
-/// A 0700 directory that exists for one run.
-struct RunDir(std::path::PathBuf);
+/// A 0700 directory that exists for one run, locked (flock) for as long as
+/// the run's supervisor lives: a directory whose lock can be taken belongs to
+/// a run that died (even by SIGKILL), and the next run removes it.
+struct RunDir(
+    std::path::PathBuf,
+    #[allow(dead_code)] Option<std::fs::File>,
+);
 
 impl RunDir {
     fn create(dir: &std::path::Path) -> Result<RunDir, LayerError> {
@@ -658,7 +665,49 @@ impl RunDir {
             .mode(0o700)
             .create(dir)
             .map_err(|e| LayerError::new("tmp", format!("create {}: {e}", dir.display())))?;
-        Ok(RunDir(dir.to_path_buf()))
+        let lock = lock_dir(dir, false);
+        Ok(RunDir(dir.to_path_buf(), lock))
+    }
+}
+
+/// Open a directory (not following a symlink) and take an exclusive flock on it.
+fn lock_dir(dir: &std::path::Path, nonblocking: bool) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()?;
+    let op = libc::LOCK_EX | if nonblocking { libc::LOCK_NB } else { 0 };
+    // SAFETY: flock on a descriptor we own.
+    (unsafe { libc::flock(f.as_raw_fd(), op) } == 0).then_some(f)
+}
+
+/// Remove the run directories (private tmp, proxy socket dir) of this user's
+/// runs that died without cleaning up: their lock is free.
+pub fn sweep_stale_run_dirs() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = std::env::temp_dir();
+    let Ok(rd) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    let me = nix::unistd::geteuid().as_raw();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let id = name
+            .strip_prefix("airlock-proxy-")
+            .or_else(|| name.strip_prefix("airlock-"));
+        let is_run_dir =
+            id.is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_run_dir {
+            continue;
+        }
+        let path = e.path();
+        let ours = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == me);
+        if ours && lock_dir(&path, true).is_some() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
 }
 

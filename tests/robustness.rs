@@ -1,0 +1,149 @@
+//! Robust under bad input and faults: nothing of a run survives its
+//! supervisor, no input panics, closed pipes end quietly.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Processes whose command line contains `marker`.
+fn procs_with(marker: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&c).contains(marker) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn wait_gone(marker: &str) -> Vec<i32> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = procs_with(marker);
+        if left.is_empty() || Instant::now() > until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn nothing_survives_a_killed_supervisor() {
+    let f = Fixture::new();
+    let prof = f.dir.path().join("proxy.toml");
+    std::fs::write(
+        &prof,
+        "extends = \"default\"\n[network]\nmode = \"proxy\"\nallow = [\"example.test\"]\n",
+    )
+    .unwrap();
+    for (mode, extra) in [
+        ("landlock-only", vec![]),
+        ("full", vec!["--profile", prof.to_str().unwrap()]),
+    ] {
+        for who in users() {
+            let marker = format!("3{}.{}", std::process::id() % 1000, rand_tag());
+            let mut c = f.airlock(who);
+            c.args(["run", "--mode", mode])
+                .args(&extra)
+                .args([
+                    "--",
+                    "sh",
+                    "-c",
+                    &format!(
+                        "sleep {marker} & (sleep {marker} &); echo \"$AIRLOCK_RUN_ID $TMPDIR\"; sleep {marker}"
+                    ),
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
+            let mut child = c.spawn().unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let mut parts = line.split_whitespace();
+            let run_id = parts.next().unwrap_or_default().to_string();
+            assert_eq!(run_id.len(), 32, "{mode} {who:?}: {line}");
+            std::thread::sleep(Duration::from_millis(300));
+            assert_eq!(
+                procs_with(&marker).len() >= 3,
+                true,
+                "{mode} {who:?}: started"
+            );
+            // SIGKILL: no exit path of the supervisor runs.
+            child.kill().unwrap();
+            let _ = child.wait();
+            let left = wait_gone(&marker);
+            assert!(left.is_empty(), "{mode} {who:?}: survivors {left:?}");
+            let tmp = std::env::temp_dir();
+            let private = tmp.join(format!("airlock-{run_id}"));
+            let proxy = tmp.join(format!("airlock-proxy-{run_id}"));
+            if mode == "landlock-only" {
+                assert!(!private.exists(), "{mode} {who:?}: private tmp left behind");
+            } else {
+                // The next run sweeps the dead run's directory.
+                let out = f.run_sh(who, &[], "true");
+                assert!(out.status.success(), "{}", show(&out));
+                assert!(!proxy.exists(), "{mode} {who:?}: proxy dir left behind");
+            }
+        }
+    }
+}
+
+fn rand_tag() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        % 100000
+}
+
+#[test]
+fn output_commands_end_quietly_on_a_closed_pipe() {
+    let f = Fixture::new();
+    for args in [
+        vec!["run", "--dry-run", "--", "true"],
+        vec!["profile", "schema"],
+        vec!["profile", "list"],
+        vec!["profile", "show", "default"],
+        vec!["check"],
+        vec!["completions", "bash"],
+    ] {
+        let mut c = f.airlock(As::Me);
+        c.args(&args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {err}");
+        assert_ne!(out.status.code(), Some(134), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_huge_timeout_is_a_usage_error_not_a_panic() {
+    let f = Fixture::new();
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--timeout", "99999999999999999999999s", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(!stderr(&out).contains("panicked"));
+    std::fs::write(
+        f.ws.join(".airlock.toml"),
+        "[limits]\ntimeout = \"99999999999999999999999s\"\n",
+    )
+    .unwrap();
+    let out = f.run_sh(As::Me, &[], "echo ran");
+    assert!(!stderr(&out).contains("panicked"), "{}", show(&out));
+    assert!(!stdout(&out).contains("ran"), "{}", show(&out));
+    std::fs::remove_file(f.ws.join(".airlock.toml")).unwrap();
+}
