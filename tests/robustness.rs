@@ -71,11 +71,7 @@ fn nothing_survives_a_killed_supervisor() {
             let run_id = parts.next().unwrap_or_default().to_string();
             assert_eq!(run_id.len(), 32, "{mode} {who:?}: {line}");
             std::thread::sleep(Duration::from_millis(300));
-            assert_eq!(
-                procs_with(&marker).len() >= 3,
-                true,
-                "{mode} {who:?}: started"
-            );
+            assert!(procs_with(&marker).len() >= 3, "{mode} {who:?}: started");
             // SIGKILL: no exit path of the supervisor runs.
             child.kill().unwrap();
             let _ = child.wait();
