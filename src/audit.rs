@@ -10,6 +10,7 @@ use crate::sandbox::Outcome;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub struct AuditLog {
@@ -18,7 +19,8 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Open (create, mode 0600) for appending.
+    /// Open (create, mode 0600) for appending. Only a regular file: a FIFO or
+    /// a device (`/dev/zero`) is refused without blocking (O_NONBLOCK).
     pub fn open(path: &Path) -> std::io::Result<AuditLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -27,22 +29,47 @@ impl AuditLog {
             .append(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
         Ok(AuditLog {
             file,
             path: path.to_path_buf(),
         })
     }
 
-    /// Append one record as a single write.
+    /// Append one record whole or not at all: one O_APPEND write; a short
+    /// write (a full disk) is cut back off so it cannot glue onto the next
+    /// record; a log whose last record was left partial by a crash gets a
+    /// newline first, so this record stands on a line of its own.
     pub fn write(&mut self, record: &Value) -> std::io::Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
-        let n = self.file.write(&line)?;
+        let len = self.file.metadata()?.len();
+        let last_byte = || -> Option<u8> {
+            let mut r =
+                std::fs::File::open(format!("/proc/self/fd/{}", self.file.as_raw_fd())).ok()?;
+            r.seek(SeekFrom::Start(len.checked_sub(1)?)).ok()?;
+            let mut b = [0u8; 1];
+            (r.read(&mut b).ok()? == 1).then_some(b[0])
+        };
+        if len > 0 && last_byte().is_some_and(|b| b != b'\n') {
+            line.insert(0, b'\n');
+        }
+        let n = match self.file.write(&line) {
+            Ok(n) => n,
+            Err(e) => return Err(e),
+        };
         if n != line.len() {
+            // Remove exactly what this write added (O_APPEND wrote it at the end).
+            if let Ok(m) = self.file.metadata() {
+                let _ = self.file.set_len(m.len().saturating_sub(n as u64));
+            }
             return Err(std::io::Error::other(format!(
-                "short write ({n} of {} bytes)",
+                "short write ({n} of {} bytes): the partial record was removed",
                 line.len()
             )));
         }

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cli;
 pub mod error;
+pub mod fsread;
 pub mod host;
 pub mod persist;
 pub mod plan;

@@ -227,7 +227,16 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             "persistence_changes": changes,
         });
         if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, Some(extra))) {
-            eprintln!("airlock: audit log {}: {e}", log.path.display());
+            if plan.audit_required {
+                eprintln!(
+                    "airlock: error: the command exited {} but the audit end record could not be written to {}: {e} (the profile requires audit; exit {})",
+                    outcome.exit_code,
+                    log.path.display(),
+                    exit::SETUP
+                );
+                return Ok(exit::SETUP);
+            }
+            eprintln!("airlock: WARNING: audit log {}: {e}", log.path.display());
         }
     }
     Ok(outcome.exit_code)

@@ -47,7 +47,7 @@ fn find(name: &str) -> Result<(Origin, String), ProfileError> {
     let looks_like_path = name.contains('/') || name.ends_with(".toml");
     if looks_like_path {
         let p = PathBuf::from(name);
-        let text = std::fs::read_to_string(&p).map_err(|source| ProfileError::Io {
+        let text = crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
             file: p.clone(),
             source,
         })?;
@@ -56,7 +56,7 @@ fn find(name: &str) -> Result<(Origin, String), ProfileError> {
     if let Some(dir) = user_profile_dir() {
         let p = dir.join(format!("{name}.toml"));
         if p.is_file() {
-            let text = std::fs::read_to_string(&p).map_err(|source| ProfileError::Io {
+            let text = crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
                 file: p.clone(),
                 source,
             })?;
@@ -440,7 +440,7 @@ pub fn load_workspace_profile(
             msg: "is not a regular file (a symlink here could point anywhere)".into(),
         });
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ProfileError::Io {
+    let text = crate::fsread::read_text_capped(&path, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
         file: path.clone(),
         source,
     })?;
