@@ -9,8 +9,8 @@ use crate::plan::Plan;
 use crate::sandbox::Outcome;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct AuditLog {

@@ -46,8 +46,8 @@ pub enum ProfileError {
         msg: String,
         hint: Option<String>,
     },
-    #[error("profile {0}: not found (built-ins: {1}; or give a path to a .toml file)")]
-    NotFound(String, String),
+    #[error("profile {0}: not found{2} (built-ins: {1}; or give a path to a .toml file)")]
+    NotFound(String, String, String),
     #[error("profile {file}: {source}")]
     Io {
         file: PathBuf,
@@ -87,6 +87,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
+            // A mistyped profile name is a usage error, like a mistyped flag.
+            Error::Profile(ProfileError::NotFound(..)) => exit::USAGE,
             Error::Profile(_) | Error::Layer(_) | Error::Other(_) => exit::SETUP,
             Error::Usage(_) => exit::USAGE,
             Error::SecretsBlocked(_) => exit::SECRETS_BLOCKED,

@@ -2,6 +2,18 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = airlock::cli::Cli::parse();
+    let cli = match airlock::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // `airlock run claude`: the command goes after `--`; say so.
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let hint = airlock::cli::usage_hint(&e, &args);
+            let _ = e.print();
+            if let Some(h) = hint {
+                eprintln!("\n{h}");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     ExitCode::from(airlock::cli::dispatch(cli))
 }

@@ -253,6 +253,30 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a duration"))
 }
 
+/// A hint for a usage error clap cannot know: `airlock run claude` means the
+/// command must come after `--`.
+pub fn usage_hint(e: &clap::Error, args: &[String]) -> Option<String> {
+    use clap::error::ErrorKind;
+    if e.kind() != ErrorKind::UnknownArgument && e.kind() != ErrorKind::MissingRequiredArgument {
+        return None;
+    }
+    let pos = args.iter().position(|a| a == "run" || a == "explain")?;
+    if args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let cmd = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(s)) if !s.starts_with('-') => s.clone(),
+        _ => args[pos + 1..]
+            .iter()
+            .find(|a| !a.starts_with('-'))?
+            .clone(),
+    };
+    Some(format!(
+        "hint: the command goes after `--`: airlock {} [OPTIONS] -- {cmd} …",
+        args[pos]
+    ))
+}
+
 /// Run a parsed command line; returns the process exit code.
 pub fn dispatch(cli: Cli) -> u8 {
     // Output commands die quietly by SIGPIPE when their reader goes away

@@ -60,7 +60,16 @@ pub fn main(cmd: ProfileCmd) -> u8 {
                 }
             }
         }
-        ProfileCmd::Validate { file } => match load_named(&file.to_string_lossy()) {
+        ProfileCmd::Validate { file } => match load_named(&file.to_string_lossy())
+            .map_err(crate::error::Error::from)
+            .and_then(|p| {
+                let net = p
+                    .profile
+                    .network
+                    .mode
+                    .unwrap_or(crate::profile::types::NetMode::None);
+                crate::plan::validate_network(&p, net).map(|_| p)
+            }) {
             Ok(p) => {
                 println!(
                     "{}: ok (profile {}, extends chain: {})",

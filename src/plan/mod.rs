@@ -140,6 +140,35 @@ pub struct ScanSummary {
     pub duration_ms: u64,
 }
 
+/// The checks of a resolved profile that need the whole `extends` chain:
+/// shared by `run` and `profile validate`, so one never accepts what the
+/// other refuses. `net` is the mode the run will use (the profile's, or a flag's).
+pub fn validate_network(profile: &LoadedProfile, net: NetMode) -> crate::error::Result<()> {
+    let p = &profile.profile;
+    let label = profile.sources.last().cloned().unwrap_or_default();
+    if net != NetMode::Proxy {
+        return Ok(());
+    }
+    crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
+        crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+            file: label.clone(),
+            key: "network".into(),
+            msg,
+        })
+    })?;
+    if p.network.allow.is_empty() {
+        return Err(crate::error::Error::Profile(
+            crate::error::ProfileError::Invalid {
+                file: label,
+                key: "network.allow".into(),
+                msg: "proxy mode with an empty allow-list reaches nothing; use mode = \"none\""
+                    .into(),
+            },
+        ));
+    }
+    Ok(())
+}
+
 /// Build the plan. Errors here are configuration errors (exit 125), found before
 /// anything is set up.
 pub fn build(
@@ -166,24 +195,7 @@ pub fn build(
     let fs = fs::build(p, req, host)?;
     let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
     let proxy = if network == NetMode::Proxy {
-        let label = profile.sources.last().cloned().unwrap_or_default();
-        crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
-            crate::error::Error::Profile(crate::error::ProfileError::Invalid {
-                file: label.clone(),
-                key: "network".into(),
-                msg,
-            })
-        })?;
-        if p.network.allow.is_empty() {
-            return Err(crate::error::Error::Profile(
-                crate::error::ProfileError::Invalid {
-                    file: label,
-                    key: "network.allow".into(),
-                    msg: "proxy mode with an empty allow-list reaches nothing; use mode = \"none\""
-                        .into(),
-                },
-            ));
-        }
+        validate_network(profile, NetMode::Proxy)?;
         // Full mode: the relay listens on the sandbox's own loopback (fixed
         // port). landlock-only mode shares the host's network: the relay runs
         // outside, on a port of the host's loopback chosen per run, and

@@ -47,28 +47,53 @@ fn find(name: &str) -> Result<(Origin, String), ProfileError> {
     let looks_like_path = name.contains('/') || name.ends_with(".toml");
     if looks_like_path {
         let p = PathBuf::from(name);
-        let text = crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
-            file: p.clone(),
-            source,
-        })?;
+        let text =
+            crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(|source| {
+                ProfileError::Io {
+                    file: p.clone(),
+                    source,
+                }
+            })?;
         return Ok((Origin::File(p), text));
     }
     if let Some(dir) = user_profile_dir() {
         let p = dir.join(format!("{name}.toml"));
         if p.is_file() {
-            let text = crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
-                file: p.clone(),
-                source,
-            })?;
+            let text = crate::fsread::read_text_capped(&p, crate::fsread::CONFIG_CAP).map_err(
+                |source| ProfileError::Io {
+                    file: p.clone(),
+                    source,
+                },
+            )?;
             return Ok((Origin::File(p), text));
         }
     }
     if let Some(text) = builtin::get(name) {
         return Ok((Origin::Builtin(name.to_string()), text.to_string()));
     }
+    // Did you mean: the closest built-in or user profile name.
+    let mut known: Vec<String> = builtin::names().iter().map(|s| s.to_string()).collect();
+    if let Some(dir) = user_profile_dir() {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            known.extend(rd.flatten().filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".toml"))
+                    .map(str::to_string)
+            }));
+        }
+    }
+    let suggestion = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
     Err(ProfileError::NotFound(
         name.to_string(),
         builtin::names().join(", "),
+        suggestion,
     ))
 }
 
@@ -440,10 +465,13 @@ pub fn load_workspace_profile(
             msg: "is not a regular file (a symlink here could point anywhere)".into(),
         });
     }
-    let text = crate::fsread::read_text_capped(&path, crate::fsread::CONFIG_CAP).map_err(|source| ProfileError::Io {
-        file: path.clone(),
-        source,
-    })?;
+    let text =
+        crate::fsread::read_text_capped(&path, crate::fsread::CONFIG_CAP).map_err(|source| {
+            ProfileError::Io {
+                file: path.clone(),
+                source,
+            }
+        })?;
     let p = parse(&label, &text)?;
     validate(&label, &p)?;
     check_tightens_only(&label, &p, &trusted.profile)?;
