@@ -59,10 +59,7 @@ impl AuditLog {
         if len > 0 && last_byte().is_some_and(|b| b != b'\n') {
             line.insert(0, b'\n');
         }
-        let n = match self.file.write(&line) {
-            Ok(n) => n,
-            Err(e) => return Err(e),
-        };
+        let n = self.file.write(&line)?;
         if n != line.len() {
             // Remove exactly what this write added (O_APPEND wrote it at the end).
             if let Ok(m) = self.file.metadata() {
