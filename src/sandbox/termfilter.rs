@@ -95,7 +95,7 @@ pub struct TermFilter {
     string_open: bool,
     /// The filter for an allowed tmux passthrough's payload.
     inner: Option<Box<TermFilter>>,
-    /// Counts of what was dropped (for tests and the audit record).
+    /// How many sequences were dropped.
     pub dropped: usize,
 }
 
@@ -121,7 +121,19 @@ impl TermFilter {
 
     /// Filter one chunk; what may reach the terminal is appended to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &b in input {
+        let mut i = 0;
+        while i < input.len() {
+            // Fast path: a run of printable ASCII and ordinary whitespace in ground.
+            if self.state == State::Ground && !self.held_c2 && self.utf8_need == 0 {
+                let run = plain_run(&input[i..]);
+                if run > 0 {
+                    self.emit(out, &input[i..i + run]);
+                    i += run;
+                    continue;
+                }
+            }
+            let b = input[i];
+            i += 1;
             if self.held_c2 {
                 self.held_c2 = false;
                 if (0x80..=0x9f).contains(&b) {
@@ -662,6 +674,27 @@ enum Decision {
     Tmux,
 }
 
+/// The length of the leading run of printable ASCII, ordinary whitespace and
+/// complete UTF-8 characters (not C2-led: U+0080..U+009F are C1 controls).
+fn plain_run(b: &[u8]) -> usize {
+    let mut i = 0;
+    while i < b.len() {
+        let n = match b[i] {
+            0x20..=0x7e | b'\n' | b'\r' | b'\t' | 0x08 => 1,
+            0xc3..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => break,
+        };
+        if n > 1 && (i + n > b.len() || !b[i + 1..i + n].iter().all(|c| (0x80..=0xbf).contains(c)))
+        {
+            break;
+        }
+        i += n;
+    }
+    i
+}
+
 /// The bytes after the introducer (ESC + the C0 controls a terminal executes
 /// on the way + `[`/`]`/`P`; or a C1 byte; or C1 encoded as C2 xx).
 fn after_introducer(p: &[u8]) -> &[u8] {
@@ -680,11 +713,15 @@ fn after_introducer(p: &[u8]) -> &[u8] {
 }
 
 /// Without the C0 controls and DEL a terminal executes or ignores inside a sequence.
-fn visible(b: &[u8]) -> Vec<u8> {
-    b.iter()
-        .copied()
-        .filter(|b| *b >= 0x20 && *b != 0x7f)
-        .collect()
+fn visible(b: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if b.iter().all(|b| *b >= 0x20 && *b != 0x7f) {
+        std::borrow::Cow::Borrowed(b)
+    } else {
+        b.iter()
+            .copied()
+            .filter(|b| *b >= 0x20 && *b != 0x7f)
+            .collect()
+    }
 }
 
 /// The first numeric parameter (leading zeros allowed, empty = 0, as terminals read it).
