@@ -24,13 +24,137 @@ pub struct Host {
     pub mem_bytes: u64,
     /// airlock's own config and cache directories: never writable inside.
     pub airlock_dirs: Vec<PathBuf>,
+    /// What decides whether user namespaces work here; `check` names the fix from it.
+    pub userns_facts: UsernsFacts,
+}
+
+/// The host facts behind a refused user namespace, read once by the probe.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsernsFacts {
+    /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10+); `None` when absent.
+    pub apparmor_restrict: Option<bool>,
+    /// `kernel.unprivileged_userns_clone` (Debian-patched kernels); `None` when absent.
+    pub unprivileged_userns_clone: Option<bool>,
+    /// `user.max_user_namespaces`.
+    pub max_user_namespaces: Option<u64>,
+    /// This process already runs under a seccomp filter (`Seccomp: 2` in
+    /// /proc/self/status): a container runtime's, systemd's or another sandbox's.
+    pub seccomp_filtered: bool,
+    /// errno of the probe's `unshare(CLONE_NEWUSER)`, when it failed.
+    pub errno: Option<i32>,
+    /// Where this airlock binary lives (the AppArmor profile must name it).
+    pub exe: Option<PathBuf>,
+}
+
+/// Why user namespaces are refused, each with the concrete fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UsernsBlock {
+    /// `user.max_user_namespaces = 0`.
+    MaxZero,
+    /// `kernel.unprivileged_userns_clone = 0`.
+    SysctlDisabled,
+    /// AppArmor's unprivileged user-namespace restriction (Ubuntu 23.10+/24.04).
+    AppArmor,
+    /// A seccomp filter inherited from a container runtime refuses unshare/clone.
+    ContainerSeccomp,
+    /// A container without a seccomp filter: its runtime's AppArmor/SELinux policy.
+    ContainerPolicy,
+    /// A seccomp filter inherited from something else (systemd `RestrictNamespaces=`, another sandbox).
+    InheritedSeccomp,
+}
+
+/// Where the AppArmor profile shipped in contrib/apparmor/ is installed and which binary it names.
+pub const APPARMOR_PROFILE_SRC: &str = "contrib/apparmor/airlock";
+pub const APPARMOR_PROFILE_DEST: &str = "/etc/apparmor.d/airlock";
+pub const APPARMOR_PROFILE_EXE: &str = "/usr/local/bin/airlock";
+
+impl UsernsBlock {
+    /// The causes that apply, most specific first (pure: tests feed made-up facts).
+    pub fn diagnose(f: &UsernsFacts, uid: u32, container: Option<&str>) -> Vec<UsernsBlock> {
+        let mut v = Vec::new();
+        if f.max_user_namespaces == Some(0) {
+            v.push(UsernsBlock::MaxZero);
+        }
+        if f.unprivileged_userns_clone == Some(false) && uid != 0 {
+            v.push(UsernsBlock::SysctlDisabled);
+        }
+        if f.apparmor_restrict == Some(true) {
+            v.push(UsernsBlock::AppArmor);
+        }
+        if f.seccomp_filtered {
+            v.push(if container.is_some() {
+                UsernsBlock::ContainerSeccomp
+            } else {
+                UsernsBlock::InheritedSeccomp
+            });
+        } else if container.is_some() && v.is_empty() {
+            // No filter on this process: the runtime's LSM policy is what is left.
+            v.push(UsernsBlock::ContainerPolicy);
+        }
+        v
+    }
+
+    /// One line for the `userns` error and the plan's mode reason.
+    pub fn cause(self) -> &'static str {
+        match self {
+            UsernsBlock::MaxZero => "sysctl user.max_user_namespaces is 0",
+            UsernsBlock::SysctlDisabled => "sysctl kernel.unprivileged_userns_clone is 0",
+            UsernsBlock::AppArmor => "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)",
+            UsernsBlock::ContainerSeccomp => "the container's seccomp profile refuses unshare/clone with CLONE_NEWUSER",
+            UsernsBlock::ContainerPolicy => "the container runtime's AppArmor/SELinux policy refuses user namespaces",
+            UsernsBlock::InheritedSeccomp => "a seccomp filter inherited from the parent process (systemd RestrictNamespaces=, another sandbox) refuses namespace creation",
+        }
+    }
+
+    /// The concrete fix, naming the shipped files where one applies.
+    pub fn fix(self, exe: Option<&Path>, container: Option<&str>) -> String {
+        match self {
+            UsernsBlock::AppArmor if container.is_some() => format!(
+                "on the host: load the AppArmor profile shipped in {APPARMOR_PROFILE_SRC} (sudo apparmor_parser -r {APPARMOR_PROFILE_SRC}; see contrib/apparmor/README.md) and run the container with --security-opt apparmor=airlock (Kubernetes: securityContext.appArmorProfile {{type: Localhost, localhostProfile: airlock}}); `apparmor=unconfined` is not enough while the host restricts unconfined user namespaces"
+            ),
+            UsernsBlock::MaxZero => "sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/)".into(),
+            UsernsBlock::SysctlDisabled => "sysctl -w kernel.unprivileged_userns_clone=1 (persist it in /etc/sysctl.d/)".into(),
+            UsernsBlock::AppArmor => {
+                let mut s = format!(
+                    "install the AppArmor profile shipped in {APPARMOR_PROFILE_SRC} (grants `userns` to {APPARMOR_PROFILE_EXE} only; see contrib/apparmor/README.md): \
+                     sudo install -m 0644 {APPARMOR_PROFILE_SRC} {APPARMOR_PROFILE_DEST} && sudo apparmor_parser -r {APPARMOR_PROFILE_DEST}"
+                );
+                if let Some(e) = exe.filter(|e| *e != Path::new(APPARMOR_PROFILE_EXE)) {
+                    s.push_str(&format!(
+                        " — this airlock is {}: install it at {APPARMOR_PROFILE_EXE} or change the path in the profile",
+                        e.display()
+                    ));
+                }
+                s.push_str("; not recommended: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 lifts the restriction for every program");
+                s
+            }
+            UsernsBlock::ContainerSeccomp => "Docker/Podman: --security-opt seccomp=unconfined (or a seccomp profile allowing unshare/clone/setns with CLONE_NEWUSER) and --security-opt apparmor=unconfined, plus --security-opt systempaths=unconfined so a fresh /proc can be mounted, as in examples/.devcontainer/devcontainer.json; Kubernetes: hostUsers: false, securityContext.seccompProfile {type: Unconfined} or a Localhost profile allowing them, and procMount: Unmasked, as in examples/kubernetes/job.yaml".into(),
+            UsernsBlock::ContainerPolicy => "Docker/Podman: --security-opt apparmor=unconfined, or apparmor=airlock with the profile from contrib/apparmor/ loaded on the host (SELinux hosts: --security-opt label=disable); Kubernetes: securityContext.appArmorProfile {type: Unconfined} or the Localhost profile from contrib/apparmor/".into(),
+            UsernsBlock::InheritedSeccomp => "start airlock outside the sandbox or service that filters it (for systemd units: RestrictNamespaces=no for this unit), or use --mode landlock-only".into(),
+        }
+    }
 }
 
 impl Host {
     /// Probe everything, user namespaces included (a throwaway fork).
     pub fn probe() -> Host {
         let mut h = Host::probe_cheap();
-        h.userns = probe_userns();
+        match probe_userns() {
+            Ok(()) => h.userns = Ok(()),
+            Err(errno) => {
+                h.userns_facts.errno = Some(errno as i32);
+                let mut why = format!(
+                    "unshare(CLONE_NEWUSER): {}",
+                    crate::error::errno_text(errno)
+                );
+                for b in UsernsBlock::diagnose(&h.userns_facts, h.uid, h.container.as_deref()) {
+                    why.push_str("; ");
+                    why.push_str(b.cause());
+                }
+                h.userns = Err(why);
+            }
+        }
         h
     }
 
@@ -77,16 +201,17 @@ impl Host {
             xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
             mem_bytes: probe_mem_bytes(),
             airlock_dirs,
+            userns_facts: probe_userns_facts(),
         }
     }
 }
 
 /// Try to create a user namespace in a throwaway child (never in this process:
 /// unshare(CLONE_NEWUSER) would change what we are).
-fn probe_userns() -> Result<(), String> {
+fn probe_userns() -> Result<(), nix::errno::Errno> {
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        return Err(nix::errno::Errno::last());
     }
     if pid == 0 {
         let r = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) };
@@ -102,21 +227,25 @@ fn probe_userns() -> Result<(), String> {
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
         return Ok(());
     }
-    let errno = nix::errno::Errno::from_raw(libc::WEXITSTATUS(status));
-    let mut why = format!(
-        "unshare(CLONE_NEWUSER): {}",
-        crate::error::errno_text(errno)
-    );
-    if read_trim("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        why.push_str("; AppArmor restricts unprivileged user namespaces (sysctl kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile granting `userns`)");
-    } else if read_trim("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        why.push_str("; sysctl kernel.unprivileged_userns_clone=1 enables them");
-    } else if read_trim("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        why.push_str("; sysctl user.max_user_namespaces is 0");
-    } else if probe_container().is_some() {
-        why.push_str("; the container's seccomp profile refuses unshare (run it with --security-opt seccomp=unconfined, or use --mode landlock-only)");
+    Err(nix::errno::Errno::from_raw(libc::WEXITSTATUS(status)))
+}
+
+fn probe_userns_facts() -> UsernsFacts {
+    let flag = |p: &str| read_trim(p).map(|v| v != "0");
+    UsernsFacts {
+        apparmor_restrict: flag("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        unprivileged_userns_clone: flag("/proc/sys/kernel/unprivileged_userns_clone"),
+        max_user_namespaces: read_trim("/proc/sys/user/max_user_namespaces")
+            .and_then(|v| v.parse().ok()),
+        seccomp_filtered: std::fs::read_to_string("/proc/self/status")
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.strip_prefix("Seccomp:").map(str::trim) == Some("2"))
+            })
+            .unwrap_or(false),
+        errno: None,
+        exe: std::env::current_exe().ok(),
     }
-    Err(why)
 }
 
 fn probe_landlock_abi() -> i32 {

@@ -1224,3 +1224,196 @@ fn protected_backups_survive_an_agent_that_tries_to_delete_them() {
         "evil\n"
     );
 }
+
+/// Run `argv` on a fresh terminal (a PTY made by python) and return every
+/// byte the terminal received, exactly (hex over the pipe), and the exit code.
+fn terminal_bytes(f: &Fixture, who: As, argv: &[String]) -> (Vec<u8>, i32) {
+    let driver = r#"
+import os, pty, sys, select
+argv = sys.argv[1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(argv[0], argv)
+out = b""
+while True:
+    r, _, _ = select.select([fd], [], [], 20)
+    if not r:
+        break
+    try:
+        d = os.read(fd, 65536)
+    except OSError:
+        break
+    if not d:
+        break
+    out += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(out.hex() + "\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
+"#;
+    let uid = match who {
+        As::Me => nix::unistd::geteuid().as_raw(),
+        As::Nobody => NOBODY,
+    };
+    chown_tree(f.dir.path(), uid);
+    let mut c = Command::new("python3");
+    c.arg("-c").arg(driver);
+    if who == As::Nobody {
+        c.args([
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+        ]);
+    }
+    let out = c
+        .args(argv)
+        .env_clear()
+        .env("HOME", &f.home)
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "xterm-256color")
+        .env("XDG_CACHE_HOME", f.dir.path().join(format!("cache-{uid}")))
+        .env("XDG_CONFIG_HOME", f.dir.path().join("config-home"))
+        .current_dir(&f.ws)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let s = stdout(&out);
+    let mut lines = s.lines();
+    let hex = lines.next().unwrap_or_default();
+    let bytes = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(b'?'))
+        .collect();
+    let code = s
+        .rsplit("EXIT=")
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(-1);
+    (bytes, code)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn terminal_never_receives_clipboard_writes_or_report_requests_from_the_command() {
+    let f = Fixture::new();
+    // The command writes the clipboard (OSC 52, also in its 8-bit C1 form),
+    // asks the terminal to type back its title (CSI 21 t, after setting it to
+    // a command line), a setting (DECRQSS), and its answerback (ENQ) — and
+    // prints ordinary colours and a hyperlink, which must arrive intact.
+    let clip = "YWlybG9jay1jbGlwLWNhbmFyeQ=="; // base64("airlock-clip-canary")
+    let script = format!(
+        "printf '\\033]52;c;{clip}\\007'; printf '\\235'; printf '52;c;{clip}\\234'; \
+         printf '\\033]2;rm -rf ~\\007\\033[21t'; printf '\\033P$qm\\033\\\\'; printf '\\005'; \
+         printf '\\033[31mRED\\033[0m \\033]8;;http://x.invalid/\\033\\\\link\\033]8;;\\033\\\\ done\\n'"
+    );
+    let inside = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![BIN.to_string(), "run".into()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend(["--".into(), "sh".into(), "-c".into(), script.clone()]);
+        v
+    };
+    // Control: the same command on a terminal without airlock delivers all of it.
+    let (raw, code) = terminal_bytes(&f, As::Me, &["sh".into(), "-c".into(), script.clone()]);
+    assert_eq!(code, 0);
+    assert!(
+        contains(&raw, format!("\x1b]52;c;{clip}").as_bytes()),
+        "control: {raw:?}"
+    );
+    assert!(
+        contains(&raw, b"\x1b[21t") && contains(&raw, b"\x1bP$qm"),
+        "control: {raw:?}"
+    );
+    assert!(
+        contains(&raw, &[0x9d]) && contains(&raw, &[0x05]),
+        "control: {raw:?}"
+    );
+
+    for who in users() {
+        let (got, code) = terminal_bytes(&f, who, &inside(&[]));
+        let shown = String::from_utf8_lossy(&got);
+        assert_eq!(code, 0, "{who:?}: {shown:?}");
+        assert!(
+            !contains(&got, clip.as_bytes()),
+            "{who:?}: clipboard payload reached the terminal: {shown:?}"
+        );
+        assert!(!contains(&got, b"]52"), "{who:?}: {shown:?}");
+        assert!(!contains(&got, &[0x9d]), "{who:?}: {shown:?}");
+        assert!(!contains(&got, b"\x1b[21t"), "{who:?}: {shown:?}");
+        assert!(!contains(&got, b"$qm"), "{who:?}: {shown:?}");
+        assert!(!contains(&got, &[0x05]), "{who:?}: {shown:?}");
+        // What a terminal should get arrives byte for byte.
+        assert!(
+            contains(&got, b"\x1b]2;rm -rf ~\x07"),
+            "{who:?}: title set kept: {shown:?}"
+        );
+        assert!(contains(&got, b"\x1b[31mRED\x1b[0m"), "{who:?}: {shown:?}");
+        assert!(
+            contains(
+                &got,
+                b"\x1b]8;;http://x.invalid/\x1b\\link\x1b]8;;\x1b\\ done"
+            ),
+            "{who:?}: {shown:?}"
+        );
+    }
+
+    // A trusted profile may let the clipboard through, and only that.
+    let prof = f.dir.path().join("clipboard.toml");
+    std::fs::write(
+        &prof,
+        "extends = \"default\"\n[terminal]\npassthrough = [\"osc52\"]\n",
+    )
+    .unwrap();
+    for who in users() {
+        let (got, code) = terminal_bytes(&f, who, &inside(&["--profile", prof.to_str().unwrap()]));
+        let shown = String::from_utf8_lossy(&got);
+        assert_eq!(code, 0, "{who:?}: {shown:?}");
+        assert!(
+            contains(&got, format!("\x1b]52;c;{clip}\x07").as_bytes()),
+            "{who:?}: {shown:?}"
+        );
+        assert!(
+            !contains(&got, b"\x1b[21t") && !contains(&got, b"$qm"),
+            "{who:?}: {shown:?}"
+        );
+    }
+    // --dry-run shows the filter and the allowance.
+    let out = f
+        .airlock(As::Me)
+        .args([
+            "run",
+            "--dry-run",
+            "--profile",
+            prof.to_str().unwrap(),
+            "--",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("terminal   filters title-report")
+            && stdout(&out).contains("passes (profile terminal.passthrough): osc52"),
+        "{}",
+        show(&out)
+    );
+
+    // The workspace's own profile cannot ask for it.
+    std::fs::write(
+        f.ws.join(".airlock.toml"),
+        "[terminal]\npassthrough = [\"osc52\"]\n",
+    )
+    .unwrap();
+    for who in users() {
+        let out = f.run_sh(who, &[], "echo should-not-run");
+        assert_eq!(out.status.code(), Some(125), "{who:?}: {}", show(&out));
+        assert!(
+            stderr(&out).contains("terminal.passthrough"),
+            "{}",
+            show(&out)
+        );
+        assert!(!stdout(&out).contains("should-not-run"));
+    }
+    std::fs::remove_file(f.ws.join(".airlock.toml")).unwrap();
+}

@@ -2,7 +2,7 @@
 //! and for each missing piece the concrete fix and what protection remains.
 
 use super::{CheckArgs, Format};
-use crate::host::Host;
+use crate::host::{Host, UsernsBlock};
 use crate::profile::types::Mode;
 use serde::Serialize;
 
@@ -53,26 +53,46 @@ pub fn landlock_features(abi: i32) -> String {
     f.join(", ")
 }
 
+/// The user-namespace line: what refuses them here and the fix for each cause
+/// (pure: the host facts come in, so tests feed a made-up host).
+pub fn userns_item(host: &Host) -> Item {
+    let blocks = UsernsBlock::diagnose(&host.userns_facts, host.uid, host.container.as_deref());
+    let exe = host.userns_facts.exe.as_deref();
+    match &host.userns {
+        Ok(()) => Item {
+            feature: "user namespaces",
+            available: true,
+            detail: if host.userns_facts.apparmor_restrict == Some(true) {
+                "unprivileged user namespaces work: full mode (AppArmor's user-namespace restriction is on, and this airlock is allowed: an AppArmor profile grants it `userns`, or it runs privileged)".into()
+            } else {
+                "unprivileged user namespaces work: full mode (masked filesystem view, pid/net/ipc isolation)".into()
+            },
+            fix: None,
+            without_it: None,
+        },
+        Err(e) => Item {
+            feature: "user namespaces",
+            available: false,
+            detail: e.clone(),
+            fix: Some(if blocks.is_empty() {
+                "sysctl -w user.max_user_namespaces=15000; on Ubuntu 23.10+: the AppArmor profile in contrib/apparmor/airlock (see contrib/apparmor/README.md)".to_string()
+            } else {
+                blocks
+                    .iter()
+                    .map(|b| b.fix(exe, host.container.as_deref()))
+                    .collect::<Vec<_>>()
+                    .join("\n              and: ")
+            }),
+            without_it: Some("landlock-only mode: Landlock, seccomp, env scrubbing and no_new_privs still apply; secret files are carved out of the Landlock rules instead of masked; no pid/net namespace (network isolation falls back to Landlock TCP rules and seccomp)".to_string()),
+        },
+    }
+}
+
 pub fn build(host: &Host, profile_name: &str) -> Result<Report, crate::error::Error> {
     let profile = crate::profile::load_named(profile_name)?;
     let p = &profile.profile;
     let mut items = Vec::new();
-    items.push(Item {
-        feature: "user namespaces",
-        available: host.userns.is_ok(),
-        detail: match &host.userns {
-            Ok(()) => "unprivileged user namespaces work: full mode (masked filesystem view, pid/net/ipc isolation)".into(),
-            Err(e) => e.clone(),
-        },
-        fix: host.userns.as_ref().err().map(|_| {
-            if host.container.is_some() {
-                "run the container with `--security-opt seccomp=unconfined --security-opt apparmor=unconfined` (or a seccomp profile allowing unshare/clone with CLONE_NEWUSER), or use --mode landlock-only".to_string()
-            } else {
-                "sysctl -w kernel.unprivileged_userns_clone=1 / user.max_user_namespaces=15000; on Ubuntu 24.04+: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for airlock granting `userns`".to_string()
-            }
-        }),
-        without_it: host.userns.as_ref().err().map(|_| "landlock-only mode: Landlock, seccomp, env scrubbing and no_new_privs still apply; secret files are carved out of the Landlock rules instead of masked; no pid/net namespace (network isolation falls back to Landlock TCP rules)".to_string()),
-    });
+    items.push(userns_item(host));
     items.push(Item {
         feature: "landlock",
         available: host.landlock_abi > 0,
@@ -196,42 +216,186 @@ pub fn main(args: CheckArgs) -> u8 {
             "{}",
             serde_json::to_string_pretty(&report).unwrap_or_default()
         ),
-        Format::Text => {
-            println!(
-                "airlock check — kernel {}, uid {}{}",
-                host.kernel,
-                host.uid,
-                host.container
-                    .as_ref()
-                    .map(|c| format!(", inside {c}"))
-                    .unwrap_or_default()
-            );
-            for i in &report.items {
-                println!(
-                    "  [{}] {:<16} {}",
-                    if i.available { " ok " } else { "MISS" },
-                    i.feature,
-                    i.detail
-                );
-                if let Some(f) = &i.fix {
-                    println!("         fix: {f}");
-                }
-                if let Some(w) = &i.without_it {
-                    println!("         without it: {w}");
-                }
-            }
-            println!(
-                "\nprofile `{}` would run in mode: {}",
-                report.profile, report.run_mode
-            );
-            for r in &report.run_would {
-                println!("  - {r}");
-            }
-        }
+        Format::Text => print!("{}", render_text(&report)),
     }
     if report.ok {
         0
     } else {
         1
+    }
+}
+
+/// The text report (pure, so a test can render a made-up host).
+pub fn render_text(report: &Report) -> String {
+    use std::fmt::Write;
+    let host = &report.host;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "airlock check — kernel {}, uid {}{}",
+        host.kernel,
+        host.uid,
+        host.container
+            .as_ref()
+            .map(|c| format!(", inside {c}"))
+            .unwrap_or_default()
+    );
+    for i in &report.items {
+        let _ = writeln!(
+            o,
+            "  [{}] {:<16} {}",
+            if i.available { " ok " } else { "MISS" },
+            i.feature,
+            i.detail
+        );
+        if let Some(f) = &i.fix {
+            let _ = writeln!(o, "         fix: {f}");
+        }
+        if let Some(w) = &i.without_it {
+            let _ = writeln!(o, "         without it: {w}");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nprofile `{}` would run in mode: {}",
+        report.profile, report.run_mode
+    );
+    for r in &report.run_would {
+        let _ = writeln!(o, "  - {r}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{UsernsFacts, APPARMOR_PROFILE_DEST, APPARMOR_PROFILE_SRC};
+    use std::path::PathBuf;
+
+    fn made_up_host(
+        userns: Result<(), String>,
+        facts: UsernsFacts,
+        container: Option<&str>,
+    ) -> Host {
+        Host {
+            uid: 1000,
+            gid: 1000,
+            user: "dev".into(),
+            home: PathBuf::from("/home/dev"),
+            kernel: "6.8.0-ubuntu".into(),
+            userns,
+            landlock_abi: 4,
+            seccomp: true,
+            cgroup_v2: true,
+            container: container.map(str::to_string),
+            xdg_runtime_dir: None,
+            userns_facts: facts,
+        }
+    }
+
+    #[test]
+    fn apparmor_restriction_names_the_shipped_profile_and_its_install() {
+        let facts = UsernsFacts {
+            apparmor_restrict: Some(true),
+            errno: Some(libc::EACCES),
+            exe: Some(PathBuf::from("/usr/local/bin/airlock")),
+            ..Default::default()
+        };
+        let host = made_up_host(Err("unshare(CLONE_NEWUSER): EACCES".into()), facts, None);
+        let report = build(&host, "default").expect("report");
+        let text = render_text(&report);
+        assert!(text.contains("[MISS] user namespaces"), "{text}");
+        assert!(text.contains("AppArmor"), "{text}");
+        assert!(text.contains(APPARMOR_PROFILE_SRC), "{text}");
+        assert!(
+            text.contains(&format!("apparmor_parser -r {APPARMOR_PROFILE_DEST}")),
+            "{text}"
+        );
+        assert!(text.contains("contrib/apparmor/README.md"), "{text}");
+        // The binary is where the profile expects it: no "change the path" advice.
+        assert!(!text.contains("change the path"), "{text}");
+        // Nothing about containers on a plain host.
+        assert!(!text.contains("seccomp=unconfined"), "{text}");
+    }
+
+    #[test]
+    fn apparmor_fix_says_when_the_binary_is_not_where_the_profile_expects() {
+        let facts = UsernsFacts {
+            apparmor_restrict: Some(true),
+            exe: Some(PathBuf::from("/home/dev/.cargo/bin/airlock")),
+            ..Default::default()
+        };
+        let host = made_up_host(Err("refused".into()), facts, None);
+        let text = render_text(&build(&host, "default").expect("report"));
+        assert!(
+            text.contains("this airlock is /home/dev/.cargo/bin/airlock"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn seccomp_in_a_container_names_docker_and_kubernetes_options() {
+        let facts = UsernsFacts {
+            seccomp_filtered: true,
+            errno: Some(libc::EPERM),
+            ..Default::default()
+        };
+        let host = made_up_host(Err("refused".into()), facts, Some("docker"));
+        let item = userns_item(&host);
+        let fix = item.fix.expect("a fix");
+        for want in [
+            "seccomp=unconfined",
+            "systempaths=unconfined",
+            "hostUsers: false",
+            "seccompProfile",
+            "examples/kubernetes/job.yaml",
+            "examples/.devcontainer/devcontainer.json",
+        ] {
+            assert!(fix.contains(want), "missing {want}: {fix}");
+        }
+        assert!(!fix.contains("apparmor_parser"), "{fix}");
+    }
+
+    #[test]
+    fn both_causes_are_named_when_both_apply() {
+        let facts = UsernsFacts {
+            seccomp_filtered: true,
+            apparmor_restrict: Some(true),
+            ..Default::default()
+        };
+        let host = made_up_host(Err("refused".into()), facts, Some("docker"));
+        let fix = userns_item(&host).fix.expect("a fix");
+        assert!(
+            fix.contains(APPARMOR_PROFILE_SRC) && fix.contains("seccomp=unconfined"),
+            "{fix}"
+        );
+        // Inside a container the profile is loaded on the host and named by the runtime.
+        assert!(fix.contains("apparmor=airlock"), "{fix}");
+    }
+
+    #[test]
+    fn seccomp_outside_a_container_is_an_inherited_filter() {
+        let facts = UsernsFacts {
+            seccomp_filtered: true,
+            ..Default::default()
+        };
+        let host = made_up_host(Err("refused".into()), facts, None);
+        let fix = userns_item(&host).fix.expect("a fix");
+        assert!(
+            fix.contains("RestrictNamespaces") && fix.contains("landlock-only"),
+            "{fix}"
+        );
+    }
+
+    #[test]
+    fn working_namespaces_need_no_fix_even_under_the_apparmor_restriction() {
+        let facts = UsernsFacts {
+            apparmor_restrict: Some(true),
+            ..Default::default()
+        };
+        let host = made_up_host(Ok(()), facts, None);
+        let item = userns_item(&host);
+        assert!(item.available && item.fix.is_none());
+        assert!(item.detail.contains("AppArmor"));
     }
 }

@@ -106,6 +106,35 @@ pub struct Plan {
     /// Every promise of the full mode that does not hold in this run (landlock-only
     /// mode on this kernel), each with the reason: printed first, and audited.
     pub weaker: Vec<String>,
+    /// Control sequences the PTY relay drops from the command's output.
+    pub terminal: TerminalPlan,
+}
+
+/// What the PTY relay (interactive runs) keeps from reaching the user's terminal.
+#[derive(Debug, Clone, Serialize)]
+pub struct TerminalPlan {
+    /// Dropped from the command's output.
+    pub filtered: Vec<crate::profile::types::TermSeq>,
+    /// Allowed by the profile's `terminal.passthrough`.
+    pub passthrough: Vec<crate::profile::types::TermSeq>,
+}
+
+impl TerminalPlan {
+    pub fn from_profile(t: &crate::profile::types::Terminal) -> TerminalPlan {
+        let all = crate::profile::types::TermSeq::ALL;
+        TerminalPlan {
+            filtered: all
+                .iter()
+                .copied()
+                .filter(|s| !t.passthrough.contains(s))
+                .collect(),
+            passthrough: all
+                .iter()
+                .copied()
+                .filter(|s| t.passthrough.contains(s))
+                .collect(),
+        }
+    }
 }
 
 /// Where the proxy's socket appears inside and where the relay listens.
@@ -370,6 +399,7 @@ pub fn build(
         }),
         notes: fs.notes,
         weaker,
+        terminal: TerminalPlan::from_profile(&p.terminal),
     })
 }
 

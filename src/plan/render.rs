@@ -56,6 +56,26 @@ pub fn text(plan: &Plan) -> String {
     if let Some(t) = plan.timeout_secs {
         let _ = writeln!(w, "  timeout    {t}s");
     }
+    let names = |v: &[crate::profile::types::TermSeq]| {
+        v.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(
+        w,
+        "  terminal   filters {}{}",
+        if plan.terminal.filtered.is_empty() {
+            "nothing".to_string()
+        } else {
+            names(&plan.terminal.filtered)
+        },
+        if plan.terminal.passthrough.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; passes (profile terminal.passthrough): {}",
+                names(&plan.terminal.passthrough)
+            )
+        }
+    );
     let _ = writeln!(w, "\nfilesystem view (in mount order):");
     for m in &plan.mounts {
         let what = match &m.kind {

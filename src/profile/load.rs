@@ -324,6 +324,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         secrets,
         audit,
         limits,
+        terminal,
     } = child;
     over(&mut base.name, name);
     over(&mut base.description, description);
@@ -444,6 +445,9 @@ pub fn merge(base: &mut Profile, child: Profile) {
     over(&mut l.tmpfs, tmpfs);
     over(&mut l.cgroup_required, cgroup_required);
     over(&mut l.timeout, timeout);
+
+    let Terminal { passthrough } = terminal;
+    extend(&mut base.terminal.passthrough, passthrough);
 }
 
 /// The workspace's own `.airlock.toml`, if any: parsed, checked to only tighten,

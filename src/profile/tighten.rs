@@ -116,6 +116,7 @@ pub fn check(p: &Profile, t: &Profile) -> Check {
         secrets,
         audit,
         limits,
+        terminal,
     } = p;
     forbid(
         extends,
@@ -135,7 +136,17 @@ pub fn check(p: &Profile, t: &Profile) -> Check {
     check_seccomp(seccomp)?;
     check_secrets(secrets, &t.secrets)?;
     check_audit(audit)?;
-    check_limits(limits, &t.limits)
+    check_limits(limits, &t.limits)?;
+    check_terminal(terminal)
+}
+
+fn check_terminal(t: &Terminal) -> Check {
+    let Terminal { passthrough } = t;
+    forbid(
+        passthrough,
+        "terminal.passthrough",
+        "it would let the command write your clipboard or type into your terminal",
+    )
 }
 
 fn check_filesystem(f: &Filesystem, t: &Filesystem) -> Check {
@@ -487,6 +498,10 @@ mod tests {
             "limits.cgroup_required",
         ),
         ("[limits]\ntimeout = \"100h\"", "limits.timeout"),
+        (
+            "[terminal]\npassthrough = [\"osc52\"]",
+            "terminal.passthrough",
+        ),
     ];
 
     fn trusted() -> Profile {

@@ -39,6 +39,8 @@ pub struct Profile {
     pub audit: Audit,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub terminal: Terminal,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -284,4 +286,70 @@ pub struct Limits {
     pub cgroup_required: Option<bool>,
     /// Kill the whole sandbox after this long ("30s", "10m", "1h").
     pub timeout: Option<String>,
+}
+
+/// What the command's output may do to the terminal it is shown on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Terminal {
+    /// Control sequences that reach your terminal although airlock drops them
+    /// by default (they write the clipboard, save files, program keys, or make
+    /// the terminal type an answer the command chose): "osc52", "title-report",
+    /// "decrqss", "decudk", "answerback", "tmux-passthrough", "file-transfer",
+    /// "variable-report". Only a trusted profile can allow them.
+    #[serde(default)]
+    pub passthrough: Vec<TermSeq>,
+}
+
+/// A terminal control sequence airlock filters from the command's output by default.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum TermSeq {
+    /// OSC 52 clipboard write/read (and kitty's OSC 5522, iTerm2's `1337;Copy`).
+    Osc52,
+    /// `CSI 20 t` / `CSI 21 t`: the terminal types back its icon label / window title.
+    TitleReport,
+    /// DECRQSS (`DCS $ q … ST`): the terminal types back a setting, echoing the request.
+    Decrqss,
+    /// DECUDK (`DCS … | … ST`): programs function keys with strings the command chose.
+    Decudk,
+    /// ENQ (0x05): the terminal types back its answerback string.
+    Answerback,
+    /// `DCS tmux; … ST`: tmux forwards the payload to the outer terminal
+    /// (when allowed, the payload is still filtered by these rules).
+    TmuxPassthrough,
+    /// iTerm2 `OSC 1337;File=`: saves a file (or shows an image).
+    FileTransfer,
+    /// iTerm2 `OSC 1337;ReportVariable`: the terminal types back a variable the command can set.
+    VariableReport,
+}
+
+impl TermSeq {
+    /// Every one of them is filtered unless `terminal.passthrough` names it.
+    pub const ALL: &'static [TermSeq] = &[
+        TermSeq::Osc52,
+        TermSeq::TitleReport,
+        TermSeq::Decrqss,
+        TermSeq::Decudk,
+        TermSeq::Answerback,
+        TermSeq::TmuxPassthrough,
+        TermSeq::FileTransfer,
+        TermSeq::VariableReport,
+    ];
+
+    /// The name used in profiles and `--dry-run`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TermSeq::Osc52 => "osc52",
+            TermSeq::TitleReport => "title-report",
+            TermSeq::Decrqss => "decrqss",
+            TermSeq::Decudk => "decudk",
+            TermSeq::Answerback => "answerback",
+            TermSeq::TmuxPassthrough => "tmux-passthrough",
+            TermSeq::FileTransfer => "file-transfer",
+            TermSeq::VariableReport => "variable-report",
+        }
+    }
 }

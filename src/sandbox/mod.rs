@@ -22,6 +22,7 @@ pub mod livemask;
 pub mod mount;
 pub mod pty;
 pub mod seccomp;
+pub mod termfilter;
 
 use crate::error::{errno_text, exit, LayerError};
 use crate::plan::{Plan, RunMode};
@@ -402,12 +403,15 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     let deadline = plan
         .timeout_secs
         .map(|s| Instant::now() + Duration::from_secs_f64(s));
+    // What the command prints passes the terminal filter (OSC 52, title reports, …).
+    let mut term = termfilter::TermFilter::new(&plan.terminal.passthrough);
     let status = event_loop(
         pid,
         sfd,
         master.as_ref().map(|m| m.as_raw_fd()),
         deadline,
         plan.mode,
+        &mut term,
     );
     drop(raw);
     if plan.mode == RunMode::LandlockOnly {
@@ -490,10 +494,12 @@ fn event_loop(
     master: Option<i32>,
     deadline: Option<Instant>,
     mode: RunMode,
+    term: &mut termfilter::TermFilter,
 ) -> LoopEnd {
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
     let mut buf = [0u8; 16384];
+    let mut shown = Vec::with_capacity(buf.len());
     loop {
         let mut fds = vec![libc::pollfd {
             fd: sfd,
@@ -544,7 +550,9 @@ fn event_loop(
             if fds[2].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 let r = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
                 if r > 0 {
-                    write_all(1, &buf[..r as usize]);
+                    shown.clear();
+                    term.feed(&buf[..r as usize], &mut shown);
+                    write_all(1, &shown);
                 } else {
                     master_open = false;
                 }
@@ -566,7 +574,7 @@ fn event_loop(
                         let mut st = 0;
                         if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
                             if let Some(m) = master {
-                                drain(m, &mut buf);
+                                drain(m, &mut buf, term);
                             }
                             return LoopEnd::Exited(st);
                         }
@@ -608,8 +616,8 @@ fn write_all(fd: i32, mut data: &[u8]) {
     }
 }
 
-/// After the command exits, copy what it left in the PTY.
-fn drain(master: i32, buf: &mut [u8]) {
+/// After the command exits, copy what it left in the PTY (through the filter).
+fn drain(master: i32, buf: &mut [u8], term: &mut termfilter::TermFilter) {
     unsafe {
         let fl = libc::fcntl(master, libc::F_GETFL);
         libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
@@ -619,8 +627,13 @@ fn drain(master: i32, buf: &mut [u8]) {
         if r <= 0 {
             break;
         }
-        write_all(1, &buf[..r as usize]);
+        let mut shown = Vec::new();
+        term.feed(&buf[..r as usize], &mut shown);
+        write_all(1, &shown);
     }
+    let mut shown = Vec::new();
+    term.finish(&mut shown);
+    write_all(1, &shown);
 }
 
 /// Landlock-only mode has no pid namespace to tear down: kill every process
