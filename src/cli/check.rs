@@ -289,6 +289,8 @@ mod tests {
             cgroup_v2: true,
             container: container.map(str::to_string),
             xdg_runtime_dir: None,
+            mem_bytes: 8 << 30,
+            airlock_dirs: vec![],
             userns_facts: facts,
         }
     }
