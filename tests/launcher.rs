@@ -779,7 +779,19 @@ fn malformed_profiles_give_file_line_key_and_exit_125() {
         .args(["run", "--profile", "no-such", "--", "true"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    // A mistyped --profile is a usage error, like a mistyped flag.
+    assert_eq!(out.status.code(), Some(2));
+    let typo = f
+        .airlock(As::Me)
+        .args(["run", "--profile", "claud-code", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        stderr(&typo).contains("did you mean `claude-code`"),
+        "{}",
+        show(&typo)
+    );
     assert!(
         stderr(&out).contains("default") && stderr(&out).contains("strict"),
         "lists built-ins: {}",

@@ -202,7 +202,19 @@ pub fn load_named(name: &str) -> Result<LoadedProfile, ProfileError> {
         if chain.len() > 16 {
             return Err(ProfileError::Cycle(name.to_string()));
         }
-        let (origin, text) = find(&n)?;
+        let (origin, text) = match (find(&n), chain.last()) {
+            (Ok(found), _) => found,
+            // A bad `extends` is the extending file's error (exit 125), not a
+            // mistyped --profile (exit 2).
+            (Err(e @ ProfileError::NotFound(..)), Some((child, _, _))) => {
+                return Err(ProfileError::Invalid {
+                    file: child.label(),
+                    key: "extends".into(),
+                    msg: e.to_string(),
+                })
+            }
+            (Err(e), _) => return Err(e),
+        };
         let label = origin.label();
         if chain.iter().any(|(o, _, _)| o.label() == label) {
             return Err(ProfileError::Cycle(label));
