@@ -102,3 +102,55 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub fn errno_text(e: nix::errno::Errno) -> String {
     format!("{e:?} ({})", e.desc())
 }
+
+/// The one redaction every message that quotes user input goes through
+/// before it is printed or recorded: each word (split on whitespace, quotes,
+/// backticks and `=:,;()[]{}`) that holds a credential — bare, dressed up,
+/// base64- or percent-encoded — becomes `<redacted>`. Names, paths and
+/// ordinary values pass unchanged.
+pub fn redact_message(msg: &str) -> String {
+    let is_sep = |c: char| c.is_whitespace() || "\"'`=:,;()[]{}<>".contains(c);
+    let mut out = String::with_capacity(msg.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.len() >= 8 && crate::plan::env::secret_in_env_value(word).is_some() {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in msg.chars() {
+        if is_sep(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_message;
+
+    #[test]
+    fn credentials_in_messages_are_redacted_and_the_rest_kept() {
+        let tok = format!("{}_{}", "ghp", "Zq9Xw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa");
+        for msg in [
+            format!("unknown variant `{tok}`, expected one of `none`"),
+            format!("profile x.toml: `limits.timeout`: `{tok}` is not a duration"),
+            format!("invalid value '{tok}' for '--net <NET>'"),
+            format!("env.set key \"{tok}\" is not a name"),
+            format!("extends = {tok}: not found"),
+        ] {
+            let r = redact_message(&msg);
+            assert!(!r.contains(&tok), "{r}");
+            assert!(r.contains("<redacted>"), "{r}");
+        }
+        let plain = "profile /home/u/p.toml: line 3: `network.mode`: unknown variant `hots`";
+        assert_eq!(redact_message(plain), plain);
+    }
+}

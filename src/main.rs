@@ -8,7 +8,13 @@ fn main() -> ExitCode {
             // `airlock run claude`: the command goes after `--`; say so.
             let args: Vec<String> = std::env::args().skip(1).collect();
             let hint = airlock::cli::usage_hint(&e, &args);
-            let _ = e.print();
+            // clap quotes the offending value: through the one redaction.
+            let text = airlock::error::redact_message(&e.render().to_string());
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
             if let Some(h) = hint {
                 eprintln!("\n{h}");
             }

@@ -143,3 +143,46 @@ fn a_huge_timeout_is_a_usage_error_not_a_panic() {
     assert!(!stdout(&out).contains("ran"), "{}", show(&out));
     std::fs::remove_file(f.ws.join(".airlock.toml")).unwrap();
 }
+
+/// A credential pasted into the wrong place never comes back in an error.
+#[test]
+fn credential_values_never_appear_in_error_messages() {
+    let f = Fixture::new();
+    let tok = format!("{}_{}", "ghp", "Zq9Xw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa");
+    let profiles = [
+        format!("mode = \"{tok}\"\n"),
+        format!("[network]\nmode = \"{tok}\"\n"),
+        format!("[limits]\ntimeout = \"{tok}\"\n"),
+        format!("sockets = [\"{tok}\"]\n"),
+        format!("[env.set]\n\"{tok}\" = \"x\"\n"),
+        format!("[[secrets.rules]]\nid = \"r\"\ndescription = \"d\"\nregex = \"({tok}\"\n"),
+        format!("extends = \"{tok}\"\n"),
+        format!("{tok} = 1\n"),
+        format!("[filesystem]\nworkspace = \"{tok}\"\n"),
+    ];
+    for (i, body) in profiles.iter().enumerate() {
+        let p = f.dir.path().join(format!("leak{i}.toml"));
+        std::fs::write(&p, body).unwrap();
+        for args in [
+            vec!["run", "--profile", p.to_str().unwrap(), "--", "true"],
+            vec!["profile", "validate", p.to_str().unwrap()],
+        ] {
+            let out = f.airlock(As::Me).args(&args).output().unwrap();
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert!(!all.contains(&tok), "{i} {args:?}: {all}");
+            assert!(!all.contains("panicked"), "{i}: {all}");
+        }
+    }
+    for args in [
+        vec!["run", "--net", tok.as_str(), "--", "true"],
+        vec!["run", "--timeout", tok.as_str(), "--", "true"],
+        vec!["run", "--on-secret", tok.as_str(), "--", "true"],
+        vec!["run", "--profile", tok.as_str(), "--", "true"],
+        vec!["run", "--mode", tok.as_str(), "--", "true"],
+    ] {
+        let out = f.airlock(As::Me).args(&args).output().unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {all}");
+        assert!(!all.contains(&tok), "{args:?}: {all}");
+    }
+}

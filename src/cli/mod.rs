@@ -319,6 +319,6 @@ pub fn dispatch(cli: Cli) -> u8 {
 
 /// Print an error the one way airlock prints errors, and return its exit code.
 pub fn report(e: &crate::error::Error) -> u8 {
-    eprintln!("airlock: {e}");
+    eprintln!("airlock: {}", crate::error::redact_message(&e.to_string()));
     e.exit_code()
 }

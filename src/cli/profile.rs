@@ -55,7 +55,7 @@ pub fn main(cmd: ProfileCmd) -> u8 {
                     }
                 }
                 Err(e) => {
-                    eprintln!("airlock: {e}");
+                    eprintln!("airlock: {}", crate::error::redact_message(&e.to_string()));
                     crate::error::exit::SETUP
                 }
             }
@@ -80,7 +80,7 @@ pub fn main(cmd: ProfileCmd) -> u8 {
                 0
             }
             Err(e) => {
-                eprintln!("airlock: {e}");
+                eprintln!("airlock: {}", crate::error::redact_message(&e.to_string()));
                 1
             }
         },

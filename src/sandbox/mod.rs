@@ -82,7 +82,7 @@ pub fn run(plan: &Plan, run_id: &str) -> Outcome {
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
     if let Some(e) = &out.error {
-        eprintln!("airlock: {e}");
+        eprintln!("airlock: {}", crate::error::redact_message(e));
     }
     out
 }
