@@ -84,6 +84,8 @@ pub struct WatchPlan {
     /// mode, where Landlock lets entries be added and cannot refuse chmod or utimes):
     /// new entries are always removed and metadata always restored.
     pub protect: Vec<PathBuf>,
+    /// Paths the user made writable on purpose (`--rw .git/config`): not compared.
+    pub exempt: Vec<PathBuf>,
     /// Put the originals back (else: report only).
     pub revert: bool,
 }
@@ -393,6 +395,8 @@ impl Snapshot {
                 }
             }
         }
+        watch_files.retain(|f| !plan.exempt.iter().any(|e| f.starts_with(e)));
+        watch_dirs.retain(|d| !plan.exempt.iter().any(|e| d.starts_with(e)));
         for d in watch_dirs {
             let mut set = BTreeSet::new();
             files_under(&d, &mut budget, &mut set);

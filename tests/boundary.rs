@@ -491,3 +491,39 @@ fn masked_file_stays_masked_when_the_host_replaces_it() {
         std::fs::write(f.ws.join("notes.txt"), "old notes\n").unwrap();
     }
 }
+
+/// `git remote add` fails on the read-only `.git/config`: the first line says
+/// so and how to allow it, and `--rw .git/config` does.
+#[test]
+fn read_only_git_config_is_explained_and_can_be_allowed() {
+    let f = Fixture::new();
+    for who in users() {
+        repo(&f);
+        let out = f.run_sh(
+            who,
+            &[],
+            "git remote add origin https://example.invalid/r.git; echo rc=$?",
+        );
+        let first = stderr(&out).lines().next().unwrap_or_default().to_string();
+        assert!(
+            first.contains("kept read-only")
+                && first.contains(".git/config")
+                && first.contains("--rw"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(!stdout(&out).contains("rc=0"), "{who:?}: {}", show(&out));
+        let out = f.run_sh(
+            who,
+            &["--rw", ".git/config"],
+            "git remote add origin https://example.invalid/r.git && echo added",
+        );
+        assert!(stdout(&out).contains("added"), "{who:?}: {}", show(&out));
+        let remotes = git(&f.ws, &["remote"]);
+        assert!(
+            stdout(&remotes).contains("origin"),
+            "kept after the run: {who:?}: {}",
+            show(&out)
+        );
+    }
+}

@@ -103,6 +103,28 @@ fn run(args: RunArgs) -> Result<u8, Error> {
             plan.mode_reason
         );
     }
+    if plan.mode == plan::RunMode::Full && !args.quiet {
+        // Once per run: which persistence vectors are read-only, and the way
+        // to allow one, so `git config` failing with EBUSY/EROFS is explained.
+        let ro: Vec<String> = plan
+            .mounts
+            .iter()
+            .filter(|m| m.reason.starts_with("persistence vector"))
+            .map(|m| {
+                m.dest
+                    .strip_prefix(&plan.workspace)
+                    .unwrap_or(&m.dest)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        if !ro.is_empty() {
+            eprintln!(
+                "airlock: kept read-only (code planted there runs outside the sandbox later): {}; allow one with --rw PATH",
+                ro.join(", ")
+            );
+        }
+    }
     if !plan.findings.is_empty() {
         match plan.on_secret {
             OnSecret::Block => {

@@ -262,6 +262,14 @@ impl Builder<'_> {
             }
             return Ok(());
         }
+        // Already writable through a read-write bind of a parent at the same
+        // path: no bind of its own (a mount point cannot be renamed over,
+        // which is how git and editors save).
+        if rw
+            && matches!(self.covering(&dest), Some(m) if m.dest != dest && matches!(&m.kind, MountKind::RwBind { src } if *src == m.dest))
+        {
+            return Ok(());
+        }
         let kind = if rw {
             MountKind::RwBind { src: dest.clone() }
         } else {
@@ -502,7 +510,17 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 }
             }
         }
+        // An explicit --rw of a persistence vector lifts it (`--rw .git/config`
+        // for `git remote add`): not bound read-only, not put back.
+        let lifted: Vec<PathBuf> = req.rw.iter().map(|r| b.expand(r)).collect();
         for (path, rel) in paths {
+            if lifted.contains(&path) {
+                watch.exempt.push(path.clone());
+                b.notes.push(format!(
+                    "persistence vector {rel}: writable (--rw), not checked after the run"
+                ));
+                continue;
+            }
             if path.starts_with(&host.home) && !path.starts_with(&workspace) {
                 // A home file matters only where a bind shows the host's copy.
                 let shown = path.parent().is_some_and(|d| b.in_view(d));
