@@ -186,3 +186,47 @@ fn credential_values_never_appear_in_error_messages() {
         assert!(!all.contains(&tok), "{args:?}: {all}");
     }
 }
+
+/// The ci profile passes the CI system's own variables, drops its tokens, and
+/// the audit record names what was withheld and the timeout that applied.
+#[test]
+fn ci_profile_passes_ci_variables_and_records_what_it_withheld() {
+    let f = Fixture::new();
+    let log = f.dir.path().join("ci.jsonl");
+    let tok = format!("{}_{}", "ghs", "Zq9Xw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa");
+    for who in users() {
+        let out = f
+            .airlock(who)
+            .env("GITHUB_ACTIONS", "true")
+            .env("RUNNER_TEMP", "/tmp")
+            .env("GITHUB_TOKEN", &tok)
+            .args(["run", "--profile", "ci", "--timeout", "5m", "--audit-log"])
+            .arg(&log)
+            .args(["--", "sh", "-c", "env"])
+            .output()
+            .unwrap();
+        let s = stdout(&out);
+        assert!(
+            s.contains("GITHUB_ACTIONS=true") && s.contains("RUNNER_TEMP=/tmp"),
+            "{}",
+            show(&out)
+        );
+        assert!(
+            !s.contains("GITHUB_TOKEN") && !s.contains(&tok),
+            "{}",
+            show(&out)
+        );
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(!text.contains(&tok));
+        let start: serde_json::Value = serde_json::from_str(
+            text.lines()
+                .rev()
+                .find(|l| l.contains("\"start\""))
+                .unwrap(),
+        )
+        .unwrap();
+        let names = start["env"]["not_allowed_names"].as_array().unwrap();
+        assert!(names.iter().any(|n| n == "GITHUB_TOKEN"), "{start}");
+        assert_eq!(start["timeout_secs"], 300.0, "{start}");
+    }
+}

@@ -27,6 +27,8 @@ pub struct EnvPlan {
     pub vars: Vec<EnvVar>,
     /// Names dropped for a reason other than "not on the allow-list".
     pub dropped: Vec<Dropped>,
+    /// Names not on the allow-list (names only: the audit record lists what was withheld).
+    pub not_allowed_names: Vec<String>,
     /// How many variables were not on the allow-list.
     pub not_allowed: usize,
 }
@@ -82,6 +84,7 @@ pub fn build(
         }
         if !keep.iter().any(|k| name_matches(k, name)) {
             plan.not_allowed += 1;
+            plan.not_allowed_names.push(name.clone());
             continue;
         }
         if socket_only.contains(&name.as_str()) {
@@ -136,6 +139,7 @@ pub fn build(
     }
     plan.vars.sort_by(|a, b| a.name.cmp(&b.name));
     plan.dropped.sort_by(|a, b| a.name.cmp(&b.name));
+    plan.not_allowed_names.sort();
     plan
 }
 
