@@ -230,3 +230,39 @@ fn ci_profile_passes_ci_variables_and_records_what_it_withheld() {
         assert_eq!(start["timeout_secs"], 300.0, "{start}");
     }
 }
+
+/// A tool that lives outside the view: exit 127, and the hint names the host
+/// path and the flag that binds it.
+#[test]
+fn a_tool_outside_the_view_gets_a_hint_naming_the_flag() {
+    let f = Fixture::new();
+    let bin = f.home.join(".mytool/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("mytool"), "#!/bin/sh\necho tool-ran\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("mytool"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for who in users() {
+        let out = f
+            .airlock(who)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .args(["run", "--", "mytool"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(127), "{}", show(&out));
+        assert!(
+            stderr(&out).contains("--ro ~/.mytool"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        let out = f
+            .airlock(who)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .args(["run", "--ro", "~/.mytool", "--", "mytool"])
+            .output()
+            .unwrap();
+        assert!(stdout(&out).contains("tool-ran"), "{who:?}: {}", show(&out));
+    }
+}

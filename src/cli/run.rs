@@ -177,6 +177,11 @@ fn run(args: RunArgs) -> Result<u8, Error> {
     // Persistence vectors: the state before, compared (and reverted) after.
     let snapshot = crate::persist::Snapshot::take(&plan.watch);
     let outcome = crate::sandbox::run(&plan, &run_id);
+    if outcome.exit_code == exit::NOT_FOUND {
+        if let Some(hint) = not_found_hint(&plan) {
+            eprintln!("airlock: hint: {hint}");
+        }
+    }
     let changes = snapshot.check();
     let (protected, persistence): (Vec<_>, Vec<_>) = changes
         .iter()
@@ -299,4 +304,61 @@ fn audit_failed(
         eprintln!("airlock: WARNING: audit log {} cannot be written: {e}; running without an audit record", path.display());
         Ok(())
     }
+}
+
+/// The command (or its script's interpreter) was not found inside: say which
+/// host path provides it and the flag or profile that binds it.
+fn not_found_hint(plan: &plan::Plan) -> Option<String> {
+    use std::path::{Path, PathBuf};
+    let cmd = plan.command.first()?;
+    let host_path = std::env::var_os("PATH")?;
+    let found: PathBuf = if cmd.contains('/') {
+        PathBuf::from(cmd)
+    } else {
+        std::env::split_paths(&host_path)
+            .map(|d| d.join(cmd))
+            .find(|p| p.is_file())?
+    };
+    let real = std::fs::canonicalize(&found).unwrap_or(found.clone());
+    // A script whose interpreter lives outside the view (a venv's python).
+    let interp = std::fs::read(&real).ok().and_then(|b| {
+        let line = b
+            .split(|c| *c == b'\n')
+            .next()?
+            .strip_prefix(b"#!")?
+            .to_vec();
+        let s = String::from_utf8(line).ok()?;
+        s.split_whitespace().next().map(PathBuf::from)
+    });
+    let needs = match &interp {
+        Some(i) if i.is_absolute() && !i.starts_with("/usr") && !i.starts_with("/bin") => i.clone(),
+        _ => real.clone(),
+    };
+    // The directory to bind: the top directory under $HOME (~/.cargo, ~/.pyenv,
+    // a venv) or the file's own directory elsewhere.
+    let home = &plan.home;
+    let dir = match needs.strip_prefix(home) {
+        Ok(rest) => rest
+            .components()
+            .next()
+            .map(|c| home.join(c.as_os_str()))
+            .unwrap_or_else(|| home.clone()),
+        Err(_) => needs.parent().map(Path::to_path_buf).unwrap_or_default(),
+    };
+    let shown = match dir.strip_prefix(home) {
+        Ok(r) => format!("~/{}", r.display()),
+        Err(_) => dir.display().to_string(),
+    };
+    let toolchain = [".cargo", ".rustup", ".pyenv", "go", ".npm-global"]
+        .iter()
+        .any(|t| dir == home.join(t));
+    Some(format!(
+        "on the host `{cmd}` is {}{}, which is not in the sandbox's view: bind it read-only with --ro {shown}{}",
+        real.display(),
+        match &interp {
+            Some(i) if needs == *i => format!(" (interpreter {})", i.display()),
+            _ => String::new(),
+        },
+        if toolchain { " (or use --profile ci, which binds the common toolchains)" } else { "" }
+    ))
 }
