@@ -266,3 +266,40 @@ fn a_tool_outside_the_view_gets_a_hint_naming_the_flag() {
         assert!(stdout(&out).contains("tool-ran"), "{who:?}: {}", show(&out));
     }
 }
+
+/// A first run of an agent profile on a fresh home keeps its state: the state
+/// files are created on the host (empty, private) and bound read-write. A home
+/// that does not exist gets nothing created.
+#[test]
+fn agent_state_persists_from_the_first_run() {
+    let f = Fixture::new();
+    let _ = std::fs::remove_dir_all(f.home.join(".codex"));
+    for who in users() {
+        let out = f.run_sh(
+            who,
+            &["--profile", "codex", "--net", "none"],
+            "echo session-1 > ~/.codex/history.jsonl && echo saved",
+        );
+        assert!(stdout(&out).contains("saved"), "{who:?}: {}", show(&out));
+        assert_eq!(
+            std::fs::read_to_string(f.home.join(".codex/history.jsonl")).unwrap(),
+            "session-1\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f.home.join(".codex"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+        let _ = std::fs::remove_dir_all(f.home.join(".codex"));
+    }
+    let ghost = f.dir.path().join("no-such-home");
+    let out = f
+        .airlock(As::Me)
+        .env("HOME", &ghost)
+        .args(["run", "--profile", "codex", "--net", "none", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!ghost.exists(), "{}", show(&out));
+}

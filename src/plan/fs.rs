@@ -10,7 +10,7 @@ use crate::profile::types::{Access, NetMode, Profile};
 use crate::scan::Finding;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -430,6 +430,52 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     }
     for s in &fsp.home_rw {
         b.bind(s, true, "profile filesystem.home_rw")?;
+    }
+    // The agent's state: created on the host when absent, so it persists.
+    // (Planning's one write, like the scan cache: only under an existing
+    // $HOME that is not `/`, only what a trusted profile names.)
+    for s in &fsp.home_state {
+        let p = b.expand(s.trim_end_matches('/'));
+        let home_ok = host.home != Path::new("/") && host.home.is_dir();
+        if home_ok && p.starts_with(&host.home) && std::fs::symlink_metadata(&p).is_err() {
+            let made = if s.ends_with('/') {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&p)
+            } else {
+                p.parent()
+                    .map_or(Ok(()), |d| {
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o700)
+                            .create(d)
+                    })
+                    .and_then(|_| {
+                        use std::io::Write;
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(&p)?;
+                        if p.extension().is_some_and(|e| e == "json") {
+                            f.write_all(b"{}")?;
+                        }
+                        Ok(())
+                    })
+            };
+            match made {
+                Ok(()) => b.notes.push(format!(
+                    "{}: created (agent state, absent before)",
+                    p.display()
+                )),
+                Err(e) => b.notes.push(format!(
+                    "{}: could not create agent state: {e}",
+                    p.display()
+                )),
+            }
+        }
+        b.bind(&p.to_string_lossy(), true, "profile filesystem.home_state")?;
     }
     // 4. The workspace at its own path.
     let ws_access = fsp.workspace.unwrap_or(Access::Rw);

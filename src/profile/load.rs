@@ -350,6 +350,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         drop,
         home_ro,
         home_rw,
+        home_state,
         mask,
         mask_patterns,
         protect,
@@ -366,6 +367,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     extend(&mut f.drop, drop);
     extend(&mut f.home_ro, home_ro);
     extend(&mut f.home_rw, home_rw);
+    extend(&mut f.home_state, home_state);
     extend(&mut f.mask, mask);
     extend(&mut f.mask_patterns, mask_patterns);
     extend(&mut f.protect, protect);

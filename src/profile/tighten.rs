@@ -157,6 +157,7 @@ fn check_filesystem(f: &Filesystem, t: &Filesystem) -> Check {
         drop,
         home_ro,
         home_rw,
+        home_state,
         mask,
         mask_patterns,
         protect,
@@ -191,6 +192,11 @@ fn check_filesystem(f: &Filesystem, t: &Filesystem) -> Check {
         home_rw,
         "filesystem.home_rw",
         "it would expose files from $HOME",
+    )?;
+    forbid(
+        home_state,
+        "filesystem.home_state",
+        "it would create and expose files in $HOME",
     )?;
     add_only(mask)?;
     if mask_patterns
@@ -429,6 +435,10 @@ mod tests {
         ("[filesystem]\nrw = [\"/home\"]", "filesystem.rw"),
         ("[filesystem]\nhome_ro = [\".ssh\"]", "filesystem.home_ro"),
         ("[filesystem]\nhome_rw = [\".ssh\"]", "filesystem.home_rw"),
+        (
+            "[filesystem]\nhome_state = [\"~/.ssh/\"]",
+            "filesystem.home_state",
+        ),
         (
             "[filesystem]\nmask_patterns = [\"!*\"]",
             "filesystem.mask_patterns",

@@ -80,6 +80,12 @@ pub struct Filesystem {
     /// Files or directories under $HOME bound read-write into the empty home.
     #[serde(default)]
     pub home_rw: Vec<String>,
+    /// The agent's state under $HOME ("~/.claude/", "~/.claude.json"): created on
+    /// the host when absent (a trailing `/` makes a 0700 directory, otherwise a
+    /// 0600 file, `{}` for `.json`) so login and history persist, then bound
+    /// read-write. Never created when $HOME itself does not exist. Trusted profiles only.
+    #[serde(default)]
+    pub home_state: Vec<String>,
     /// Extra paths covered by an empty read-only file or directory.
     #[serde(default)]
     pub mask: Vec<String>,
