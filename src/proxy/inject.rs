@@ -801,6 +801,9 @@ fn check_rules(
     body: Option<&[u8]>,
 ) -> Result<(), Refusal> {
     let p = &r.plan;
+    if let Err(why) = plain_path(path) {
+        return Err(refusal(400, "path form", why));
+    }
     if !p.methods.is_empty() && !p.methods.iter().any(|m| m == method) {
         return Err(refusal(
             403,
@@ -864,6 +867,10 @@ fn check_rules(
             let doc = std::str::from_utf8(body).map_err(|_| unreadable("the body is not UTF-8"))?;
             docs.push((doc.to_string(), None));
         } else {
+            // Duplicate keys are refused: parsers disagree on which one wins,
+            // and the upstream's choice must be the one checked here.
+            serde_json::from_slice::<NoDuplicateKeys>(body)
+                .map_err(|_| unreadable("the body is not JSON without duplicate keys"))?;
             let v: serde_json::Value =
                 serde_json::from_slice(body).map_err(|_| unreadable("the body is not JSON"))?;
             let items = match v {
@@ -946,6 +953,77 @@ fn check_rules(
     Ok(())
 }
 
+/// Refuses paths an upstream may read differently from the glob check: dot
+/// segments, encoded slashes, dots or backslashes, empty segments.
+fn plain_path(path: &str) -> Result<(), &'static str> {
+    let lower = path.to_ascii_lowercase();
+    if ["%2f", "%5c", "%2e", "%00"]
+        .iter()
+        .any(|e| lower.contains(e))
+        || path.contains('\\')
+    {
+        return Err("encoded slashes, dots or backslashes are not served on a credential route");
+    }
+    if path.split('/').skip(1).any(|s| s == "." || s == "..") || path.contains("//") {
+        return Err("dot segments and empty segments are not served on a credential route");
+    }
+    Ok(())
+}
+
+/// Any JSON value; deserialising fails on an object with a repeated key.
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = NoDuplicateKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_unit<E>(self) -> Result<NoDuplicateKeys, E> {
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                while a.next_element::<NoDuplicateKeys>()?.is_some() {}
+                Ok(NoDuplicateKeys)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<NoDuplicateKeys, A::Error> {
+                let mut keys = HashSet::new();
+                while let Some(k) = a.next_key::<String>()? {
+                    if !keys.insert(k) {
+                        return Err(serde::de::Error::custom("duplicate key"));
+                    }
+                    a.next_value::<NoDuplicateKeys>()?;
+                }
+                Ok(NoDuplicateKeys)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// The client connection, read through one buffer for its whole life so
 /// keep-alive requests (and bytes that arrive early) are never lost.
 type ClientReader<'a> = BufReader<io::Chain<Cursor<Vec<u8>>, &'a Client>>;
@@ -1022,6 +1100,9 @@ pub(super) fn serve(shared: &Shared, client: &Client, id: u64, buf: Vec<u8>, sta
         let _ = (&*client).write_all(&http::airlock_response(404, "Not Found", body));
         return;
     };
+    // The head deadline served the first head; bodies and later requests
+    // get the idle bound.
+    let _ = client.set_read_timeout(Some(shared.limits.http_idle_timeout));
     let mut reader: ClientReader =
         BufReader::with_capacity(64 * 1024, Cursor::new(buf).chain(client));
     let mut upstream: Option<(usize, tls::TlsStream)> = None;
@@ -1476,10 +1557,10 @@ fn refuse(
         "airlock: credential route `{}` refused {method} {audit_path}: rule {}: {}\n",
         p.name, r.rule, r.why
     );
-    let text = if r.status == 429 {
-        "Too Many Requests"
-    } else {
-        "Forbidden"
+    let text = match r.status {
+        429 => "Too Many Requests",
+        400 => "Bad Request",
+        _ => "Forbidden",
     };
     let resp = http::airlock_response(r.status, text, &body);
     down.fetch_add(resp.len() as u64, Ordering::Relaxed);
@@ -1761,6 +1842,34 @@ mod tests {
         let b = new_phantom().expect("urandom");
         assert_ne!(a, b);
         assert_eq!(a.len(), "airlock-phantom-".len() + 64);
+    }
+
+    #[test]
+    fn paths_an_upstream_could_read_differently_are_refused() {
+        assert!(plain_path("/v1/messages").is_ok());
+        for p in [
+            "/v1/../admin",
+            "/v1/./x",
+            "/v1/%2e%2e/admin",
+            "/v1%2Fadmin",
+            "/v1//x",
+            "/v1\\..\\a",
+        ] {
+            assert!(plain_path(p).is_err(), "{p}");
+        }
+    }
+
+    #[test]
+    fn duplicate_json_keys_are_refused() {
+        assert!(
+            serde_json::from_slice::<NoDuplicateKeys>(br#"[{"query":"{a}","x":[1,{"y":2}]}]"#)
+                .is_ok()
+        );
+        assert!(serde_json::from_slice::<NoDuplicateKeys>(
+            br#"{"query":"mutation{x}","query":"{a}"}"#
+        )
+        .is_err());
+        assert!(serde_json::from_slice::<NoDuplicateKeys>(br#"{"a":{"b":1,"b":2}}"#).is_err());
     }
 
     #[test]
