@@ -178,7 +178,9 @@ fn serve_upstream(tls: &mut impl ReadWrite, log: &Mutex<Vec<String>>) {
             return;
         }
         let mut entry = head.clone();
-        entry.push_str(&String::from_utf8_lossy(&body));
+        if body.len() <= 64 * 1024 {
+            entry.push_str(&String::from_utf8_lossy(&body));
+        }
         log.lock().unwrap().push(entry);
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let w = r.get_mut();
@@ -201,7 +203,20 @@ fn serve_upstream(tls: &mut impl ReadWrite, log: &Mutex<Vec<String>>) {
             let _ = w.flush();
             continue;
         }
-        let (status, text) = if path.starts_with("/v1/teapot") {
+        if path.starts_with("/v1/big") {
+            let big = vec![b'b'; 8 << 20];
+            let _ = write!(
+                w,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                big.len()
+            );
+            let _ = w.write_all(&big);
+            let _ = w.flush();
+            continue;
+        }
+        let (status, text) = if path.starts_with("/v1/upload") {
+            ("200 OK", format!("upstream got {} bytes", body.len()))
+        } else if path.starts_with("/v1/teapot") {
             ("418 I'm a teapot", "short and stout".to_string())
         } else {
             // The path only: a query may hold an injected value.
@@ -259,6 +274,16 @@ c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=20)
 c.request("GET", fprefix + "/v1/file?x=1&key=" + os.environ["TEST_FILE_KEY"])
 r = c.getresponse()
 print("filecred:", r.status, r.read().decode(errors="replace"))
+# Large bodies both ways, on the same keep-alive connection.
+fk = os.environ["TEST_FILE_KEY"]
+c.request("POST", fprefix + "/v1/upload?key=" + fk, body=b"u" * 3000000)
+r = c.getresponse()
+print("upload:", r.status, r.read().decode())
+c.request("GET", fprefix + "/v1/big?key=" + fk)
+r = c.getresponse()
+print("big:", r.status, len(r.read()))
+# Over the GraphQL inspection cap on a route with GraphQL rules: refused.
+print("over-cap:", req("POST", "/graphql", phantom, b"{" + b" " * 1100000 + b"}")[:60])
 
 # Keep-alive: several requests on one connection.
 c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=20)
