@@ -323,6 +323,11 @@ while b"\r\n" not in resp:
     resp += t.recv(4096)
 print("tunnel:", resp.split(b"\r\n")[0].decode())
 
+# git: https://git.test/ remotes go through the "git" route (GIT_CONFIG_*).
+import subprocess
+g = subprocess.run(["git", "ls-remote", "https://git.test/owner/repo.git"], capture_output=True, timeout=60)
+print("git-ls-remote-rc:", g.returncode)
+
 # Everything the sandbox can see: environment, every /proc/*/environ and
 # cmdline, and the files of home, workspace, /tmp and /run. The test looks
 # for the real values in this dump.
@@ -369,6 +374,14 @@ deny_graphql_mutations = ["volumeDelete"]
 extra_ca = "{ca}"
 
 [[credentials]]
+name = "git"
+env = "REAL_UPSTREAM_TOKEN"
+upstream = "https://api.test:{port}"
+inject = "basic"
+git_insteadof = "https://git.test/"
+extra_ca = "{ca}"
+
+[[credentials]]
 name = "filecred"
 file = "{tok}"
 upstream = "https://api.test:{port}"
@@ -412,6 +425,10 @@ fn run_scenario(up: &Upstream, who: As) {
         f.airlock(who)
             .env("REAL_UPSTREAM_TOKEN", &real)
             .env("CONTROL_VISIBLE", "control-value-passed-on-purpose")
+            // Run directories (the proxy's socket) in the fixture: newer airlock
+            // builds running concurrently sweep /tmp/airlock-proxy-* they
+            // judge stale.
+            .env("TMPDIR", f.dir.path())
             .args([
                 "run",
                 "--profile",
@@ -429,7 +446,12 @@ fn run_scenario(up: &Upstream, who: As) {
     let out = run(&["main", &up.port.to_string()]);
     let s = stdout(&out);
     let e = stderr(&out);
-    assert!(out.status.success(), "{who:?}: {}", show(&out));
+    assert!(
+        out.status.success(),
+        "{who:?}: {}\naudit: {}",
+        show(&out),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // Inside: only the phantom.
     assert!(
@@ -542,6 +564,32 @@ fn run_scenario(up: &Upstream, who: As) {
             .count(),
         1,
         "{who:?}: {e}"
+    );
+    // git over HTTPS through the route: airlock's 401 challenge, then the
+    // phantom as password; the upstream sees the real credential as Basic.
+    let basic = {
+        let pair = format!("x-access-token:{real}");
+        let b64 = std::process::Command::new("base64")
+            .args(["-w0"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(pair.as_bytes())?;
+                c.wait_with_output()
+            })
+            .expect("base64");
+        String::from_utf8(b64.stdout).unwrap()
+    };
+    let git_req = seen
+        .iter()
+        .find(|h| h.starts_with("GET /owner/repo.git/info/refs?service=git-upload-pack"))
+        .unwrap_or_else(|| {
+            panic!("{who:?}: git did not reach the upstream through the route: {s}\n{all}")
+        });
+    assert!(
+        git_req.contains(&format!("authorization: Basic {basic}")),
+        "{git_req}"
     );
     // Keep-alive and streaming.
     assert!(

@@ -320,4 +320,8 @@ pub struct Credential {
     pub max_bytes: Option<u64>,
     /// PEM file of an extra CA trusted for this upstream (tests with a local CA).
     pub extra_ca: Option<String>,
+    /// Send git's HTTPS remotes under this prefix (e.g. "https://github.com/")
+    /// through the route: `url.<route>.insteadOf` via `GIT_CONFIG_*` variables,
+    /// with the phantom as the URL's password (use inject = "basic").
+    pub git_insteadof: Option<String>,
 }

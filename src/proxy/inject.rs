@@ -150,6 +150,20 @@ pub fn validate_credentials(creds: &[Credential]) -> Result<(), (usize, String, 
         if c.extra_ca.as_ref().is_some_and(|p| p.trim().is_empty()) {
             return Err(err("extra_ca", "empty path".into()));
         }
+        if let Some(g) = &c.git_insteadof {
+            let ok = g.starts_with("https://")
+                && g.ends_with('/')
+                && g.len() > "https://".len() + 1
+                && !g
+                    .bytes()
+                    .any(|b| b <= b' ' || b == b'"' || b == b'@' || b == 0x7f);
+            if !ok {
+                return Err(err(
+                    "git_insteadof",
+                    format!("`{g}` must look like https://host/ (ending in /)"),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -265,6 +279,8 @@ pub struct CredentialRoute {
     pub max_bytes: Option<u64>,
     pub extra_ca: Option<PathBuf>,
     pub basic_user: Option<String>,
+    /// git remotes under this prefix go through the route.
+    pub git_insteadof: Option<String>,
     #[serde(skip)]
     pub phantom: String,
 }
@@ -376,8 +392,35 @@ pub fn plan_routes(
             max_bytes: c.max_bytes,
             extra_ca: c.extra_ca.as_deref().map(|p| expand_home(p, home)),
             basic_user: c.basic_user.clone(),
+            git_insteadof: c.git_insteadof.clone(),
             phantom,
         });
+    }
+    // git: `url.<route>.insteadOf = <prefix>` through GIT_CONFIG_* (git 2.31+),
+    // the phantom as the password git sends after airlock's 401 challenge.
+    let git: Vec<&CredentialRoute> = out
+        .routes
+        .iter()
+        .filter(|r| r.git_insteadof.is_some())
+        .collect();
+    if !git.is_empty() {
+        let mut vars = Vec::new();
+        for (i, r) in git.iter().enumerate() {
+            let user = r.basic_user.as_deref().unwrap_or("x-access-token");
+            vars.push((
+                format!("GIT_CONFIG_KEY_{i}"),
+                format!(
+                    "url.http://{user}:{}@127.0.0.1:{port}/{}/.insteadOf",
+                    r.phantom, r.name
+                ),
+            ));
+            vars.push((
+                format!("GIT_CONFIG_VALUE_{i}"),
+                r.git_insteadof.clone().unwrap_or_default(),
+            ));
+        }
+        vars.push(("GIT_CONFIG_COUNT".to_string(), git.len().to_string()));
+        out.env.extend(vars);
     }
     Ok(out)
 }
@@ -1216,7 +1259,15 @@ fn serve_one(
             p.name,
             p.client_env.as_deref().unwrap_or("the route's client variable")
         );
-        reply(401, "Unauthorized", &body);
+        // The challenge makes git (and curl) send the credentials of the URL.
+        let r = http::airlock_response(401, "Unauthorized", &body);
+        let mut with_challenge = Vec::with_capacity(r.len() + 48);
+        let split = r.windows(2).position(|w| w == b"\r\n").map_or(0, |i| i + 2);
+        with_challenge.extend_from_slice(&r[..split]);
+        with_challenge.extend_from_slice(b"WWW-Authenticate: Basic realm=\"airlock\"\r\n");
+        with_challenge.extend_from_slice(&r[split..]);
+        down_bytes.fetch_add(with_challenge.len() as u64, Ordering::Relaxed);
+        let _ = (&*client).write_all(&with_challenge);
         shared.record(decide(
             false,
             401,
