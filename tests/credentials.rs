@@ -282,6 +282,14 @@ print("upload:", r.status, r.read().decode())
 c.request("GET", fprefix + "/v1/big?key=" + fk)
 r = c.getresponse()
 print("big:", r.status, len(r.read()))
+# A request budget: two served, the third refused before the upstream.
+bp = os.environ["TEST_BUDGET_URL"].split("3128", 1)[1]
+codes = []
+for i in range(3):
+    c = http.client.HTTPConnection("127.0.0.1", 3128, timeout=20)
+    c.request("GET", bp + "/v1/budget", headers={"authorization": "Bearer " + os.environ["TEST_BUDGET_KEY"]})
+    r = c.getresponse(); r.read(); codes.append(r.status)
+print("budget:", codes)
 # Over the GraphQL inspection cap on a route with GraphQL rules: refused.
 print("over-cap:", req("POST", "/graphql", phantom, b"{" + b" " * 1100000 + b"}")[:60])
 
@@ -379,6 +387,16 @@ env = "REAL_UPSTREAM_TOKEN"
 upstream = "https://api.test:{port}"
 inject = "basic"
 git_insteadof = "https://git.test/"
+extra_ca = "{ca}"
+
+[[credentials]]
+name = "budget"
+env = "REAL_UPSTREAM_TOKEN"
+upstream = "https://api.test:{port}"
+inject = "bearer"
+client_env = "TEST_BUDGET_KEY"
+base_url_env = ["TEST_BUDGET_URL"]
+max_requests = 2
 extra_ca = "{ca}"
 
 [[credentials]]
