@@ -910,6 +910,11 @@ fn check_rules(
             let doc = std::str::from_utf8(body).map_err(|_| unreadable("the body is not UTF-8"))?;
             docs.push((doc.to_string(), None));
         } else {
+            // Deep nesting is refused before any parser recurses on this
+            // thread's small stack; GraphQL request bodies are shallow.
+            if json_depth(body) > MAX_JSON_DEPTH {
+                return Err(unreadable("the JSON body nests too deeply"));
+            }
             // Duplicate keys are refused: parsers disagree on which one wins,
             // and the upstream's choice must be the one checked here.
             serde_json::from_slice::<NoDuplicateKeys>(body)
@@ -1011,6 +1016,35 @@ fn plain_path(path: &str) -> Result<(), &'static str> {
         return Err("dot segments and empty segments are not served on a credential route");
     }
     Ok(())
+}
+
+/// Deepest JSON nesting a route with GraphQL rules reads.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// The deepest `[`/`{` nesting of a JSON text (strings skipped).
+fn json_depth(b: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for &c in b {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Any JSON value; deserialising fails on an object with a repeated key.
@@ -1908,6 +1942,14 @@ mod tests {
         ] {
             assert!(plain_path(p).is_err(), "{p}");
         }
+    }
+
+    #[test]
+    fn json_depth_counts_brackets_outside_strings() {
+        assert_eq!(json_depth(br#"{"query":"{ a { b } }","x":[1,[2]]}"#), 3);
+        assert_eq!(json_depth(br#""[[[\"[[""#), 0);
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert_eq!(json_depth(deep.as_bytes()), 5000);
     }
 
     #[test]
