@@ -837,3 +837,33 @@ fn origin_closing_without_a_response_gives_502() {
         assert!(d[0].allowed && d[0].reason.contains("origin"), "{:?}", d[0]);
     });
 }
+
+/// Origin-form requests (`GET /path`) are credential-route requests; a proxy
+/// without routes answers them itself and forwards nothing, whatever the
+/// Host header says.
+#[test]
+fn origin_form_without_credential_routes_is_answered_not_forwarded() {
+    isolated(
+        "origin_form_without_credential_routes_is_answered_not_forwarded",
+        || {
+            let trap = TcpListener::bind("127.0.0.1:0").expect("trap");
+            trap.set_nonblocking(true).expect("nonblocking");
+            let port = trap.local_addr().expect("addr").port();
+            let f = Fixture::new(
+                vec![host(&format!("allowed.test:{port}"))],
+                &[("allowed.test", "127.0.0.1")],
+            );
+            let (status, text) = ask(
+                &f.sock,
+                format!("GET /anthropic/v1/messages HTTP/1.1\r\nHost: allowed.test:{port}\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(status, 404, "{text}");
+            assert!(text.contains("no credential routes"), "{text}");
+            assert!(
+                matches!(trap.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+                "an origin-form request was forwarded"
+            );
+        },
+    );
+}

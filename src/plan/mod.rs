@@ -154,6 +154,9 @@ pub struct ProxyPlan {
     /// Validated policy, rebuilt by the supervisor from the profile.
     #[serde(skip)]
     pub network: crate::profile::types::Network,
+    /// Credential routes (`[[credentials]]`): names, upstreams and rules; the
+    /// phantoms are not serialised and the real values are not in the plan.
+    pub credentials: Vec<crate::proxy::CredentialRoute>,
 }
 
 pub const PROXY_PORT: u16 = 3128;
@@ -223,6 +226,12 @@ pub fn build(
     let network = req.net.or(p.network.mode).unwrap_or(NetMode::None);
     let fs = fs::build(p, req, host)?;
     let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
+    let mut credential_notes = Vec::new();
+    if network != NetMode::Proxy && !p.credentials.is_empty() {
+        credential_notes.push(format!(
+            "[[credentials]] not served: they need network.mode = \"proxy\" (this run: {network:?})"
+        ));
+    }
     let proxy = if network == NetMode::Proxy {
         validate_network(profile, NetMode::Proxy)?;
         // Full mode: the relay listens on the sandbox's own loopback (fixed
@@ -240,6 +249,22 @@ pub fn build(
         }
         // Node.js (undici) only honours the proxy variables when asked to.
         env.set("NODE_USE_ENV_PROXY", "1".into(), "network proxy");
+        // Credentials the command uses but never holds: a phantom in the
+        // client's variable, the base URL pointing at the relay.
+        let planned =
+            crate::proxy::inject::plan_routes(&p.credentials, &host.home, host_env, port)
+                .map_err(|(i, key, msg)| {
+                    crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+                        file: profile.sources.last().cloned().unwrap_or_default(),
+                        key: format!("credentials[{i}].{key}"),
+                        msg,
+                    })
+                })?;
+        for (k, v) in planned.env {
+            env.set(&k, v, "credential route");
+        }
+        credential_notes = planned.notes;
+        let credentials = planned.routes;
         Some(ProxyPlan {
             port,
             relay_outside: mode == RunMode::LandlockOnly,
@@ -262,6 +287,7 @@ pub fn build(
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
             network: p.network.clone(),
+            credentials,
         })
     } else {
         None
@@ -397,9 +423,9 @@ pub fn build(
             findings: r.findings.len() as u64,
             duration_ms: r.duration_ms,
         }),
-        notes: fs.notes,
         weaker,
         terminal: TerminalPlan::from_profile(&p.terminal),
+        notes: fs.notes.into_iter().chain(credential_notes).collect(),
     })
 }
 

@@ -52,6 +52,20 @@ pub fn text(plan: &Plan) -> String {
         if !p.hosts.is_empty() {
             let _ = writeln!(w, "  hosts      {}", p.hosts.join(", "));
         }
+        for c in &p.credentials {
+            let _ = writeln!(
+                w,
+                "  credential {} -> https://{}:{} ({:?}, source {:?}); inside: {} = phantom, {} = {}",
+                c.name,
+                c.upstream_host,
+                c.upstream_port,
+                c.injection,
+                c.source,
+                c.client_env.as_deref().unwrap_or("-"),
+                c.base_url_env.join(", "),
+                c.base_url
+            );
+        }
     }
     if let Some(t) = plan.timeout_secs {
         let _ = writeln!(w, "  timeout    {t}s");

@@ -221,6 +221,7 @@ pub fn load_named(name: &str) -> Result<LoadedProfile, ProfileError> {
         }
         let p = parse(&label, &text)?;
         validate(&label, &p)?;
+        validate_credentials(&label, &text, &p)?;
         next = p.extends.clone();
         chain.push((origin, text, p));
     }
@@ -305,6 +306,40 @@ fn validate(label: &str, p: &Profile) -> Result<(), ProfileError> {
     Ok(())
 }
 
+/// `[[credentials]]` checks, with the line of the offending key: the
+/// entry's `[[credentials]]` header, or the key's own line inside it.
+fn validate_credentials(label: &str, text: &str, p: &Profile) -> Result<(), ProfileError> {
+    let Err((idx, key, msg)) = crate::proxy::inject::validate_credentials(&p.credentials) else {
+        return Ok(());
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.trim().trim_matches(|c| c == '[' || c == ']').trim() == "credentials")
+        .map(|(i, _)| i)
+        .nth(idx);
+    let first_key = key.split('/').next().unwrap_or(&key);
+    let line = header.map(|h| {
+        lines[h + 1..]
+            .iter()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .position(|l| {
+                l.split_once('=')
+                    .is_some_and(|(k, _)| k.trim().trim_matches('"') == first_key)
+            })
+            .map(|off| h + 2 + off)
+            .unwrap_or(h + 1)
+    });
+    Err(ProfileError::Syntax {
+        file: label.to_string(),
+        line: line.unwrap_or(1),
+        key: format!("credentials[{idx}].{key}"),
+        msg,
+        hint: None,
+    })
+}
+
 fn extend<T: PartialEq>(base: &mut Vec<T>, more: Vec<T>) {
     for m in more {
         if !base.contains(&m) {
@@ -337,6 +372,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         audit,
         limits,
         terminal,
+        credentials,
     } = child;
     over(&mut base.name, name);
     over(&mut base.description, description);
@@ -462,6 +498,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
 
     let Terminal { passthrough } = terminal;
     extend(&mut base.terminal.passthrough, passthrough);
+    extend(&mut base.credentials, credentials);
 }
 
 /// The workspace's own `.airlock.toml`, if any: parsed, checked to only tighten,
@@ -493,6 +530,7 @@ pub fn load_workspace_profile(
     let p = parse(&label, &text)?;
     validate(&label, &p)?;
     check_tightens_only(&label, &p, &trusted.profile)?;
+    validate_credentials(&label, &text, &p)?;
     let mut hasher = Sha256::new();
     hasher.update(trusted.hash.as_bytes());
     hasher.update(text.as_bytes());

@@ -117,7 +117,13 @@ pub fn check(p: &Profile, t: &Profile) -> Check {
         audit,
         limits,
         terminal,
+        credentials,
     } = p;
+    forbid(
+        credentials,
+        "credentials",
+        "a workspace profile cannot route requests through a credential",
+    )?;
     forbid(
         extends,
         "extends",

@@ -41,6 +41,10 @@ pub struct Profile {
     pub limits: Limits,
     #[serde(default)]
     pub terminal: Terminal,
+    /// Credentials the agent uses but never holds: the proxy injects them
+    /// into requests to one upstream (see `Credential`). Trusted profiles only.
+    #[serde(default)]
+    pub credentials: Vec<Credential>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -358,4 +362,62 @@ impl TermSeq {
             TermSeq::VariableReport => "variable-report",
         }
     }
+}
+
+/// One credential served by injection at the proxy: inside, `client_env`
+/// holds a phantom value unique to the run and `base_url_env` points at
+/// airlock's local endpoint; the proxy checks the phantom, swaps in the real
+/// value and makes the upstream TLS request itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// Route name: `[a-z0-9-]`, unique; the local endpoint is `http://127.0.0.1:3128/<name>/`.
+    pub name: String,
+    /// Source: a variable of the caller's environment (read outside the sandbox).
+    pub env: Option<String>,
+    /// Source: a file on the host (`~` expands to the caller's home).
+    pub file: Option<String>,
+    /// Source: a command run on the host (not in the sandbox), e.g. ["gh", "auth", "token"]; its trimmed stdout.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// How long a `command` result is reused ("10m", default "5m").
+    pub ttl: Option<String>,
+    /// When the source is missing at launch: skip the route (and leave the
+    /// variables unset) instead of refusing to run.
+    pub optional: Option<bool>,
+    /// `https://host[:port][/base-path]` — the only origin this credential is sent to.
+    pub upstream: String,
+    /// How it is sent: "bearer" (Authorization: Bearer), "x-api-key", "basic"
+    /// (value `user:password`, or a token sent as the password of `basic_user`),
+    /// "header:NAME" (raw value) or "query:NAME".
+    pub inject: String,
+    /// User name for "basic" when the value is a bare token (default "x-access-token").
+    pub basic_user: Option<String>,
+    /// Variable that holds the phantom value inside.
+    pub client_env: Option<String>,
+    /// Variables that hold the local endpoint URL inside (`http://127.0.0.1:3128/<name>` + base path).
+    #[serde(default)]
+    pub base_url_env: Vec<String>,
+    /// Methods the route serves (upper case; empty: any).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Upstream path globs the route serves (`*` within a segment, `**` across; empty: any).
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// GraphQL operation names refused when the operation is a mutation (`"*"`: every mutation).
+    #[serde(default)]
+    pub deny_graphql_mutations: Vec<String>,
+    /// If set, only these GraphQL operation names are served (queries and mutations alike).
+    #[serde(default)]
+    pub allow_graphql_operations: Vec<String>,
+    /// Requests served per run, at most.
+    pub max_requests: Option<u64>,
+    /// Bytes (request plus response bodies and heads) per run, at most.
+    pub max_bytes: Option<u64>,
+    /// PEM file of an extra CA trusted for this upstream (tests with a local CA).
+    pub extra_ca: Option<String>,
+    /// Send git's HTTPS remotes under this prefix (e.g. "https://github.com/")
+    /// through the route: `url.<route>.insteadOf` via `GIT_CONFIG_*` variables,
+    /// with the phantom as the URL's password (use inject = "basic").
+    pub git_insteadof: Option<String>,
 }

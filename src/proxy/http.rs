@@ -77,7 +77,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// Head lines without their line endings; the blank terminator excluded.
-fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
     head.split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
         .take_while(|l| !l.is_empty())
@@ -85,7 +85,9 @@ fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 pub(crate) type Headers = Vec<(String, Vec<u8>)>;
 
-fn parse_headers<'a>(it: impl Iterator<Item = &'a [u8]>) -> Result<Headers, &'static str> {
+pub(crate) fn parse_headers<'a>(
+    it: impl Iterator<Item = &'a [u8]>,
+) -> Result<Headers, &'static str> {
     let mut out = Vec::new();
     for line in it {
         if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
@@ -109,11 +111,59 @@ fn parse_headers<'a>(it: impl Iterator<Item = &'a [u8]>) -> Result<Headers, &'st
     Ok(out)
 }
 
-fn header<'a>(h: &'a Headers, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+pub(crate) fn header<'a>(h: &'a Headers, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
     let name = name.to_string();
     h.iter()
         .filter(move |(n, _)| *n == name)
         .map(|(_, v)| v.as_slice())
+}
+
+/// An origin-form request (`GET /path HTTP/1.1`): what a client sends to a
+/// base URL pointing at airlock's local endpoint (credential routes).
+#[derive(Debug)]
+pub(crate) struct OriginRequest {
+    pub method: String,
+    /// The request target as sent: starts with `/`.
+    pub target: String,
+    pub http10: bool,
+    pub headers: Headers,
+}
+
+/// True when the request line's target is origin-form (starts with `/`).
+pub(crate) fn is_origin_form(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let mut parts = line.split(|&b| b == b' ');
+    let _method = parts.next();
+    parts.next().is_some_and(|t| t.first() == Some(&b'/'))
+}
+
+/// Parses an origin-form request head.
+pub(crate) fn parse_origin_request(head: &[u8]) -> Result<OriginRequest, &'static str> {
+    let mut it = lines(head);
+    let line = it.next().ok_or("empty request")?;
+    let line = std::str::from_utf8(line).map_err(|_| "request line is not text")?;
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed request line");
+    };
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return Err("invalid method");
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err("unsupported HTTP version");
+    }
+    if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Err("invalid request target");
+    }
+    let headers = parse_headers(it)?;
+    Ok(OriginRequest {
+        method: method.to_string(),
+        target: target.to_string(),
+        http10: version == "HTTP/1.0",
+        headers,
+    })
 }
 
 /// Where a parsed request wants to go.
@@ -262,7 +312,7 @@ pub(crate) fn request_framing(h: &Headers) -> Result<Framing, &'static str> {
     }
 }
 
-fn content_length(cl: &[&[u8]]) -> Result<Option<u64>, &'static str> {
+pub(crate) fn content_length(cl: &[&[u8]]) -> Result<Option<u64>, &'static str> {
     let mut found: Option<u64> = None;
     for v in cl {
         for part in v.split(|&b| b == b',') {
@@ -284,7 +334,7 @@ fn content_length(cl: &[&[u8]]) -> Result<Option<u64>, &'static str> {
 }
 
 /// Header names that describe one hop only, plus what the proxy replaces.
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "proxy-connection",
     "keep-alive",
@@ -295,7 +345,7 @@ const HOP_BY_HOP: [&str; 8] = [
     "host",
 ];
 
-fn connection_tokens(h: &Headers) -> Vec<String> {
+pub(crate) fn connection_tokens(h: &Headers) -> Vec<String> {
     header(h, "connection")
         .flat_map(|v| v.split(|&b| b == b','))
         .map(|t| String::from_utf8_lossy(t.trim_ascii()).to_ascii_lowercase())

@@ -26,15 +26,19 @@
 //! SCM_RIGHTS; a seccomp filter that refuses the latter only costs speed.
 
 mod fdpass;
+mod graphql;
 mod http;
+pub mod inject;
 pub mod policy;
 mod pump;
 mod relay;
 mod server;
+mod tls;
 
+pub use inject::{CredentialRoute, Routes};
 pub use policy::{classify, AddrClass, Policy};
 pub use relay::relay;
-pub use server::{start, start_with, ProxyHandle, ProxyLimits};
+pub use server::{start, start_with, start_with_routes, ProxyHandle, ProxyLimits};
 
 use serde::Serialize;
 
@@ -57,6 +61,22 @@ pub struct Decision {
     /// Bytes from the origin (or from airlock) to the command.
     pub bytes_down: u64,
     pub duration_ms: u64,
+    /// Set for requests on a credential route (`[[credentials]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialUse>,
+}
+
+/// One use of an injected credential: names, the path without query values,
+/// the status. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialUse {
+    pub credential: String,
+    /// The local route prefix (`/<name>`).
+    pub route: String,
+    /// The upstream path; query parameter names kept, values dropped.
+    pub path: String,
+    /// The status returned to the client (airlock's own for refusals).
+    pub status: u16,
 }
 
 /// The environment that sends the command's traffic to the relay on

@@ -452,6 +452,20 @@ impl Policy {
         }
     }
 
+    /// Resolves a credential route's upstream (named by the trusted profile,
+    /// so no allow entry is needed) with the same rules as [`Policy::resolve`]:
+    /// `hosts` first, and a special address only when `hosts` maps the name to
+    /// loopback or the address is listed literally.
+    pub(crate) fn resolve_route(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Denial> {
+        let host = normalize_host(host).map_err(|e| Denial::new(None, e))?;
+        let grant = Grant {
+            rule: format!("credential upstream {host}"),
+            host,
+            port,
+        };
+        self.resolve(&grant)
+    }
+
     /// The address rule for one resolved address (see the module docs).
     fn address_verdict(&self, ip: IpAddr, from_hosts: bool) -> Result<(), String> {
         let class = classify(ip);

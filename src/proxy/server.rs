@@ -54,11 +54,12 @@ impl Default for ProxyLimits {
     }
 }
 
-struct Shared {
-    policy: Policy,
-    limits: ProxyLimits,
+pub(super) struct Shared {
+    pub(super) policy: Policy,
+    pub(super) routes: Option<super::inject::Routes>,
+    pub(super) limits: ProxyLimits,
     pipes: pump::PipeBudget,
-    stop: AtomicBool,
+    pub(super) stop: AtomicBool,
     decisions: Mutex<Vec<Decision>>,
     dropped_decisions: AtomicU64,
     conns: Mutex<Registry>,
@@ -78,7 +79,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn record(&self, d: Decision) {
+    pub(super) fn record(&self, d: Decision) {
         let mut v = lock(&self.decisions);
         if v.len() < MAX_DECISIONS {
             v.push(d);
@@ -99,7 +100,7 @@ impl Shared {
     }
 
     /// Remembers a socket of connection `id` so shutdown can cut it.
-    fn track(&self, id: u64, sock: &impl AsFd) {
+    pub(super) fn track(&self, id: u64, sock: &impl AsFd) {
         let dup = match sock.as_fd().try_clone_to_owned() {
             Ok(d) => d,
             Err(_) => return,
@@ -143,6 +144,16 @@ pub fn start_with(
     socket_path: &Path,
     limits: ProxyLimits,
 ) -> io::Result<ProxyHandle> {
+    start_with_routes(policy, None, socket_path, limits)
+}
+
+/// [`start_with`] plus credential routes (origin-form requests on the same socket).
+pub fn start_with_routes(
+    policy: Policy,
+    routes: Option<super::inject::Routes>,
+    socket_path: &Path,
+    limits: ProxyLimits,
+) -> io::Result<ProxyHandle> {
     let listener = UnixListener::bind(socket_path)?;
     let listener_dup = match listener.as_fd().try_clone_to_owned() {
         Ok(d) => d,
@@ -154,6 +165,7 @@ pub fn start_with(
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))?;
     let shared = Arc::new(Shared {
         policy,
+        routes,
         pipes: pump::PipeBudget::new(limits.splice_pipes),
         limits,
         stop: AtomicBool::new(false),
@@ -298,19 +310,20 @@ impl Pending {
             bytes_up: self.up.load(Ordering::Relaxed),
             bytes_down: self.down.load(Ordering::Relaxed),
             duration_ms: self.started.elapsed().as_millis() as u64,
+            credential: None,
         }
     }
 }
 
 /// The command's side of one connection: the unix socket itself, or the TCP
 /// connection the relay handed over through it.
-enum Client {
+pub(super) enum Client {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
 impl Client {
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+    pub(super) fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         match self {
             Client::Unix(s) => s.set_read_timeout(t),
             Client::Tcp(s) => s.set_read_timeout(t),
@@ -322,7 +335,7 @@ impl Client {
             Client::Tcp(s) => s.set_write_timeout(t),
         }
     }
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub(super) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Client::Unix(s) => s.shutdown(how),
             Client::Tcp(s) => s.shutdown(how),
@@ -468,6 +481,13 @@ fn serve(shared: &Shared, unix: UnixStream, id: u64) {
         }
     };
     p.up.store(head_len as u64, Ordering::Relaxed);
+    // Origin form (`GET /name/…`): a credential route, served in `inject`.
+    // CONNECT and absolute-form requests never reach it.
+    if http::is_origin_form(&buf[..head_len]) {
+        super::inject::serve(shared, &client, id, buf, started);
+        linger_close(&mut client);
+        return;
+    }
     let req = match http::parse_request(&buf[..head_len]) {
         Ok(r) => r,
         Err(why) => {
@@ -643,9 +663,9 @@ fn tunnel(
 }
 
 /// Counts bytes through a writer.
-struct Counted<'a, W: Write> {
-    inner: W,
-    n: &'a AtomicU64,
+pub(super) struct Counted<'a, W: Write> {
+    pub(super) inner: W,
+    pub(super) n: &'a AtomicU64,
 }
 
 impl<W: Write> Write for Counted<'_, W> {

@@ -337,8 +337,23 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
             let started = crate::proxy::Policy::from_profile(&pp.network)
                 .map_err(|e| LayerError::new("network", format!("proxy policy: {e}")))
                 .and_then(|policy| {
-                    crate::proxy::start(policy, &dir.0.join(crate::plan::PROXY_SOCKET_NAME))
-                        .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
+                    // Credential values are read here, outside and after the
+                    // clone: no copy of them exists inside the sandbox.
+                    let routes = if pp.credentials.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            crate::proxy::Routes::start(&pp.credentials)
+                                .map_err(|e| LayerError::new("credentials", e))?,
+                        )
+                    };
+                    crate::proxy::start_with_routes(
+                        policy,
+                        routes,
+                        &dir.0.join(crate::plan::PROXY_SOCKET_NAME),
+                        crate::proxy::ProxyLimits::default(),
+                    )
+                    .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
                 });
             match started {
                 Ok(h) => {
