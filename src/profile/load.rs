@@ -320,6 +320,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     ext!(seccomp.deny);
     ext!(seccomp.allow);
     over!(secrets.on_secret);
+    over!(secrets.history);
     over!(secrets.scan);
     ext!(secrets.allow);
     over!(secrets.max_file_size);
@@ -469,6 +470,11 @@ fn check_tightens_only(label: &str, p: &Profile, trusted: &Profile) -> Result<()
     if let Some(o) = p.secrets.on_secret {
         if o < trusted.secrets.on_secret.unwrap_or(OnSecret::Mask) {
             return refuse("secrets.on_secret", "it would weaken the secret policy");
+        }
+    }
+    if let Some(h) = p.secrets.history {
+        if h < trusted.secrets.history.unwrap_or_default() {
+            return refuse("secrets.history", "it would weaken the git-history policy");
         }
     }
     if p.secrets.max_file_size.is_some()
