@@ -129,7 +129,7 @@ pub fn shape(git_dir: &Path) -> Option<String> {
     Some(crate::scan::rules::hex(&h.finalize()))
 }
 
-fn objects_dir(git_dir: &Path) -> PathBuf {
+pub fn objects_dir(git_dir: &Path) -> PathBuf {
     // A linked worktree's git directory names the shared one in `commondir`.
     match std::fs::read_to_string(git_dir.join("commondir")) {
         Ok(c) => {

@@ -152,6 +152,28 @@ impl Default for HistoryOptions {
     }
 }
 
+/// The rule set, compiled on first use.
+struct Rules<'a> {
+    extra: &'a [RuleSpec],
+    hash: String,
+    cell: std::sync::OnceLock<Result<std::borrow::Cow<'static, RuleSet>, String>>,
+}
+
+impl Rules<'_> {
+    fn get(&self) -> Result<&RuleSet, HistoryError> {
+        self.cell
+            .get_or_init(|| RuleSet::with_extra(self.extra).map_err(|e| e.to_string()))
+            .as_ref()
+            .map(|c| c.as_ref())
+            .map_err(|msg| {
+                HistoryError::Rules(crate::scan::ScanError::Rule {
+                    id: "rules".into(),
+                    msg: msg.clone(),
+                })
+            })
+    }
+}
+
 /// Scan the history behind `workspace` (nothing when it has no `.git`).
 pub fn scan_workspace(
     workspace: &Path,
@@ -171,7 +193,13 @@ pub fn scan_workspace(
             git_dir: dirs[0].clone(),
         });
     };
-    let rules = RuleSet::with_extra(&opts.extra_rules)?;
+    // Compiled only when an object must be read: a warm launch needs the
+    // rules' hash, not the rules.
+    let rules = Rules {
+        extra: &opts.extra_rules,
+        hash: RuleSet::hash_of(&opts.extra_rules),
+        cell: std::sync::OnceLock::new(),
+    };
     let mut exposed = opts.exposed.clone();
     exposed.push(workspace.to_path_buf());
     let allow = crate::scan::report::AllowList::new(&opts.allow, &[workspace.to_path_buf()])
@@ -214,11 +242,11 @@ pub fn scan_workspace(
 /// One git directory: the warm check, then only the objects not seen before.
 fn scan_git_dir(
     g: &Git,
-    rules: &RuleSet,
+    lazy: &Rules,
     opts: &HistoryOptions,
     exposed: &[PathBuf],
 ) -> Result<HistoryReport, HistoryError> {
-    let settings = format!("{}:{}", rules.hash, opts.max_file_size);
+    let settings = format!("{}:{}", lazy.hash, opts.max_file_size);
     let store = opts
         .use_cache
         .then(|| cache::Store::new(&g.git_dir, &settings, exposed))
@@ -237,7 +265,12 @@ fn scan_git_dir(
         }
     }
 
+    if !cache::objects_dir(&g.git_dir).is_dir() {
+        // No object store (a bare `.git/hooks` skeleton): nothing to read.
+        return Ok(HistoryReport::default());
+    }
     let objects = g.list_objects()?;
+    let rules = lazy.get()?;
     let seen: HashSet<String> = match (&store, &previous) {
         (Some(s), Some(_)) => s.load_ids(),
         _ => HashSet::new(),
