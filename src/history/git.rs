@@ -199,7 +199,8 @@ impl Git {
     ) -> Result<(), HistoryError> {
         const WHAT: &str = "cat-file --batch";
         let mut c = self.command();
-        c.args(["cat-file", "--batch"])
+        // --buffer: flush when the buffer fills, not after every object.
+        c.args(["cat-file", "--batch", "--buffer"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = self.spawn(WHAT, c)?;
