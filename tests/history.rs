@@ -741,3 +741,25 @@ fn repository_config_cannot_run_code_during_the_scan() {
     assert!(p.exists());
     assert!(!marker.exists(), "the repository's config ran a program");
 }
+
+#[test]
+fn a_git_symlink_to_a_store_elsewhere_is_scanned() {
+    let mut r = Repo::new();
+    let t = r.secret();
+    r.write("k.txt", &format!("token = {t}\n"));
+    let c = r.commit_all("k");
+    r.git(&["rm", "-q", "k.txt"]);
+    r.commit_all("rm k");
+    let real = r.fx.dir.path().join("elsewhere.git");
+    std::fs::rename(r.dir.join(".git"), &real).expect("move .git");
+    std::os::unix::fs::symlink(&real, r.dir.join(".git")).expect("symlink");
+    for who in common::users() {
+        let out = r.run(who, &[], "echo ran");
+        assert_blocked(
+            &out,
+            Some(&c),
+            Some("k.txt"),
+            &format!("symlinked .git as {who:?}"),
+        );
+    }
+}

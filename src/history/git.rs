@@ -365,11 +365,12 @@ impl Git {
 /// costs time, never safety.
 pub fn git_dirs(workspace: &Path) -> Vec<PathBuf> {
     let dot = workspace.join(".git");
-    let Ok(meta) = dot.symlink_metadata() else {
+    // Followed: a `.git` symlink to a store elsewhere is read through it too.
+    let Ok(meta) = dot.metadata() else {
         return Vec::new();
     };
     let main = if meta.is_dir() {
-        Some(dot)
+        std::fs::canonicalize(&dot).ok()
     } else if meta.is_file() {
         std::fs::read_to_string(&dot).ok().and_then(|t| {
             let p = PathBuf::from(t.trim().strip_prefix("gitdir:")?.trim());
