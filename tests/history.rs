@@ -763,3 +763,43 @@ fn a_git_symlink_to_a_store_elsewhere_is_scanned() {
         );
     }
 }
+
+#[test]
+fn a_repository_nested_in_the_workspace_is_scanned_too() {
+    let mut r = Repo::new();
+    let t = r.secret();
+    let inner = r.dir.join("vendor/lib");
+    std::fs::create_dir_all(&inner).expect("mkdir");
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .args([
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.invalid",
+                "-c",
+                "safe.directory=*",
+            ])
+            .args(args)
+            .current_dir(&inner)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "."]);
+    std::fs::write(inner.join("k.txt"), format!("token = {t}\n")).expect("write");
+    git(&["add", "k.txt"]);
+    git(&["commit", "-q", "-m", "k"]);
+    let c = git(&["rev-parse", "HEAD"]);
+    git(&["rm", "-q", "k.txt"]);
+    git(&["commit", "-q", "-m", "rm"]);
+    for who in common::users() {
+        let out = r.run(who, &[], "echo ran");
+        assert_blocked(&out, Some(&c), Some("k.txt"), &format!("nested as {who:?}"));
+    }
+}

@@ -392,6 +392,47 @@ pub fn git_dirs(workspace: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Nested repositories (a vendored clone, an old-style submodule, a
+/// workspace holding several repositories) are as readable as the
+/// workspace's own store. Searched every launch, so bounded: repository roots
+/// up to two levels below the workspace (`vendor/lib/.git`), at most this
+/// many directories read (each costs a `readdir`).
+pub const NESTED_DIR_LIMIT: usize = 5_000;
+const NESTED_DEPTH: usize = 2;
+
+/// Git directories of repositories nested in `workspace` (not the
+/// workspace's own), breadth first. The second value is true when the search
+/// stopped at [`NESTED_DIR_LIMIT`] directories.
+pub fn nested_git_dirs(workspace: &Path) -> (Vec<PathBuf>, bool) {
+    let mut out = Vec::new();
+    let mut queue = std::collections::VecDeque::from([(workspace.to_path_buf(), 0usize)]);
+    let mut visited = 0;
+    while let Some((dir, depth)) = queue.pop_front() {
+        visited += 1;
+        if visited > NESTED_DIR_LIMIT {
+            return (out, true);
+        }
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            // Not followed: a symlinked directory is not walked (as in the scan).
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name();
+            if name == ".git" {
+                if depth > 0 {
+                    out.extend(git_dirs(&dir));
+                }
+                continue;
+            }
+            if ft.is_dir() && depth < NESTED_DEPTH && name != "node_modules" && name != "target" {
+                queue.push_back((e.path(), depth + 1));
+            }
+        }
+    }
+    (out, false)
+}
+
 fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
     if depth > 8 {
         return;

@@ -180,11 +180,27 @@ pub fn scan_workspace(
     opts: &HistoryOptions,
 ) -> Result<HistoryReport, HistoryError> {
     let t0 = Instant::now();
-    let dirs = git::git_dirs(workspace);
+    let mut dirs = git::git_dirs(workspace);
     let mut report = HistoryReport {
         unchanged: true,
         ..HistoryReport::default()
     };
+    let (nested, truncated) = git::nested_git_dirs(workspace);
+    for d in nested {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
+    if truncated {
+        report.skipped.push(SkippedObject {
+            object: String::new(),
+            path: None,
+            reason: format!(
+                "nested repositories: the search stopped after {} directories",
+                git::NESTED_DIR_LIMIT
+            ),
+        });
+    }
     if dirs.is_empty() {
         return Ok(report);
     }
