@@ -197,6 +197,35 @@ pub fn redact_argv(args: impl IntoIterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// Add the git-history scan to a `start` record: policy, counts, and each
+/// finding's rule, commit, path, object and fingerprint (never a value).
+pub fn add_history(
+    record: &mut Value,
+    h: Option<&crate::history::HistoryReport>,
+    policy: crate::profile::types::HistoryPolicy,
+) {
+    record["history"] = match h {
+        None => json!({ "policy": policy }),
+        Some(h) => json!({
+            "policy": policy,
+            "objects": h.objects,
+            "scanned": h.scanned,
+            "unchanged": h.unchanged,
+            "skipped": h.skipped.len(),
+            "duration_ms": h.duration_ms,
+            "findings": h.findings.iter().map(|f| json!({
+                "rule": f.rule,
+                "commit": f.commit,
+                "path": f.path,
+                "object": f.object,
+                "line": f.line,
+                "fingerprint": f.fingerprint,
+                "acknowledged": f.acknowledged,
+            })).collect::<Vec<_>>(),
+        }),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! The pipeline is resolve → scan → plan → apply:
 //! - [`profile`] loads and merges profiles (pure, errors name file:line:key);
 //! - [`scan`] finds credentials the command could read (read-only I/O);
+//!   [`history`] does the same for every object in the workspace's `.git`;
 //! - [`plan`] turns profile + flags + host facts + findings into a [`plan::Plan`],
 //!   plain serialisable data printed by `--dry-run`;
 //! - [`sandbox`] is the only module that makes privileged syscalls: it applies
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod fsread;
+pub mod history;
 pub mod host;
 pub mod persist;
 pub mod plan;

@@ -5,6 +5,7 @@ pub mod check;
 pub mod profile;
 pub mod run;
 pub mod scan;
+pub mod secrets;
 pub mod selftest;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -41,6 +42,9 @@ pub enum Command {
     /// List, show and validate profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Manage secrets found in git history (acknowledge rotated ones)
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -171,6 +175,24 @@ pub struct ScanArgs {
     /// Take extra rules, allow-lists and limits from this profile's [secrets] table
     #[arg(short, long)]
     pub profile: Option<String>,
+    /// Scan every object in the git history of DIR (blobs, commit and tag
+    /// messages; reachable or not) instead of the working tree, and fill the
+    /// cache `run` uses
+    #[arg(long)]
+    pub history: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCmd {
+    /// Acknowledge rotated credentials so their history findings no longer
+    /// block a run. Writes the user's config dir, which the sandbox cannot write.
+    Ack {
+        /// Fingerprints as printed by `run` or `scan --history` (RULE:HASH)
+        #[arg(required = true, value_name = "FINGERPRINT")]
+        fingerprints: Vec<String>,
+    },
+    /// Print the acknowledgement file's path and its fingerprints
+    List,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -298,6 +320,7 @@ pub fn dispatch(cli: Cli) -> u8 {
         Command::Check(args) => check::main(args),
         Command::Selftest(args) => selftest::main(args),
         Command::Profile(cmd) => profile::main(cmd),
+        Command::Secrets(cmd) => secrets::main(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "airlock", &mut std::io::stdout());

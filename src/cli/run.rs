@@ -53,6 +53,14 @@ pub fn request_from(args: &RunArgs) -> Result<Request, Error> {
 /// Resolve the profile (trusted, then the workspace's own tightening file),
 /// probe the host, and build the plan.
 pub fn resolve(args: &RunArgs) -> Result<plan::Plan, Error> {
+    resolve_with_secrets(args).map(|(p, _)| p)
+}
+
+/// [`resolve`], also returning the merged `[secrets]` table (the history
+/// check needs its policy, rules and allow-list).
+pub fn resolve_with_secrets(
+    args: &RunArgs,
+) -> Result<(plan::Plan, crate::profile::types::Secrets), Error> {
     let req = request_from(args)?;
     let mut profile = load_named(&args.profile)?;
     let ws = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
@@ -70,20 +78,82 @@ pub fn resolve(args: &RunArgs) -> Result<plan::Plan, Error> {
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    plan::build(&profile, &req, &host, &env)
+    let secrets = profile.profile.secrets.clone();
+    plan::build(&profile, &req, &host, &env).map(|p| (p, secrets))
+}
+
+/// The git-history scan of the workspace, unless `secrets.history = "off"`.
+/// A scan that cannot run (no git, a broken store) fails the launch.
+fn history_check(
+    plan: &plan::Plan,
+    secrets: &crate::profile::types::Secrets,
+    args: &RunArgs,
+) -> Result<Option<crate::history::HistoryReport>, Error> {
+    use crate::history::{HistoryOptions, HistoryPolicy};
+    if secrets.history.unwrap_or_default() == HistoryPolicy::Off {
+        return Ok(None);
+    }
+    let mut exposed = vec![plan.workspace.clone()];
+    exposed.extend(plan.mounts.iter().filter_map(|m| match &m.kind {
+        plan::MountKind::RwBind { src } => Some(src.clone()),
+        _ => None,
+    }));
+    let opts = HistoryOptions {
+        extra_rules: secrets.rules.clone(),
+        allow: secrets.allow.clone(),
+        max_file_size: secrets
+            .max_file_size
+            .unwrap_or(HistoryOptions::default().max_file_size),
+        use_cache: !args.no_cache,
+        progress: !args.quiet && nix::unistd::isatty(2).unwrap_or(false),
+        exposed,
+    };
+    crate::history::scan_workspace(&plan.workspace, &opts)
+        .map(Some)
+        .map_err(|e| Error::Layer(crate::error::LayerError::new("history", e.to_string())))
 }
 
 fn run(args: RunArgs) -> Result<u8, Error> {
-    let plan = resolve(&args)?;
+    let (plan, secrets) = resolve_with_secrets(&args)?;
+    let history = history_check(&plan, &secrets, &args)?;
+    let history_policy = secrets.history.unwrap_or_default();
     if args.dry_run {
         match args.format {
-            Format::Text => print!("{}", plan::render::text(&plan)),
-            Format::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&plan).map_err(|e| Error::Other(e.to_string()))?
-            ),
+            Format::Text => {
+                print!("{}", plan::render::text(&plan));
+                if let Some(h) = &history {
+                    print!("{}", plan::render::history_text(h, history_policy));
+                }
+            }
+            Format::Json => {
+                let mut v = serde_json::to_value(&plan).map_err(|e| Error::Other(e.to_string()))?;
+                v["history"] = serde_json::json!(history);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).map_err(|e| Error::Other(e.to_string()))?
+                )
+            }
         }
         return Ok(0);
+    }
+    if let Some(h) = &history {
+        if h.blocking().next().is_some() {
+            match history_policy {
+                crate::history::HistoryPolicy::Block => {
+                    eprint!("{}", crate::history::report::refusal(h));
+                    return Ok(exit::SECRETS_BLOCKED);
+                }
+                crate::history::HistoryPolicy::Warn => {
+                    for f in h.blocking() {
+                        eprintln!(
+                            "airlock: warning: secret in git history left readable: {}",
+                            crate::history::report::one_line(f)
+                        );
+                    }
+                }
+                crate::history::HistoryPolicy::Off => {}
+            }
+        }
     }
     if plan.mode == plan::RunMode::LandlockOnly && !plan.weaker.is_empty() {
         // Loud, first, and not silenced by --quiet: what this run does not promise.
@@ -170,7 +240,9 @@ fn run(args: RunArgs) -> Result<u8, Error> {
     let argv = crate::audit::redact_argv(std::env::args());
     if let Some(log) = audit.as_mut() {
         let user = std::env::var("USER").unwrap_or_else(|_| plan.uid.to_string());
-        if let Err(e) = log.write(&crate::audit::start_record(&plan, &run_id, &argv, &user)) {
+        let mut record = crate::audit::start_record(&plan, &run_id, &argv, &user);
+        crate::audit::add_history(&mut record, history.as_ref(), history_policy);
+        if let Err(e) = log.write(&record) {
             audit_failed(&plan, &log.path, &e)?;
         }
     }

@@ -23,6 +23,9 @@ pub fn main(args: ScanArgs) -> u8 {
 
 /// Returns whether anything was found.
 fn run(args: ScanArgs) -> Result<bool, String> {
+    if args.history {
+        return run_history(args);
+    }
     let mut opts = ScanOptions {
         use_cache: !args.no_cache,
         progress: nix::unistd::isatty(2).unwrap_or(false),
@@ -83,4 +86,51 @@ fn sarif_base(roots: &[PathBuf]) -> Option<PathBuf> {
             .ok()
             .and_then(|d| std::fs::canonicalize(d).ok()),
     }
+}
+
+/// `airlock scan --history [DIR]`: every object in DIR's git store. Reports
+/// acknowledged findings too (marked); "found" means an unacknowledged one.
+fn run_history(args: ScanArgs) -> Result<bool, String> {
+    let mut opts = crate::history::HistoryOptions {
+        use_cache: !args.no_cache,
+        progress: nix::unistd::isatty(2).unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(name) = &args.profile {
+        let loaded = crate::profile::load_named(name).map_err(|e| e.to_string())?;
+        let s = loaded.profile.secrets;
+        if let Some(max) = s.max_file_size {
+            opts.max_file_size = max;
+        }
+        opts.extra_rules = s.rules;
+        opts.allow = s.allow;
+    }
+    if let Some(max) = args.max_file_size {
+        opts.max_file_size = max;
+    }
+    let dir = match args.paths.as_slice() {
+        [] => std::env::current_dir().map_err(|e| format!("current directory: {e}"))?,
+        [one] => one.clone(),
+        _ => return Err("--history takes one directory (a workspace with a .git)".into()),
+    };
+    let dir = std::fs::canonicalize(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if crate::history::git::git_dirs(&dir).is_empty() {
+        return Err(format!("{}: no .git here", dir.display()));
+    }
+    let report = crate::history::scan_workspace(&dir, &opts).map_err(|e| e.to_string())?;
+    let rules = RuleSet::with_extra(&opts.extra_rules).map_err(|e| e.to_string())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let h = crate::history::report::write_text;
+    let written = match args.format {
+        ScanFormat::Text => h(&mut out, &report),
+        ScanFormat::Json => crate::history::report::write_json(&mut out, &report),
+        ScanFormat::Jsonl => crate::history::report::write_jsonl(&mut out, &report),
+        ScanFormat::Sarif => crate::history::report::write_sarif(&mut out, &report, &rules),
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("write output: {e}"))?;
+    let found = report.blocking().next().is_some();
+    Ok(found)
 }

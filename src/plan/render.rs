@@ -220,3 +220,36 @@ pub fn human_bytes(n: u64) -> String {
         format!("{v:.1} {}", UNITS[i])
     }
 }
+
+/// The git-history section of `--dry-run`: each finding (rule, commit, path,
+/// prefix, fingerprint) and what the policy will do with it.
+pub fn history_text(
+    h: &crate::history::HistoryReport,
+    policy: crate::profile::types::HistoryPolicy,
+) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(
+        w,
+        "\ngit history (policy: {policy:?}): {} object(s) in {} git dir(s), {} finding(s), {} acknowledged, {} skipped{}",
+        h.objects,
+        h.git_dirs.len(),
+        h.findings.len(),
+        h.findings.iter().filter(|f| f.acknowledged).count(),
+        h.skipped.len(),
+        if h.unchanged { ", unchanged since the last scan" } else { "" }
+    );
+    for f in &h.findings {
+        let _ = writeln!(w, "  {}", crate::history::report::one_line(f));
+    }
+    for s in &h.skipped {
+        let _ = writeln!(
+            w,
+            "  skipped blob {} {}: {}",
+            &s.object[..s.object.len().min(12)],
+            s.path.as_deref().unwrap_or(""),
+            s.reason
+        );
+    }
+    o
+}

@@ -454,6 +454,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
 
     let Secrets {
         on_secret,
+        history,
         scan,
         allow,
         max_file_size,
@@ -463,6 +464,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     } = secrets;
     let s = &mut base.secrets;
     over(&mut s.on_secret, on_secret);
+    over(&mut s.history, history);
     over(&mut s.scan, scan);
     extend(&mut s.allow, allow);
     over(&mut s.max_file_size, max_file_size);

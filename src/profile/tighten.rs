@@ -331,6 +331,7 @@ fn check_seccomp(s: &Seccomp) -> Check {
 fn check_secrets(s: &Secrets, t: &Secrets) -> Check {
     let Secrets {
         on_secret,
+        history,
         scan,
         allow,
         max_file_size,
@@ -345,6 +346,14 @@ fn check_secrets(s: &Secrets, t: &Secrets) -> Check {
         |n, o| n >= o,
         "secrets.on_secret",
         "it would weaken the secret policy",
+    )?;
+    narrower(
+        *history,
+        t.history,
+        HistoryPolicy::default(),
+        |n, o| n >= o,
+        "secrets.history",
+        "it would weaken the git-history policy",
     )?;
     narrower(
         *scan,

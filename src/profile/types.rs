@@ -225,11 +225,27 @@ pub enum OnSecret {
     Block,
 }
 
+/// What a secret in the workspace's git history does to a run. Ordered weakest first.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq, PartialOrd, Ord, Default,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HistoryPolicy {
+    Off,
+    Warn,
+    #[default]
+    Block,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
     /// What a finding does to a run: "mask" (default), "block" or "warn".
     pub on_secret: Option<OnSecret>,
+    /// Secrets in the git history (every object in `.git`, which the command
+    /// can read): "block" (default; exit 123 until rotated and acknowledged
+    /// with `airlock secrets ack`), "warn" or "off".
+    pub history: Option<HistoryPolicy>,
     /// Run the pre-flight content scan (default true).
     pub scan: Option<bool>,
     /// Paths (globs, workspace-relative or absolute) or rule ids never reported.
