@@ -107,13 +107,13 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
         .masks
         .iter()
         .filter(|m| m.in_view)
-        .map(|m| json!({ "path": m.path, "kind": m.kind, "reason": m.reason }))
+        .map(|m| json!({ "path": crate::pathfmt::Wrap(&m.path), "kind": m.kind, "reason": m.reason }))
         .collect();
     let passed: Vec<&str> = plan.env.vars.iter().map(|v| v.name.as_str()).collect();
     let findings: Vec<Value> = plan
         .findings
         .iter()
-        .map(|f| json!({ "path": f.path, "line": f.line, "rule": f.rule }))
+        .map(|f| json!({ "path": crate::pathfmt::Wrap(&f.path), "line": f.line, "rule": f.rule }))
         .collect();
     json!({
         "event": "start",
@@ -125,8 +125,8 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
         "pid": std::process::id(),
         "argv": argv,
         "command": redact_argv(plan.command.iter().cloned()),
-        "cwd": plan.cwd,
-        "workspace": plan.workspace,
+        "cwd": crate::pathfmt::Wrap(&plan.cwd),
+        "workspace": crate::pathfmt::Wrap(&plan.workspace),
         "profile": { "name": plan.profile.name, "sources": plan.profile.sources, "sha256": plan.profile.sha256 },
         "mode": plan.mode,
         "mode_reason": plan.mode_reason,
@@ -137,7 +137,7 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
             "filesystem": { "mounts": plan.mounts.len(), "masks": masks.len() },
             "landlock": { "min_abi": plan.landlock.min_abi, "best_effort": plan.landlock.best_effort, "rules": plan.landlock.rules.len() },
             "seccomp": plan.seccomp.describe(),
-            "protect": plan.protect,
+            "protect": plan.protect.iter().map(|p| crate::pathfmt::Wrap(p)).collect::<Vec<_>>(),
         },
         "masks": masks,
         "env": { "passed": passed, "dropped": plan.env.dropped, "not_allowed": plan.env.not_allowed, "not_allowed_names": plan.env.not_allowed_names },

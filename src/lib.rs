@@ -15,6 +15,7 @@ pub mod error;
 pub mod fsread;
 pub mod history;
 pub mod host;
+pub mod pathfmt;
 pub mod persist;
 pub mod plan;
 pub mod profile;

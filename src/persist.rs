@@ -75,16 +75,20 @@ pub const GIT_EXEC_KEYS: &[&str] = &[
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WatchPlan {
     /// Files (present or not) and directories (every file beneath) compared after the run.
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub paths: Vec<PathBuf>,
     /// JSON files where only some keys are watched: (file, dotted key paths, `*` = any key).
     pub json_keys: Vec<(PathBuf, Vec<String>)>,
     /// Roots walked for git repositories (the workspace).
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub repo_roots: Vec<PathBuf>,
     /// Protected paths whose entries, modes and times are compared (landlock-only
     /// mode, where Landlock lets entries be added and cannot refuse chmod or utimes):
     /// new entries are always removed and metadata always restored.
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub protect: Vec<PathBuf>,
     /// Paths the user made writable on purpose (`--rw .git/config`): not compared.
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub exempt: Vec<PathBuf>,
     /// Put the originals back (else: report only).
     pub revert: bool,
@@ -93,6 +97,7 @@ pub struct WatchPlan {
 /// One change found after the run.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Change {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
     /// created, modified, removed, mode, json-key, new-repository, git-exec-setting
     pub kind: String,

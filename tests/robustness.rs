@@ -303,3 +303,93 @@ fn agent_state_persists_from_the_first_run() {
         .unwrap();
     assert!(!ghost.exists(), "{}", show(&out));
 }
+
+/// A credential file whose name is not UTF-8 (the command inside can create
+/// one) neither aborts an audited run nor escapes its mask; every output
+/// escapes the name instead of dropping it.
+#[test]
+fn file_names_that_are_not_utf8_are_masked_and_escaped_everywhere() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new();
+    let odd = f.ws.join(std::ffi::OsStr::from_bytes(b"k\xff.pem"));
+    let c = canary("odd-name-key");
+    std::fs::write(&odd, format!("{c}\n")).unwrap();
+    std::fs::write(f.ws.join("a\nb.pem"), format!("{c}\n")).unwrap();
+    let log = f.dir.path().join("odd.jsonl");
+    for who in users() {
+        let out = f
+            .airlock(who)
+            .args(["run", "--audit-log"])
+            .arg(&log)
+            .args(["--", "sh", "-c", "cat k*.pem a*.pem; echo END"])
+            .output()
+            .unwrap();
+        assert!(stdout(&out).contains("END"), "{who:?}: {}", show(&out));
+        assert!(!stdout(&out).contains(&c), "{who:?}: {}", show(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", show(&out));
+        for line in std::fs::read_to_string(&log).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("whole JSON records");
+            let _ = v;
+        }
+        assert!(std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("k\\\\xff.pem"));
+    }
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--dry-run", "--format", "json", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("k\\\\xff.pem"), "{}", show(&out));
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--dry-run", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("a\\nb.pem"),
+        "one line per mask: {}",
+        show(&out)
+    );
+    for fmt in ["json", "jsonl", "sarif", "text"] {
+        let out = f
+            .airlock(As::Me)
+            .args(["scan", "--format", fmt, "."])
+            .output()
+            .unwrap();
+        assert!(
+            !stderr(&out).contains("panicked") && out.status.code() != Some(101),
+            "{fmt}: {}",
+            show(&out)
+        );
+    }
+}
+
+/// A working directory whose name is not UTF-8: an audited run works there.
+#[test]
+fn a_cwd_that_is_not_utf8_works_with_an_audit_log() {
+    use std::os::unix::ffi::OsStrExt;
+    let f = Fixture::new();
+    let odd = f.ws.join(std::ffi::OsStr::from_bytes(b"d\xffir"));
+    std::fs::create_dir_all(&odd).unwrap();
+    let log = f.dir.path().join("cwd.jsonl");
+    for mode in ["full", "landlock-only"] {
+        for who in users() {
+            let mut c = f.airlock(who);
+            c.current_dir(&odd)
+                .args(["run", "--mode", mode, "--audit-log"])
+                .arg(&log)
+                .args(["--", "sh", "-c", "pwd >/dev/null && echo IN-ODD-DIR"]);
+            let out = c.output().unwrap();
+            assert!(
+                stdout(&out).contains("IN-ODD-DIR"),
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+        }
+    }
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("whole JSON records");
+    }
+}

@@ -2,6 +2,9 @@
 //! tempdir. Credentials are generated from pieces at run time; none is a
 //! literal in this file.
 
+mod common;
+mod corpus;
+
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -464,4 +467,303 @@ fn a_cache_the_sandbox_could_write_is_not_used() {
     let _ = run();
     assert_eq!(run()["files_from_cache"], 0);
     assert!(!inside.join("airlock").exists());
+}
+
+/// Installed Python packages as an agent's virtualenv holds them: file names
+/// that match mask patterns, docstrings with credential-looking examples, a
+/// CA bundle. Each file carries a marker the sandboxed command prints.
+fn plant_venv(ws: &Path, g: &mut Gen) -> Vec<(&'static str, String)> {
+    let sp = ".venv/lib/python3.12/site-packages";
+    put(
+        ws,
+        ".venv/pyvenv.cfg",
+        "home = /usr/bin\nversion = 3.12.1\n",
+    );
+    put(
+        ws,
+        &format!("{sp}/pydantic-2.9.0.dist-info/RECORD"),
+        "pydantic/types.py,,\n",
+    );
+    let cert = pem("CERTIFICATE", g);
+    let files: Vec<(&'static str, String)> = vec![
+        (
+            "litellm/llms/bedrock/credentials.py",
+            "class Credentials:\n    \"\"\"AWS credentials.\"\"\"\n".to_string(),
+        ),
+        (
+            "pydantic/types.py",
+            format!(
+                "\"\"\"\nmodel = Model(password='{}', access_key='{}')\n\"\"\"\nAccessKey = \"{}\"\n",
+                ["IAm", "Sensitive"].concat(),
+                g.s(ALNUM, 20),
+                g.s(HEX, 32)
+            ),
+        ),
+        (
+            "botocore/data/s3/2006-03-01/paginators-1.json",
+            format!(
+                "{{\"output_token\": \"NextContinuationToken\", \"NextToken\": \"eyJ{}\"}}\n",
+                g.s(B64, 60)
+            ),
+        ),
+        ("certifi/cacert.pem", format!("# Issuer: CN=Test Root\n{cert}{cert}")),
+        (
+            "starlette/middleware/cors.py",
+            "ALLOW_CREDENTIALS = \"Access-Control-Allow-Credentials\"\n".to_string(),
+        ),
+        (
+            "tornado/test/test.key",
+            pem(&format!("RSA {} KEY", "PRIVATE"), g),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (i, (rel, body)) in files.into_iter().enumerate() {
+        let marker = format!("LIBRARY-READABLE-{i}");
+        // Appended as a comment line (PEM tolerates text outside blocks).
+        put(ws, &format!("{sp}/{rel}"), format!("{body}\n# {marker}\n"));
+        out.push((rel, marker));
+    }
+    out
+}
+
+#[test]
+fn library_files_in_a_virtualenv_stay_readable_and_planted_secrets_stay_masked() {
+    use common::{users, As};
+    for who in users() {
+        let fx = common::Fixture::new();
+        let mut g = Gen(0x5EED_0000_0000_0011);
+        let libs = plant_venv(&fx.ws, &mut g);
+        let sp = ".venv/lib/python3.12/site-packages";
+        // A real key file dropped into the venv, and a `.env` inside it: the
+        // content decides, and both hold credentials.
+        let key = pem(&format!("EC {} KEY", "PRIVATE"), &mut g);
+        let key_line = key.lines().nth(1).expect("body").to_string();
+        put(&fx.ws, &format!("{sp}/leaked/deploy.pem"), &key);
+        let token = format!("{}{}", "xox", "b-") + &g.s("0123456789", 12) + "-" + &g.s(ALNUM, 24);
+        put(&fx.ws, ".venv/.env", format!("SLACK_TOKEN={token}\n"));
+        let files: Vec<String> = libs.iter().map(|(rel, _)| format!("{sp}/{rel}")).collect();
+        let script = format!(
+            "cat {} ; echo; cat .env {sp}/leaked/deploy.pem .venv/.env config/server.key; true",
+            files.join(" ")
+        );
+        let out = fx.run_sh(who, &[], &script);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{who:?}: {}",
+            common::show(&out)
+        );
+        for (rel, marker) in &libs {
+            assert!(
+                stdout.contains(marker.as_str()),
+                "{who:?}: library file {rel} is not readable inside the sandbox:\n{}",
+                common::show(&out)
+            );
+        }
+        fx.assert_no_canary(&out, "venv run");
+        assert!(
+            !stdout.contains(&key_line),
+            "{who:?}: key in a venv was readable"
+        );
+        assert!(
+            !stdout.contains(&token),
+            "{who:?}: .env in a venv was readable"
+        );
+        // Control: without airlock every file (and the planted key) is readable.
+        if who == As::Me {
+            let control = Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .current_dir(&fx.ws)
+                .output()
+                .expect("control");
+            let c = String::from_utf8_lossy(&control.stdout);
+            assert!(
+                c.contains(&key_line) && c.contains(&token) && c.contains("LIBRARY-READABLE-0")
+            );
+        }
+    }
+}
+
+/// A credential only the content scan finds (its name matches no pattern).
+fn plant_content_secret(ws: &Path, g: &mut Gen) -> String {
+    let token = format!("{}{}", "xox", "b-") + &g.s("0123456789", 12) + "-" + &g.s(ALNUM, 24);
+    put(ws, "src/config.yaml", format!("slack:\n  token: {token}\n"));
+    token
+}
+
+#[test]
+fn on_secret_warn_leaves_content_findings_readable_and_says_so() {
+    for who in common::users() {
+        let fx = common::Fixture::new();
+        let mut g = Gen(0x5EED_0000_0000_0044);
+        let token = plant_content_secret(&fx.ws, &mut g);
+        let script = "cat src/config.yaml .env; true";
+        let out = fx.run_sh(who, &["--on-secret", "warn"], script);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{who:?}: {}",
+            common::show(&out)
+        );
+        // What the warning says is what happened: readable.
+        assert!(
+            stdout.contains(&token),
+            "{who:?}: warn masked a content finding"
+        );
+        assert!(
+            stderr.contains("secret left readable:") && stderr.contains("src/config.yaml"),
+            "{who:?}: {stderr}"
+        );
+        assert!(!stderr.contains(&token), "{who:?}: the value was printed");
+        // Masks by name are profile policy, not the scan's: `.env` stays masked.
+        fx.assert_no_canary(&out, "warn run");
+        // Control: the default policy masks the same file.
+        let out = fx.run_sh(who, &[], script);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(&token),
+            "{who:?}"
+        );
+    }
+}
+
+#[test]
+fn the_run_summary_counts_every_mask_by_reason() {
+    for who in common::users() {
+        let fx = common::Fixture::new();
+        let mut g = Gen(0x5EED_0000_0000_0045);
+        plant_content_secret(&fx.ws, &mut g);
+        // Another name of a file masked by name (its bare canary is no content finding).
+        std::fs::hard_link(
+            fx.ws.join("config/server.key"),
+            fx.ws.join("src/key-copy.txt"),
+        )
+        .expect("hard link");
+        let out = fx.run_sh(who, &[], "true");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{who:?}: {}",
+            common::show(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("airlock: masked "))
+            .unwrap_or_else(|| panic!("{who:?}: no summary line: {stderr}"));
+        let nums: Vec<usize> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [total, name, content, link] = nums[..] else {
+            panic!("{who:?}: summary {line}");
+        };
+        // The plan is the truth the summary must match.
+        let mut c = fx.airlock(who);
+        let plan = c
+            .args(["explain", "--format", "json", "--", "true"])
+            .output()
+            .expect("explain");
+        let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan json");
+        let masks = plan["masks"].as_array().expect("masks");
+        let count = |pred: &dyn Fn(&str) -> bool| {
+            masks
+                .iter()
+                .filter(|m| m["in_view"] == true && pred(m["reason"].as_str().unwrap_or("")))
+                .count()
+        };
+        let is_link = |r: &str| r.contains("(target of symlink") || r.starts_with("hard link");
+        assert_eq!(
+            name,
+            count(&|r| !is_link(r) && r.starts_with("name matches")),
+            "{line}"
+        );
+        assert_eq!(
+            content,
+            count(&|r| !is_link(r) && r.starts_with("secret scan")),
+            "{line}"
+        );
+        assert_eq!(link, count(&is_link), "{line}");
+        assert_eq!(total, name + content + link);
+        // Four names, a content-only secret, a hard link to a name-masked file.
+        assert!(name >= 4 && content >= 1 && link >= 1, "{who:?}: {line}");
+    }
+}
+
+/// Files the scan flags under `root`, as paths relative to it.
+fn flagged_files(root: &Path, cache: &Path) -> std::collections::HashSet<String> {
+    let out = Command::new(BIN)
+        .args(["scan", "--no-cache", "--format", "jsonl"])
+        .arg(root)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("run airlock scan");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["path"].as_str().map(str::to_owned))
+        .filter_map(|p| {
+            Path::new(&p)
+                .strip_prefix(root)
+                .ok()
+                .map(|r| r.display().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn labelled_corpus_meets_the_recall_and_precision_targets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canon").join("corpus");
+    let samples = corpus::generate(&root, 11, 4, 40, 2);
+    let flagged = flagged_files(&root, &dir.path().join("cache"));
+    let table = corpus::score(&samples, &flagged);
+    let (mut tp, mut p, mut fp) = (0, 0, 0);
+    let mut report = String::new();
+    for (format, [t, pos, f, _neg]) in &table {
+        tp += t;
+        p += pos;
+        fp += f;
+        report.push_str(&format!("{format}: {t}/{pos} found, {f} false\n"));
+    }
+    let recall = tp as f64 / p as f64;
+    let precision = tp as f64 / (tp + fp) as f64;
+    assert!(recall >= 0.95, "recall {recall:.3}\n{report}");
+    assert!(precision >= 0.98, "precision {precision:.3}\n{report}");
+    // Every format is covered by at least one positive found.
+    for (format, [t, pos, _, _]) in &table {
+        assert!(*pos == 0 || *t > 0, "{format} never found\n{report}");
+    }
+}
+
+/// `AIRLOCK_CORPUS=DIR cargo test --test scan write_corpus -- --ignored`:
+/// the benchmark's corpus in DIR/corpus, labels in DIR/labels.tsv.
+#[test]
+#[ignore = "writes a benchmark corpus; run by scripts/bench-scan.sh"]
+fn write_corpus() {
+    let Some(dir) = std::env::var_os("AIRLOCK_CORPUS") else {
+        return;
+    };
+    let num = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let dir = PathBuf::from(dir);
+    let samples = corpus::generate(
+        &dir.join("corpus"),
+        11,
+        num("VARIANTS", 40),
+        num("FILLER", 20_000),
+        num("KIB", 8),
+    );
+    let labels: String = samples
+        .iter()
+        .map(|s| format!("{}\t{}\t{}\n", s.rel, s.format, u8::from(s.positive)))
+        .collect();
+    fs::write(dir.join("labels.tsv"), labels).expect("write labels");
 }

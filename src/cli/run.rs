@@ -201,7 +201,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 for f in &plan.findings {
                     eprintln!(
                         "airlock: secret: {}:{}: {}",
-                        f.path.display(),
+                        crate::pathfmt::escaped(&f.path),
                         f.line,
                         f.rule
                     );
@@ -214,25 +214,29 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 return Ok(exit::SECRETS_BLOCKED);
             }
             OnSecret::Warn => {
+                // True per file: a finding in a file masked for another
+                // reason (its name) is not readable, and says so.
                 for f in &plan.findings {
+                    let masked = plan.masks.iter().any(|m| m.in_view && m.path == f.path);
                     eprintln!(
-                        "airlock: warning: secret left readable: {}:{}: {}",
-                        f.path.display(),
+                        "airlock: warning: secret {}: {}:{}: {}",
+                        if masked {
+                            "found (the file is masked by name)"
+                        } else {
+                            "left readable"
+                        },
+                        crate::pathfmt::escaped(&f.path),
                         f.line,
                         f.rule
                     );
                 }
             }
-            OnSecret::Mask => {
-                if !args.quiet {
-                    let files: std::collections::BTreeSet<_> =
-                        plan.findings.iter().map(|f| &f.path).collect();
-                    eprintln!(
-                        "airlock: masked {} file(s) holding credentials (see --dry-run)",
-                        files.len()
-                    );
-                }
-            }
+            OnSecret::Mask => {}
+        }
+    }
+    if !args.quiet {
+        if let Some(line) = mask_summary(&plan.masks) {
+            eprintln!("airlock: {line} (see --dry-run)");
         }
     }
     let run_id = plan.run_id.clone();
@@ -265,7 +269,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 format!(
                     "{} {}{}",
                     c.kind.trim_start_matches("protected-"),
-                    c.path.display(),
+                    crate::pathfmt::escaped(&c.path),
                     if c.reverted {
                         " (undone)"
                     } else {
@@ -286,7 +290,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
                 format!(
                     "{} {}{}{}",
                     c.kind,
-                    c.path.display(),
+                    crate::pathfmt::escaped(&c.path),
                     c.key
                         .as_ref()
                         .map(|k| format!(" [{k}]"))
@@ -322,7 +326,7 @@ fn run(args: RunArgs) -> Result<u8, Error> {
         .collect();
     if let Some(log) = audit.as_mut() {
         let extra = serde_json::json!({
-            "persistence_created": created,
+            "persistence_created": created.iter().map(|p| crate::pathfmt::Wrap(p)).collect::<Vec<_>>(),
             "persistence_changes": changes,
         });
         if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, Some(extra))) {
@@ -339,6 +343,26 @@ fn run(args: RunArgs) -> Result<u8, Error> {
         }
     }
     Ok(outcome.exit_code)
+}
+
+/// "masked 4 file(s): 2 by name, 1 by content, 1 link": every mask the
+/// workspace scan added that the view would show, by reason. Built-in and
+/// profile masks are fixed policy and listed by `--dry-run`.
+fn mask_summary(masks: &[plan::fs::Mask]) -> Option<String> {
+    let (mut name, mut content, mut link) = (0, 0, 0);
+    for m in masks.iter().filter(|m| m.in_view) {
+        if m.reason.contains("(target of symlink") || m.reason.starts_with("hard link") {
+            link += 1;
+        } else if m.reason.starts_with("name matches") {
+            name += 1;
+        } else if m.reason.starts_with("secret scan") {
+            content += 1;
+        }
+    }
+    let total = name + content + link;
+    (total > 0).then(|| {
+        format!("masked {total} file(s): {name} by name, {content} by content, {link} link")
+    })
 }
 
 /// The audit log, if one is configured. A log that cannot be opened stops the

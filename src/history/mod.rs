@@ -446,10 +446,15 @@ fn scan_objects(
                         if o.kind == ObjectKind::Blob {
                             rules.name_hits(name, &mut hits);
                         }
+                        // Binary blobs as binary files in the working tree:
+                        // only the fixed-prefix formats, byte by byte.
                         let sniff = &bytes[..bytes.len().min(SNIFF)];
-                        if !sniff.contains(&0) {
-                            rules.scan(&FileContext { name }, bytes, &mut scratch, &mut hits);
-                        }
+                        let ctx = FileContext {
+                            name,
+                            binary: sniff.contains(&0),
+                            ..FileContext::default()
+                        };
+                        rules.scan(&ctx, bytes, &mut scratch, &mut hits);
                         for h in &hits {
                             out.push(finding(rules, o, h, Some(bytes)));
                         }

@@ -17,9 +17,15 @@ use std::path::{Component, Path, PathBuf};
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum MountKind {
     /// Bind the host path read-only.
-    RoBind { src: PathBuf },
+    RoBind {
+        #[serde(serialize_with = "crate::pathfmt::ser")]
+        src: PathBuf,
+    },
     /// Bind the host path read-write.
-    RwBind { src: PathBuf },
+    RwBind {
+        #[serde(serialize_with = "crate::pathfmt::ser")]
+        src: PathBuf,
+    },
     /// A fresh tmpfs of at most `size` bytes.
     Tmpfs { mode: u32, size: u64 },
     /// A fresh procfs of the new pid namespace.
@@ -27,11 +33,15 @@ pub enum MountKind {
     /// A minimal /dev, its /dev/shm at most `shm_size` bytes.
     Dev { shm_size: u64 },
     /// A symlink (merged-/usr systems: /bin -> usr/bin).
-    Symlink { target: PathBuf },
+    Symlink {
+        #[serde(serialize_with = "crate::pathfmt::ser")]
+        target: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Mount {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub dest: PathBuf,
     #[serde(flatten)]
     pub kind: MountKind,
@@ -49,6 +59,7 @@ pub enum MaskKind {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Mask {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
     pub kind: MaskKind,
     pub reason: String,
@@ -220,7 +231,13 @@ impl Builder<'_> {
             None => (false, spec),
         };
         let path = self.expand(spec);
-        let dest = canonical_parent(&path);
+        self.bind_path(&path, required, rw, reason)
+    }
+
+    /// Bind a path known as a path (the workspace, a socket, agent state):
+    /// its bytes are kept even when they are not UTF-8.
+    fn bind_path(&mut self, path: &Path, required: bool, rw: bool, reason: &str) -> Result<()> {
+        let dest = canonical_parent(path);
         if self.dropped(&dest) {
             self.notes
                 .push(format!("{}: dropped by profile", dest.display()));
@@ -250,14 +267,13 @@ impl Builder<'_> {
             });
             // Bind what it points at too, so the link works inside.
             if let Ok(real) = std::fs::canonicalize(&dest) {
-                if real != dest {
-                    let real_s = real.to_string_lossy().into_owned();
-                    if !self.mounts.iter().any(|m| {
+                if real != dest
+                    && !self.mounts.iter().any(|m| {
                         is_under(&real, &m.dest)
                             && matches!(m.kind, MountKind::RoBind { .. } | MountKind::RwBind { .. })
-                    }) {
-                        self.bind(&real_s, rw, reason)?;
-                    }
+                    })
+                {
+                    self.bind_path(&real, false, rw, reason)?;
                 }
             }
             return Ok(());
@@ -475,16 +491,12 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 )),
             }
         }
-        b.bind(&p.to_string_lossy(), true, "profile filesystem.home_state")?;
+        b.bind_path(&p, false, true, "profile filesystem.home_state")?;
     }
     // 4. The workspace at its own path.
     let ws_access = fsp.workspace.unwrap_or(Access::Rw);
     if ws_access != Access::None {
-        b.bind(
-            &workspace.to_string_lossy(),
-            ws_access == Access::Rw,
-            "workspace",
-        )?;
+        b.bind_path(&workspace, false, ws_access == Access::Rw, "workspace")?;
     }
     // 5. Extra paths from the profile and the command line.
     for s in &fsp.rw {
@@ -504,7 +516,7 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 sockets_env.push(e.to_string());
             }
             if let Some(path) = path {
-                b.bind(&path.to_string_lossy(), true, &format!("socket {s}"))?;
+                b.bind_path(&path, false, true, &format!("socket {s}"))?;
             }
         }
     }
@@ -733,25 +745,41 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                     || e.is_symlink
                     || e.path
                         .file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| names.matches(n).is_some()))
+                        .is_some_and(|n| names.matches(&n.to_string_lossy()).is_some()))
         })
     };
+    // Names mean nothing inside package-manager trees (their content was
+    // scanned) nor for certificate-only PEM files: see scan::trees.
+    let mut trees = crate::scan::trees::PackageTrees::default();
     for e in &entries {
+        // A name that is not UTF-8 is matched lossily: `k\xff.pem` is still `*.pem`.
         if let Some(pat) = e
             .path
             .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| names.matches(n))
+            .and_then(|n| names.matches(&n.to_string_lossy()))
         {
-            b.mask(&e.path, format!("name matches `{pat}`"));
+            // Only a file whose content the scan read may lose its name mask.
+            let read = scan
+                .as_ref()
+                .is_some_and(|r| !r.skipped.iter().any(|k| k.path == e.path));
+            let exempt = crate::scan::trees::name_mask_exemption(&e.path, read, &mut trees);
+            match exempt {
+                Some(why) => b.notes.push(format!(
+                    "{}: not masked by name `{pat}`: {why}",
+                    e.path.display()
+                )),
+                None => b.mask(&e.path, format!("name matches `{pat}`")),
+            }
         }
     }
     let mut per_file: BTreeMap<PathBuf, Vec<&Finding>> = BTreeMap::new();
     for f in &findings {
         per_file.entry(f.path.clone()).or_default().push(f);
     }
-    for (path, fs) in per_file {
+    // `--on-secret warn` leaves what the content scan found readable (the
+    // launcher warns instead); masks by name, profile and built-ins stay.
+    let warn = req.on_secret.or(p.secrets.on_secret) == Some(crate::profile::types::OnSecret::Warn);
+    for (path, fs) in per_file.into_iter().filter(|_| !warn) {
         let rules: Vec<String> = fs
             .iter()
             .map(|f| format!("{} line {}", f.rule, f.line))

@@ -54,6 +54,7 @@ pub struct LandlockInput {
 /// One path rule.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PathRule {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
     /// An access class, one of [`ACCESS_CLASSES`].
     pub access: String,
@@ -125,6 +126,7 @@ pub struct LandlockPlan {
     pub best_effort: bool,
     pub rules: Vec<PathRule>,
     /// Paths left without any rule on purpose (landlock-only secrets).
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub denied: Vec<PathBuf>,
     pub scope_abstract_unix: bool,
     pub scope_signals: bool,

@@ -66,8 +66,11 @@ pub struct Plan {
     /// Serialised with credential-looking arguments redacted.
     #[serde(serialize_with = "serialize_redacted")]
     pub command: Vec<String>,
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub cwd: PathBuf,
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub workspace: PathBuf,
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub home: PathBuf,
     pub uid: u32,
     pub gid: u32,
@@ -77,6 +80,7 @@ pub struct Plan {
     pub mounts: Vec<Mount>,
     /// Every mask, with its reason; `in_view` false means the path is not reachable anyway.
     pub masks: Vec<Mask>,
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub protect: Vec<PathBuf>,
     pub env: env::EnvPlan,
     pub landlock: landlock::LandlockPlan,
@@ -84,11 +88,13 @@ pub struct Plan {
     pub limits: Limits,
     pub timeout_secs: Option<f64>,
     pub on_secret: OnSecret,
+    #[serde(serialize_with = "crate::pathfmt::ser_opt")]
     pub audit_log: Option<PathBuf>,
     pub audit_required: bool,
     /// Persistence vectors (`.envrc`, `.vscode`, …) absent at launch: they
     /// cannot be bound read-only without creating them on the host, so the
     /// run reports any the command creates.
+    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
     pub watch_absent: Vec<PathBuf>,
     /// Persistence vectors compared after the run (and reverted when the profile says so).
     pub watch: crate::persist::WatchPlan,
@@ -96,6 +102,7 @@ pub struct Plan {
     pub proxy: Option<ProxyPlan>,
     /// landlock-only mode has no tmpfs of its own: a private directory made at
     /// run time (and removed after) is the only writable temp dir, as TMPDIR.
+    #[serde(serialize_with = "crate::pathfmt::ser_opt")]
     pub private_tmp: Option<PathBuf>,
     /// Credentials found by the pre-flight scan (path, line, rule; never the value).
     pub findings: Vec<crate::scan::Finding>,
@@ -146,6 +153,7 @@ pub struct ProxyPlan {
     /// landlock-only mode: the relay runs in the supervisor, outside.
     pub relay_outside: bool,
     /// The directory (bound read-only) that holds the proxy's unix socket inside.
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub socket_dir: PathBuf,
     /// The allow-list, as written in the profile.
     pub allow: Vec<String>,
@@ -251,15 +259,14 @@ pub fn build(
         env.set("NODE_USE_ENV_PROXY", "1".into(), "network proxy");
         // Credentials the command uses but never holds: a phantom in the
         // client's variable, the base URL pointing at the relay.
-        let planned =
-            crate::proxy::inject::plan_routes(&p.credentials, &host.home, host_env, port)
-                .map_err(|(i, key, msg)| {
-                    crate::error::Error::Profile(crate::error::ProfileError::Invalid {
-                        file: profile.sources.last().cloned().unwrap_or_default(),
-                        key: format!("credentials[{i}].{key}"),
-                        msg,
-                    })
-                })?;
+        let planned = crate::proxy::inject::plan_routes(&p.credentials, &host.home, host_env, port)
+            .map_err(|(i, key, msg)| {
+                crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+                    file: profile.sources.last().cloned().unwrap_or_default(),
+                    key: format!("credentials[{i}].{key}"),
+                    msg,
+                })
+            })?;
         for (k, v) in planned.env {
             env.set(&k, v, "credential route");
         }

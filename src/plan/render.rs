@@ -112,7 +112,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(
             w,
             "  {:<50} {:<5} {}",
-            m.path.display(),
+            crate::pathfmt::escaped(&m.path),
             format!("{:?}", m.kind).to_lowercase(),
             m.reason
         );
@@ -136,7 +136,7 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(
                 w,
                 "  {}:{}  {}  {}",
-                f.path.display(),
+                crate::pathfmt::escaped(&f.path),
                 f.line,
                 f.rule,
                 f.redacted

@@ -4,7 +4,7 @@
 //! Nothing here allocates per file: a thread owns one [`Scratch`] and reuses
 //! it; only an accepted finding allocates (its redacted prefix).
 
-use super::rules::{Compiled, Rule, RuleSet, Validate};
+use super::rules::{Compiled, InPackages, Rule, RuleSet, Validate};
 use regex::bytes::CaptureLocations;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
@@ -14,9 +14,70 @@ use std::ops::Range;
 pub struct FileContext<'a> {
     /// The file name (last path component).
     pub name: &'a str,
+    /// Inside a package-manager tree (a virtualenv, `node_modules`, the cargo
+    /// registry, …): only the rules marked `package_trees` run.
+    pub package_tree: bool,
+    /// In a package's test or fixture directory.
+    pub fixture: bool,
+    /// Binary content (NUL bytes): only the fixed-prefix formats are looked
+    /// for, byte by byte.
+    pub binary: bool,
 }
 
-impl FileContext<'_> {
+impl<'a> FileContext<'a> {
+    /// A file in a workspace, known by its name.
+    pub fn named(name: &'a str) -> FileContext<'a> {
+        FileContext {
+            name,
+            ..FileContext::default()
+        }
+    }
+
+    /// Does `rule` run on this file?
+    fn runs(&self, rule: &Rule) -> bool {
+        if self.package_tree {
+            return match rule.package_trees {
+                None => false,
+                Some(InPackages::Any) => true,
+                Some(InPackages::KeyFiles) => {
+                    !(self.fixture || self.binary || self.is_code() || self.is_doc())
+                }
+            };
+        }
+        // In a binary (a SQLite database, a .pyc, a core dump) the formats
+        // that carry their own prefix or checksum are still unambiguous.
+        !self.binary || rule.package_trees.is_some()
+    }
+
+    /// Prose documentation (README, docs): its `key = value` lines are
+    /// examples. Token formats are still looked for there.
+    fn is_prose(&self) -> bool {
+        self.name.rsplit_once('.').is_some_and(|(_, ext)| {
+            matches!(
+                ext.to_ascii_lowercase().as_str(),
+                "md" | "rst" | "adoc" | "tex"
+            )
+        })
+    }
+
+    /// `.env.example`, `config.sample.yml`, botocore's `examples-1.json`:
+    /// files that say they hold examples (the default mask patterns exempt
+    /// `.env.example` for the same reason).
+    fn is_example(&self) -> bool {
+        let n = self.name.to_ascii_lowercase();
+        n.contains("example") || n.contains("sample")
+    }
+
+    /// Documentation and notebooks: examples, not configuration.
+    fn is_doc(&self) -> bool {
+        const DOC: &[&str] = &[
+            "md", "rst", "txt", "html", "htm", "ipynb", "adoc", "tex", "pyi", "pyx", "pxd", "in",
+        ];
+        self.name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| DOC.iter().any(|c| ext.eq_ignore_ascii_case(c)))
+    }
+
     /// Source code: an unquoted `token = x` there is a variable, not a literal.
     fn is_code(&self) -> bool {
         const CODE: &[&str] = &[
@@ -75,6 +136,14 @@ impl RuleSet {
     /// Findings that come from the file name alone (keystores). Run before the
     /// binary sniff: a `.p12` file is binary.
     pub fn name_hits(&self, name: &str, out: &mut Vec<Hit>) {
+        // `prod.example.env`, `test.sample.p12`: examples, by their own name.
+        let lower = name.to_ascii_lowercase();
+        if ["example", "sample", "template"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            return;
+        }
         for (i, r) in self.rules.iter().enumerate() {
             if !r.has_regex() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
                 out.push(Hit {
@@ -91,17 +160,26 @@ impl RuleSet {
         // One pass of the keyword automaton decides which regexes run at all.
         s.triggered.iter_mut().for_each(|t| *t = false);
         let mut any = false;
-        for m in self.prefilter.find_overlapping_iter(hay) {
-            s.triggered[self.pattern_rule[m.pattern().as_usize()]] = true;
+        let (prefilter, pattern_rule) = if ctx.binary {
+            (&self.binary_prefilter, &self.binary_pattern_rule)
+        } else {
+            (self.prefilter_for(hay.len()), &self.pattern_rule)
+        };
+        for m in prefilter.find_overlapping_iter(hay) {
+            s.triggered[pattern_rule[m.pattern().as_usize()]] = true;
             any = true;
         }
-        if !any && !self.rules.iter().any(|r| r.always) {
+        // Rules tied to a file name (`.pgpass`, a bare `token` file) run on
+        // such files whatever keywords they hold.
+        let by_name =
+            |r: &Rule| r.has_regex() && r.file_name.as_ref().is_some_and(|f| f.is_match(ctx.name));
+        if !any && !self.rules.iter().any(|r| r.always || by_name(r)) {
             return;
         }
         s.spans.clear();
         let first = out.len();
         for (i, rule) in self.rules.iter().enumerate() {
-            if !(s.triggered[i] || rule.always) {
+            if !(s.triggered[i] || rule.always || by_name(rule)) || !ctx.runs(rule) {
                 continue;
             }
             let Some(c) = rule.compiled() else {
@@ -183,6 +261,10 @@ impl RuleSet {
             if matches!(before_key, Some(b'?' | b'&')) {
                 return false;
             }
+            // README and docs examples (docstrings are checked last: costly).
+            if ctx.is_prose() || ctx.is_example() {
+                return false;
+            }
             let key = key.map_or(&b""[..], |k| &hay[k]);
             if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
                 return false;
@@ -201,12 +283,20 @@ impl RuleSet {
             return false;
         }
         match rule.validate {
+            Some(Validate::Password) if !password_ok(value) => return false,
             Some(Validate::Crc32Base62) if !crc32_base62_ok(value) => return false,
             Some(Validate::BasicAuthB64) if !is_basic_auth_b64(value) => return false,
             _ => {}
         }
         let digest: [u8; 32] = Sha256::digest(value).into();
-        !self.known_examples.contains(&digest)
+        if self.known_examples.contains(&digest) {
+            return false;
+        }
+        // Docstrings and doctests in code: an example, not configuration.
+        // Last, because it looks back over the file.
+        !(rule.validate == Some(Validate::Assignment)
+            && ctx.is_code()
+            && in_doc_example(ctx, hay, secret.start))
     }
 }
 
@@ -409,6 +499,32 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         "tokenizer",
         "csrf",
         "xsrf",
+        // Pagination and idempotency tokens (AWS `NextToken`, botocore
+        // paginators' `output_token`): opaque cursors, not credentials.
+        "nexttoken",
+        "next_token",
+        "continuationtoken",
+        "continuation_token",
+        "pagetoken",
+        "page_token",
+        "pagination",
+        "output_token",
+        "input_token",
+        "synctoken",
+        "sync_token",
+        "clienttoken",
+        "idempoten",
+        "cursor",
+        "marker",
+        "etag",
+        "md5",
+        // Header names: `Access-Control-Allow-Credentials`, `withCredentials`.
+        "allow-credentials",
+        "allow_credentials",
+        "allowcredentials",
+        "withcredentials",
+        "lastused",
+        "last_used",
     ];
     const KEY_SUFFIX_NOT_SECRET: &[&str] = &[
         "name",
@@ -470,6 +586,10 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         "validator",
         "handler",
         "class",
+        "date",
+        "time",
+        "timestamp",
+        "_at",
     ];
     let key = String::from_utf8_lossy(key).to_ascii_lowercase();
     let key = key.trim_matches(|c: char| c == '"' || c == '\'' || c == '-' || c == '_');
@@ -507,6 +627,18 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     {
         return false;
     }
+    // `"eyJ2IjoiMSIs..."`: a truncated example; `eyJ…` without dots is
+    // base64 of a JSON object (an AWS pagination token), not a credential;
+    // a timestamp; a hex digest on a line that says it is one.
+    if v.contains("...")
+        || v.contains('\u{2026}')
+        || (v.starts_with("eyJ") && !v.contains('.'))
+        || is_timestamp(v)
+        || is_header_name(v)
+        || is_constant_name(v)
+    {
+        return false;
+    }
     // `"challengePassword"`, `"_RSAPrivateKey"`, `scmVersion=`: a name or a
     // type annotation, not a secret.
     let alpha_name = looks_like_name(v.trim_end_matches('='));
@@ -521,6 +653,91 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         return false;
     }
     looks_random(value)
+}
+
+/// A password found by its position (`-p…`, `.pgpass`'s fifth field,
+/// `define('DB_PASSWORD', …)`): not `{pw}` or `%s`, not a word that names
+/// what it stands for (`SECRET`, `mypassword`).
+fn password_ok(v: &[u8]) -> bool {
+    let v = v.strip_suffix(b",").unwrap_or(v);
+    let Ok(s) = std::str::from_utf8(v) else {
+        return false;
+    };
+    let lower = s.to_ascii_lowercase();
+    let template = (s.starts_with('{') && s.contains('}')) || s.starts_with('%');
+    let names_itself = ["secret", "passw", "token", "pwd"]
+        .iter()
+        .any(|w| lower.contains(w));
+    v.len() >= 4 && !template && !names_itself
+}
+
+/// `2016-09-08T21:47:36Z`, `2024-01-01`.
+fn is_timestamp(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.len() >= 10
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..7].iter().all(u8::is_ascii_digit)
+        && b[7] == b'-'
+        && b[8..10].iter().all(u8::is_ascii_digit)
+}
+
+/// `Access-Control-Allow-Credentials`, `X-Api-Key`: HTTP header names
+/// (every dash-separated word capitalised). Diceware passphrases are lower case.
+fn is_header_name(v: &str) -> bool {
+    v.contains('-')
+        && v.split('-').all(|w| {
+            let b = w.as_bytes();
+            !b.is_empty()
+                && b[0].is_ascii_uppercase()
+                && b.iter().all(u8::is_ascii_alphabetic)
+                && (b[1..].iter().all(u8::is_ascii_lowercase)
+                    || b.iter().all(u8::is_ascii_uppercase))
+        })
+}
+
+/// `OPENAI_KEY_V2`, `AWS_SECRET_2`: an UPPER_SNAKE constant or variable name
+/// with digits (names without digits are caught by `looks_like_name`).
+fn is_constant_name(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.first().is_some_and(u8::is_ascii_uppercase)
+        && v.contains('_')
+        && b.iter()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+        && v.split('_')
+            .all(|w| w.len() >= 2 || w.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// Inside documentation of code: a Python docstring (an odd number of
+/// triple quotes before it), a doctest line, a Rust doc comment, a JSDoc
+/// line. Plain `#`/`//` comments are not documentation: a commented-out
+/// credential is still a credential.
+fn in_doc_example(ctx: &FileContext, hay: &[u8], at: usize) -> bool {
+    let line_start = hay[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let line = &hay[line_start..at];
+    let trimmed = match line.iter().position(|b| !b.is_ascii_whitespace()) {
+        Some(i) => &line[i..],
+        None => &[][..],
+    };
+    if [&b">>> "[..], b"... ", b"///", b"//!", b"#>", b"* "]
+        .iter()
+        .any(|p| trimmed.starts_with(p))
+    {
+        return true;
+    }
+    let py = ctx
+        .name
+        .rsplit_once('.')
+        .is_some_and(|(_, e)| matches!(e, "py" | "pyi" | "pyx"));
+    if py {
+        let before = &hay[..line_start];
+        let count = |q: &[u8]| before.windows(3).filter(|w| *w == q).count();
+        return count(b"\"\"\"") % 2 == 1 || count(b"'''") % 2 == 1;
+    }
+    false
 }
 
 /// `some.attribute`, `SOME_CONSTANT`, `camelCase`: names, not secrets.
@@ -606,7 +823,18 @@ fn url_ok(url: &[u8], password: &[u8]) -> bool {
             .iter()
             .any(|t| host.ends_with(t));
     let user = userinfo.split(':').next().unwrap_or("");
-    !reserved && user.as_bytes() != password.to_ascii_lowercase()
+    let pw = String::from_utf8_lossy(password).to_ascii_lowercase();
+    // `a%20secret`, `mypassword`: the value names what it stands for (docs);
+    // `123,foo:bar`: a multi-host URL's port list, not a password.
+    let names_itself = ["secret", "passw", "token", "%20"]
+        .iter()
+        .any(|w| pw.contains(w));
+    let port_list = pw
+        .split_once(',')
+        .is_some_and(|(p, _)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    // `user:…@`, `username:…@`: the user is a placeholder, so is the rest.
+    let example_user = matches!(user, "user" | "username" | "usr" | "name");
+    !reserved && !names_itself && !port_list && !example_user && user != pw
 }
 
 pub fn is_uuid(v: &str) -> bool {
@@ -626,6 +854,46 @@ fn is_integrity(v: &str) -> bool {
 }
 
 // ---- checksums and decoders ----
+
+/// UTF-16 text (a BOM, or ASCII interleaved with NULs in the first 4 KiB)
+/// decoded into `out` as UTF-8. False (and `out` untouched) for anything else.
+pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+    let (little, body) = match bytes {
+        [0xFF, 0xFE, rest @ ..] => (true, rest),
+        [0xFE, 0xFF, rest @ ..] => (false, rest),
+        _ => {
+            let head = &bytes[..bytes.len().min(4096) & !1];
+            if head.len() < 8 {
+                return false;
+            }
+            let pairs = head.len() / 2;
+            let zero_at = |k: usize| head.iter().skip(k).step_by(2).filter(|b| **b == 0).count();
+            let (even, odd) = (zero_at(0), zero_at(1));
+            if odd * 10 >= pairs * 9 && even * 10 <= pairs {
+                (true, bytes)
+            } else if even * 10 >= pairs * 9 && odd * 10 <= pairs {
+                (false, bytes)
+            } else {
+                return false;
+            }
+        }
+    };
+    out.clear();
+    out.reserve(body.len() / 2);
+    let units = body.chunks_exact(2).map(|c| {
+        if little {
+            u16::from_le_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], c[1]])
+        }
+    });
+    let mut tmp = [0u8; 4];
+    for ch in char::decode_utf16(units) {
+        let ch = ch.unwrap_or(char::REPLACEMENT_CHARACTER);
+        out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
+    }
+    true
+}
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

@@ -15,8 +15,12 @@
 //! - **Walk**: hidden and gitignored files are scanned; `.git/objects` never;
 //!   inside `target/`, `node_modules/` and `ScanOptions::excludes` only files
 //!   with a credential-like name (`.env*`, `.npmrc`, `*.pem`, …) are read
-//!   (see [`walk`]). Binaries (NUL in the first 8 KiB) are not matched;
+//!   (see [`walk`]). UTF-16 text is decoded first; in binaries (NUL in
+//!   the first 8 KiB) only prefixed/checksummed formats are looked for;
 //!   files over `max_file_size` are listed in `skipped`.
+//! - **Package-manager trees** (virtualenvs, `node_modules`, the cargo
+//!   registry, …; see [`trees`]): recognised by structure; names mask
+//!   nothing there and only the strict rules run.
 //! - **Symlinks**: a link to a file is reported at its canonical target (the
 //!   path the launcher must mask); links to directories are not followed.
 //! - **False positives**: placeholders, `${VAR}`/`os.environ`/`process.env`
@@ -39,6 +43,7 @@ pub mod cache;
 pub mod detect;
 pub mod report;
 pub mod rules;
+pub mod trees;
 pub mod walk;
 
 use serde::Serialize;
@@ -87,6 +92,7 @@ impl Default for ScanOptions {
 /// One credential found. Never holds the value: `redacted` is at most a short prefix.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
     /// 1-based line; 0 when the file as a whole is the finding (a keystore by name).
     pub line: usize,
@@ -112,6 +118,7 @@ pub struct ScanReport {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {
+    #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
     pub reason: String,
 }

@@ -68,7 +68,7 @@ pub fn write_text(w: &mut dyn Write, r: &ScanReport, rules: &RuleSet) -> io::Res
         writeln!(
             w,
             "{}:{}: {}{} — {}",
-            f.path.display(),
+            crate::pathfmt::escaped(&f.path),
             f.line,
             f.rule,
             shown,
@@ -76,7 +76,12 @@ pub fn write_text(w: &mut dyn Write, r: &ScanReport, rules: &RuleSet) -> io::Res
         )?;
     }
     for s in &r.skipped {
-        writeln!(w, "skipped {}: {}", s.path.display(), s.reason)?;
+        writeln!(
+            w,
+            "skipped {}: {}",
+            crate::pathfmt::escaped(&s.path),
+            s.reason
+        )?;
     }
     let files: std::collections::BTreeSet<&Path> =
         r.findings.iter().map(|f| f.path.as_path()).collect();

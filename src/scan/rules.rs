@@ -33,6 +33,17 @@ struct RuleDef {
     entropy: Option<f64>,
     min_classes: Option<u8>,
     validate: Option<Validate>,
+    package_trees: Option<InPackages>,
+}
+
+/// Where a rule runs inside package-manager trees (see `trees.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InPackages {
+    /// Every file.
+    Any,
+    /// Key files only: not source code, documentation or test fixtures.
+    KeyFiles,
 }
 
 /// Checks that need code rather than a regex.
@@ -47,6 +58,9 @@ pub enum Validate {
     Assignment,
     /// A URL with a password: not a documentation host, not `user:user`.
     Url,
+    /// A password outside `key = value` (command lines, .pgpass, wp-config):
+    /// not a format placeholder, not a word that names what it stands for.
+    Password,
 }
 
 /// One rule. Its regex is compiled the first time a keyword triggers it:
@@ -63,6 +77,8 @@ pub struct Rule {
     pub entropy: Option<f64>,
     pub min_classes: u8,
     pub validate: Option<Validate>,
+    /// Inside package-manager trees: None = the rule does not run there.
+    pub package_trees: Option<InPackages>,
     /// No keyword: the regex runs on every file (user rules without keywords).
     pub always: bool,
 }
@@ -119,6 +135,17 @@ pub struct RuleSet {
     pub prefilter: AhoCorasick,
     /// Prefilter pattern index → rule index.
     pub pattern_rule: Vec<usize>,
+    /// The same keywords as a full DFA, built on the first large file: two to
+    /// four times faster on file bytes, but milliseconds to build, which the
+    /// environment check on every launch should not pay.
+    pub dfa_prefilter: std::sync::OnceLock<Option<AhoCorasick>>,
+    /// The keywords, for the DFA.
+    patterns: Vec<String>,
+    /// The prefilter for binary content: keywords of the rules that run
+    /// there (fixed-prefix formats), so a `.so` does not pay for `password`.
+    pub binary_prefilter: AhoCorasick,
+    /// Binary prefilter pattern index → rule index.
+    pub binary_pattern_rule: Vec<usize>,
     /// sha256 of documented example credentials that are never reported.
     pub known_examples: HashSet<[u8; 32]>,
     /// Hex sha256 over the rule sources: changes whenever a rule changes.
@@ -189,6 +216,8 @@ impl RuleSet {
                 entropy: spec.entropy,
                 min_classes: None,
                 validate: None,
+                // A user's rule is the user's policy: it runs everywhere.
+                package_trees: Some(InPackages::Any),
             });
         }
         let known_examples = file
@@ -200,6 +229,8 @@ impl RuleSet {
         let mut rules = Vec::with_capacity(defs.len());
         let mut patterns: Vec<String> = Vec::new();
         let mut pattern_rule = Vec::new();
+        let mut bin_patterns: Vec<String> = Vec::new();
+        let mut bin_pattern_rule = Vec::new();
         for (i, d) in defs.into_iter().enumerate() {
             let rule_err = |msg: String| ScanError::Rule {
                 id: d.id.clone(),
@@ -229,6 +260,10 @@ impl RuleSet {
                     patterns.push(k.clone());
                     pattern_rule.push(i);
                     n_keywords += 1;
+                    if d.package_trees.is_some() || unicode {
+                        bin_patterns.push(k.clone());
+                        bin_pattern_rule.push(i);
+                    }
                 }
             }
             for k in &d.nocase_keywords {
@@ -249,6 +284,7 @@ impl RuleSet {
                 entropy: d.entropy,
                 min_classes: d.min_classes.unwrap_or(0),
                 validate: d.validate,
+                package_trees: d.package_trees,
             });
         }
         let mut seen = HashSet::new();
@@ -260,25 +296,52 @@ impl RuleSet {
                 });
             }
         }
-        let prefilter = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            // A contiguous NFA: built in tens of microseconds (a full DFA
-            // costs milliseconds, paid on every launch for the env check),
-            // and with its literal prefilter nearly as fast on file bytes.
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(&patterns)
-            .map_err(|e| ScanError::Rule {
-                id: "prefilter".into(),
-                msg: e.to_string(),
-            })?;
+        let automaton = |pats: &[String]| {
+            AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                // A contiguous NFA: built in tens of microseconds (a full DFA
+                // costs milliseconds, paid on every launch for the env check),
+                // and with its literal prefilter nearly as fast on file bytes.
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(pats)
+                .map_err(|e| ScanError::Rule {
+                    id: "prefilter".into(),
+                    msg: e.to_string(),
+                })
+        };
+        let prefilter = automaton(&patterns)?;
+        let binary_prefilter = automaton(&bin_patterns)?;
         let hash = hex(&hasher.finalize());
         Ok(RuleSet {
             rules,
             prefilter,
             pattern_rule,
+            dfa_prefilter: std::sync::OnceLock::new(),
+            patterns,
+            binary_prefilter,
+            binary_pattern_rule: bin_pattern_rule,
             known_examples,
             hash,
         })
+    }
+
+    /// The keyword automaton for `hay`: the DFA for large inputs (built once),
+    /// the contiguous NFA otherwise.
+    pub fn prefilter_for(&self, len: usize) -> &AhoCorasick {
+        const DFA_FROM: usize = 1024;
+        if len < DFA_FROM {
+            return &self.prefilter;
+        }
+        self.dfa_prefilter
+            .get_or_init(|| {
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&self.patterns)
+                    .ok()
+            })
+            .as_ref()
+            .unwrap_or(&self.prefilter)
     }
 
     /// Rule by id.

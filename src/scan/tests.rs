@@ -84,9 +84,14 @@ fn excluded_dirs_scan_only_credential_names_and_git_objects_never() {
 fn binaries_are_sniffed_and_big_files_reported_as_skipped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = fs::canonicalize(dir.path()).expect("canon");
+    // A binary: only prefixed formats are looked for, byte by byte; a
+    // generic `password=` inside it is not a finding.
     let mut bin = b"\x7fELF\0\0\0".to_vec();
+    bin.extend_from_slice(b"password=\"Xk29fjQ0pLm3Zt8w\"\0");
+    fs::write(root.join("a.out"), &bin).expect("write");
     bin.extend_from_slice(aws_key_id().as_bytes());
-    fs::write(root.join("a.out"), bin).expect("write");
+    let with_key = write(&root, "b.out", "");
+    fs::write(&with_key, &bin).expect("write");
     let big = write(
         &root,
         "big.log",
@@ -97,7 +102,12 @@ fn binaries_are_sniffed_and_big_files_reported_as_skipped() {
         ..opts()
     };
     let r = scan_paths(std::slice::from_ref(&root), &o).expect("scan");
-    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let got: Vec<_> = r
+        .findings
+        .iter()
+        .map(|f| (&f.path, f.rule.as_str()))
+        .collect();
+    assert_eq!(got, vec![(&with_key, "aws-access-key-id")]);
     assert_eq!(r.skipped.len(), 1);
     assert_eq!(r.skipped[0].path, big);
 }
@@ -248,4 +258,84 @@ fn scan_joins_every_thread_it_starts() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(threads(), before);
+}
+
+fn private_key_pem() -> String {
+    let body: String = (0..5)
+        .map(|i| {
+            format!(
+                "{}\n",
+                "MIIEowIBAAKCAQEAq7BFUEeL9w0d3Ys6aZ1Q"
+                    .repeat(2)
+                    .replace('q', &i.to_string())
+            )
+        })
+        .collect();
+    format!(
+        "-----BEGIN RSA {}-----\n{body}-----END RSA {}-----\n",
+        "PRIVATE KEY", "PRIVATE KEY"
+    )
+}
+
+#[test]
+fn package_trees_use_the_strict_rules() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canon");
+    write(&root, ".venv/pyvenv.cfg", "home = /usr/bin\n");
+    let sp = ".venv/lib/python3.12/site-packages";
+    // Library fixtures and examples: not findings.
+    write(
+        &root,
+        &format!("{sp}/tornado/test/test.key"),
+        &private_key_pem(),
+    );
+    write(&root, &format!("{sp}/pem/README.md"), &private_key_pem());
+    write(
+        &root,
+        &format!("{sp}/lib/types.py"),
+        "password = \"Xk29fjQ0pLm3Zt8w\"\n",
+    );
+    // A key file and a prefixed token: findings anywhere.
+    write(
+        &root,
+        &format!("{sp}/leaked/deploy.pem"),
+        &private_key_pem(),
+    );
+    write(
+        &root,
+        &format!("{sp}/leaked/conf.py"),
+        &format!("K = \"{}-{}\"\n", "glpat", "Zq8kP3mX7vR2tY9wB4nL"),
+    );
+    // A credential name keeps every rule, even in a package tree.
+    write(&root, ".venv/.env", "DB_PASSWORD=Xk29fjQ0pLm3Zt8w\n");
+    let r = scan_paths(std::slice::from_ref(&root), &opts()).expect("scan");
+    let mut got = rules_by_file(&r, &root);
+    got.sort();
+    let sp = |f: &str| format!("{sp}/{f}");
+    assert_eq!(
+        got,
+        vec![
+            (".venv/.env".into(), "generic-secret-assignment".into()),
+            (sp("leaked/conf.py"), "gitlab-token".into()),
+            (sp("leaked/deploy.pem"), "private-key".into()),
+        ]
+    );
+    // The same files outside a package tree are findings.
+    fs::remove_file(root.join(".venv/pyvenv.cfg")).expect("rm");
+    fs::rename(
+        root.join(".venv/lib/python3.12/site-packages"),
+        root.join(".venv/lib/python3.12/code"),
+    )
+    .expect("mv");
+    let r = scan_paths(std::slice::from_ref(&root), &opts()).expect("scan");
+    assert_eq!(
+        r.findings
+            .iter()
+            .map(|f| &f.path)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        6,
+        "{:?}",
+        rules_by_file(&r, &root)
+    );
 }

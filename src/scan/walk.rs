@@ -21,8 +21,9 @@
 //! directories the sandbox exposes are all roots of this scan.
 
 use super::cache::{Cache, CachedHit, FileKey};
-use super::detect::{FileContext, Hit, Scratch};
+use super::detect::{utf16_to_utf8, FileContext, Hit, Scratch};
 use super::rules::LazyRules;
+use super::trees::{in_fixture_dir, keeps_every_rule, published_by_package, PackageTrees};
 use super::Skipped;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -110,6 +111,10 @@ struct Worker<'a> {
     /// Built on the first cache miss (with the rules).
     scratch: Option<Scratch>,
     hits: Vec<Hit>,
+    /// UTF-16 files decoded to UTF-8.
+    wide: Vec<u8>,
+    /// Which directories are package-manager trees (asked on cache misses).
+    trees: PackageTrees,
 }
 
 impl<'a> Worker<'a> {
@@ -121,6 +126,8 @@ impl<'a> Worker<'a> {
             buf: Vec::with_capacity(64 * 1024),
             scratch: None,
             hits: Vec::new(),
+            wide: Vec::new(),
+            trees: PackageTrees::default(),
         }
     }
 
@@ -150,7 +157,11 @@ impl<'a> Worker<'a> {
         } else if ft.is_file() && self.wanted(e.path()) {
             if let Ok(meta) = e.metadata() {
                 if let Some(names) = self.shared.names {
-                    let name = e.file_name().to_str().unwrap_or("");
+                    // Not UTF-8: matched lossily (a pattern's suffix still
+                    // matches), never skipped.
+                    let fname = e.file_name();
+                    let name_l = fname.to_string_lossy();
+                    let name: &str = &name_l;
                     if meta.nlink() > 1 && names.matches(name).is_none() {
                         self.local
                             .entries
@@ -167,7 +178,11 @@ impl<'a> Worker<'a> {
     /// mask pattern (hard-linked files are added where the scan stats them;
     /// inside excluded directories they are not looked for).
     fn collect(&mut self, path: &Path, is_symlink: bool, names: &crate::walk::NamePatterns) {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let name_l = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let name: &str = &name_l;
         if is_symlink || names.matches(name).is_some() {
             if let Ok(m) = path.symlink_metadata() {
                 self.local.entries.push(crate::walk::Entry::new(path, &m));
@@ -176,7 +191,11 @@ impl<'a> Worker<'a> {
     }
 
     fn scan_file(&mut self, path: &Path, meta: &std::fs::Metadata) {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let name_l = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let name: &str = &name_l;
         let key = FileKey::of(meta);
         if let Some(hits) = self.shared.cache.get(&key) {
             self.local.from_cache += 1;
@@ -199,7 +218,13 @@ impl<'a> Worker<'a> {
         };
         let scratch = self.scratch.get_or_insert_with(|| Scratch::new(rules));
         self.hits.clear();
-        rules.name_hits(name, &mut self.hits);
+        // Installed code: stricter rules and no name-only findings, except
+        // for a file whose name says credential (a forged marker must not
+        // hide a planted `.env`).
+        let package_tree = !keeps_every_rule(name) && self.trees.of_file(path).is_some();
+        if !package_tree {
+            rules.name_hits(name, &mut self.hits);
+        }
         let too_big = meta.len() > self.shared.max_file_size;
         if too_big {
             // Not read, not cached; a name-only finding (keystore) still counts.
@@ -214,11 +239,28 @@ impl<'a> Worker<'a> {
         } else {
             match read_into(path, meta.len(), &mut self.buf) {
                 Ok(()) => {
-                    // Binary: NUL in the first 8 KiB (what git and ripgrep do).
-                    let sniff = &self.buf[..self.buf.len().min(SNIFF)];
-                    if !sniff.contains(&0) {
-                        let ctx = FileContext { name };
-                        rules.scan(&ctx, &self.buf, scratch, &mut self.hits);
+                    // UTF-16 (PowerShell's default) is matched as UTF-8;
+                    // other text with NUL in the first 8 KiB is binary (what
+                    // git and ripgrep say), where only prefixed formats count.
+                    let hay: &[u8] = if utf16_to_utf8(&self.buf, &mut self.wide) {
+                        &self.wide
+                    } else {
+                        &self.buf
+                    };
+                    let binary = hay[..hay.len().min(SNIFF)].contains(&0);
+                    let ctx = FileContext {
+                        name,
+                        package_tree,
+                        fixture: package_tree && in_fixture_dir(path),
+                        binary,
+                    };
+                    let before = self.hits.len();
+                    rules.scan(&ctx, hay, scratch, &mut self.hits);
+                    if package_tree
+                        && self.hits.len() > before
+                        && published_by_package(path, &self.buf)
+                    {
+                        self.hits.truncate(before);
                     }
                 }
                 Err(e) => {
@@ -252,8 +294,16 @@ impl<'a> Worker<'a> {
     /// Outside excluded directories every file is read; inside them only
     /// files with a credential-like name (decided before any `stat`).
     fn wanted(&self, path: &Path) -> bool {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        is_credential_name(name) || !self.in_excluded_dir(path)
+        let name_l = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let name: &str = &name_l;
+        // A name the launcher would mask is read too: inside a package tree
+        // its content, not its name, decides (see `trees`).
+        is_credential_name(name)
+            || self.shared.names.is_some_and(|n| n.matches(name).is_some())
+            || !self.in_excluded_dir(path)
     }
 
     fn in_excluded_dir(&self, path: &Path) -> bool {
@@ -307,6 +357,9 @@ pub fn is_credential_name(name: &str) -> bool {
         "secrets.yml",
         "service-account.json",
         "kubeconfig",
+        ".pgpass",
+        ".vault-token",
+        "master.key",
     ];
     const SUFFIX: &[&str] = &[
         ".pem",
@@ -316,6 +369,9 @@ pub fn is_credential_name(name: &str) -> bool {
         ".jks",
         ".keystore",
         ".kubeconfig",
+        ".env",
+        ".ppk",
+        ".token",
     ];
     name.starts_with(".env")
         || name.starts_with("id_rsa")

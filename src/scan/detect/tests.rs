@@ -43,7 +43,12 @@ fn found_in(name: &str, content: &str) -> Vec<String> {
     let mut s = Scratch::new(rs);
     let mut hits = Vec::new();
     rs.name_hits(name, &mut hits);
-    rs.scan(&FileContext { name }, content.as_bytes(), &mut s, &mut hits);
+    rs.scan(
+        &FileContext::named(name),
+        content.as_bytes(),
+        &mut s,
+        &mut hits,
+    );
     for h in &hits {
         assert!(h.redacted.chars().count() <= 5, "redaction too long");
     }
@@ -514,8 +519,8 @@ fn generic_assignment_ignores_references_placeholders_and_non_secrets() {
             "config.toml",
             "password_file = \"/run/secrets/db_password\"\n".into(),
         ),
-        ("a.env", "PASSWORD=changeme\n".into()),
-        ("a.env", "TOKEN=xxxxxxxxxxxxxxxxxxxx\n".into()),
+        (".env", "PASSWORD=changeme\n".into()),
+        (".env", "TOKEN=xxxxxxxxxxxxxxxxxxxx\n".into()),
         ("tokens.css", ".token-primary { color: #ff0000; }\n".into()),
     ];
     for (name, content) in cases {
@@ -571,7 +576,7 @@ fn generic_findings_redact_the_value_not_its_quote() {
     let mut hits = Vec::new();
     let text = format!("token = \"{}\"\n", "Zq3vN8kPw2Lx7Rt5Hy9M");
     rs.scan(
-        &FileContext { name: "a.toml" },
+        &FileContext::named("a.toml"),
         text.as_bytes(),
         &mut s,
         &mut hits,
@@ -716,7 +721,7 @@ fn line_numbers_and_the_per_file_cap() {
     let mut s = Scratch::new(rs);
     let mut hits = Vec::new();
     rs.scan(
-        &FileContext { name: "keys.txt" },
+        &FileContext::named("keys.txt"),
         text.as_bytes(),
         &mut s,
         &mut hits,
@@ -724,4 +729,415 @@ fn line_numbers_and_the_per_file_cap() {
     assert_eq!(hits.len(), MAX_HITS_PER_FILE);
     let lines: Vec<usize> = hits.iter().map(|h| h.line).take(3).collect();
     assert_eq!(lines, vec![1, 3, 5]);
+}
+
+// ---- precision on real code (issue 11); each case has a positive control ----
+
+#[track_caller]
+fn assert_found_in(name: &str, content: &str, rule: &str) {
+    let got = found_in(name, content);
+    assert!(
+        got.iter().any(|r| r == rule),
+        "{name}: expected {rule}, got {got:?}"
+    );
+}
+
+#[test]
+fn aws_documented_example_keys_are_not_credentials() {
+    // The key pair in AWS's documentation, built from pieces.
+    let id = format!("{}{}", "AKIAIOSFODNN7", "EXAMPLE");
+    let secret = format!("{}{}", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "EXAMPLEKEY");
+    assert_clean(
+        "config",
+        &format!("aws_access_key_id = {id}\naws_secret_access_key = {secret}\n"),
+    );
+    let mut g = Gen::new(1101);
+    assert_rule(
+        &format!(
+            "aws_access_key_id = AKIA{}\n",
+            g.s("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)
+        ),
+        "aws-access-key-id",
+    );
+}
+
+#[test]
+fn pagination_and_idempotency_tokens_are_not_credentials() {
+    let mut g = Gen::new(1102);
+    let b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for line in [
+        format!("\"NextToken\": \"eyJ{}\"", g.s(b64, 60)),
+        format!("\"NextContinuationToken\": \"{}==\"", g.s(b64, 54)),
+        "\"output_token\": \"DistributionList.NextMarker\",".to_string(),
+        "\"input_token\": \"ExclusiveStartShardId\",".to_string(),
+        "\"ClientToken\": \"cachedvol112233\",".to_string(),
+        "\"PurchaseToken\": \"eyJ2IjoiMSIsInMiOjEsImMiOi...\",".to_string(),
+        "\"PasswordLastUsed\": \"2016-09-08T21:47:36Z\",".to_string(),
+    ] {
+        assert_clean("examples-1.json", &format!("{{\n  {line}\n}}\n"));
+    }
+    // Control: the same shape under a credential's name is found.
+    assert_found_in(
+        "config.json",
+        &format!("{{\"SessionToken\": \"{}\"}}\n", g.s(ALNUM, 40)),
+        "generic-secret-assignment",
+    );
+}
+
+#[test]
+fn docstring_doctest_and_readme_examples_are_not_credentials() {
+    let mut g = Gen::new(1103);
+    let pw = g.s(ALNUM, 16);
+    assert_clean(
+        "types.py",
+        &format!("def f():\n    \"\"\"\n    model = Model(password='{pw}')\n    \"\"\"\n"),
+    );
+    assert_clean("types.py", &format!("    >>> connect(password='{pw}')\n"));
+    assert_clean(
+        "lib.rs",
+        &format!("/// let c = Client::new(token = \"{pw}\");\n"),
+    );
+    assert_clean(
+        "client.js",
+        &format!("/**\n * @example\n * login({{ password: \"{pw}\" }})\n */\n"),
+    );
+    assert_clean("README.md", &format!("```\npassword = \"{pw}\"\n```\n"));
+    assert_clean("examples-1.json", "{\"OldPassword\": \"3s0K_;xh4~8XXI\"}\n");
+    assert_clean(".env.example", &format!("DB_PASSWORD={pw}\n"));
+    // Controls: the same literal in code, after a docstring closed, in a config file,
+    // and commented out (a commented-out credential is still one).
+    assert_found_in(
+        "types.py",
+        &format!("\"\"\"doc\"\"\"\npassword = '{pw}'\n"),
+        "generic-secret-assignment",
+    );
+    assert_found_in(
+        "settings.py",
+        &format!("# password = '{pw}'\n"),
+        "generic-secret-assignment",
+    );
+    assert_found_in(
+        "app.yaml",
+        &format!("password: \"{pw}\"\n"),
+        "generic-secret-assignment",
+    );
+}
+
+#[test]
+fn hashes_ids_header_and_constant_names_are_not_credentials() {
+    let mut g = Gen::new(1104);
+    for line in [
+        format!("\"AccessKeyId\": \"{}\"", g.s("0123456789abcdef", 32)),
+        format!("api_key_sha256 = \"{}\"", g.s("0123456789abcdef", 64)),
+        format!("\"ApiKeyMd5\": \"{}\"", g.s("0123456789abcdef", 32)),
+        "ALLOW_CREDENTIALS = \"Access-Control-Allow-Credentials\"".to_string(),
+        "api_key = \"X-Api-Key\"".to_string(),
+        "TOKEN = \"OPENAI_KEY_V2\"".to_string(),
+        "\"access_token_expires_at\": \"2024-05-01T00:00:00Z\"".to_string(),
+    ] {
+        assert_clean("settings.py", &format!("{line}\n"));
+    }
+    // Control: a random literal under the same kind of key is found.
+    assert_found_in(
+        "settings.py",
+        &format!("api_key = \"{}\"\n", g.s(ALNUM, 24)),
+        "generic-secret-assignment",
+    );
+}
+
+#[test]
+fn example_urls_in_library_docs_are_not_credentials() {
+    for line in [
+        "https://jo%40email.com:a%20secret@m\u{fc}ller.de:1234/pa%20th?search=ab#anchorlink",
+        "mhu = MultiHostUrl('https://foo.com:123,foo:bar@bar.com/path')",
+        "postgres://user:mypassword@db.internal/app",
+        "https://user:he%2F%2Fo@pypi.company.com/simple",
+    ] {
+        assert_clean("_urls.py", &format!("{line}\n"));
+    }
+    let mut g = Gen::new(1105);
+    assert_found_in(
+        "_urls.py",
+        &format!("u = 'postgres://app:{}@db.internal/app'\n", g.s(ALNUM, 14)),
+        "url-with-password",
+    );
+}
+
+// ---- recall: formats added for issue 11; each with near-miss negatives ----
+
+/// `a` + `b`: keeps literal prefixes out of this file's text.
+fn p(a: &str, b: &str) -> String {
+    format!("{a}{b}")
+}
+
+#[track_caller]
+fn assert_found_named(name: &str, content: &str, rule: &str) {
+    assert_found_in(name, content, rule);
+}
+
+#[test]
+fn new_prefixed_formats() {
+    let mut g = Gen::new(1201);
+    let bech = "qpzry9x8gf2tvdw0s3jn54khce6mua7l".to_ascii_uppercase();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            p("AGE-SECRET-KEY-", "1") + &g.s(&bech, 58),
+            "age-secret-key",
+        ),
+        (p("AKC", "p") + &g.s(ALNUM, 69), "jfrog-token"),
+        (p("cmVmdGtuOjAx", "Oj") + &g.s(ALNUM, 54), "jfrog-token"),
+        (p("gs", "k_") + &g.s(ALNUM, 52), "groq-api-key"),
+        (
+            format!(
+                "https://discord.com/api/{}/{}/{}",
+                "webhooks",
+                g.s("0123456789", 18),
+                g.s(B64URL, 68)
+            ),
+            "discord-webhook",
+        ),
+        (p("pu", "l-") + &g.s(HEX, 40), "pulumi-token"),
+        (p("dp.p", "t.") + &g.s(ALNUM, 43), "doppler-token"),
+        (p("r8", "_") + &g.s(ALNUM, 37), "replicate-token"),
+        (p("whs", "ec_") + &g.s(ALNUM, 32), "stripe-webhook-secret"),
+        (p("dckr_", "pat_") + &g.s(ALNUM, 27), "dockerhub-pat"),
+        (p("sq", "p_") + &g.s(HEX, 40), "sonarqube-token"),
+        (
+            format!("{}{}_{}", p("gl", "sa_"), g.s(ALNUM, 32), g.s(HEX, 8)),
+            "grafana-token",
+        ),
+        (
+            p("GOCS", "PX-") + &g.s(B64URL, 28),
+            "google-oauth-client-secret",
+        ),
+        (format!("{}-us{}", g.s(HEX, 32), 14), "mailchimp-api-key"),
+        (p("hv", "s.") + &g.s(B64URL, 92), "vault-token"),
+        (p("hv", "b.") + &g.s(B64URL, 140), "vault-token"),
+    ];
+    for (token, rule) in &cases {
+        assert_found_in("deploy.yaml", &format!("value: {token}\n"), rule);
+        // Truncated by a few characters: the fixed length is part of the format.
+        let short = &token[..token.len() - 8];
+        let got = found_in("deploy.yaml", &format!("value: {short} \n"));
+        assert!(
+            !got.iter().any(|r| r == rule)
+                || rule.contains("webhook")
+                || rule.contains("vault")
+                || rule.contains("jfrog")
+                || rule.contains("grafana"),
+            "{rule}: a truncated value still matched"
+        );
+    }
+    // Low entropy and placeholders are not tokens.
+    assert_clean(
+        "a.yaml",
+        &format!("v: {}\n", p("gs", "k_") + &"a".repeat(52)),
+    );
+    assert_clean(
+        "a.yaml",
+        &format!(
+            "v: {}\n",
+            p("dckr_", "pat_") + "xxxxxxxxxxxxxxxxxxxxxxxxxxx"
+        ),
+    );
+    assert_clean("a.yaml", "name: ask_me-us1\n");
+}
+
+#[test]
+fn datadog_keys_need_their_name() {
+    let mut g = Gen::new(1202);
+    let key = g.s(HEX, 40);
+    assert_found_in(
+        "datadog.yaml",
+        &format!("DD_APP_KEY={key}\n"),
+        "datadog-key",
+    );
+    assert_found_in(
+        "conf.py",
+        &format!("datadog_api_key = \"{}\"\n", g.s(HEX, 32)),
+        "datadog-key",
+    );
+    let got = found_in("lock.json", &format!("\"sha1\": \"{key}\"\n"));
+    assert!(!got.iter().any(|r| r == "datadog-key"), "{got:?}");
+}
+
+#[test]
+fn putty_private_key() {
+    let mut g = Gen::new(1203);
+    let ppk = format!(
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nComment: k\nPublic-Lines: 2\n{}\n{}\nPrivate-Lines: 1\n{}\nPrivate-MAC: {}\n",
+        g.s(B64, 64),
+        g.s(B64, 20),
+        g.s(B64, 44),
+        g.s(HEX, 64)
+    );
+    assert_found_in("id.ppk", &ppk, "putty-private-key");
+    assert_clean(
+        "notes.md",
+        "Save it as a PuTTY-User-Key-File-3: file with puttygen.\n",
+    );
+}
+
+#[test]
+fn bare_token_files_by_name_and_shape() {
+    let mut g = Gen::new(1204);
+    assert_found_named(
+        ".vault-token",
+        &(p("hv", "s.") + &g.s(B64URL, 92)),
+        "vault-token",
+    );
+    assert_found_named(
+        ".vault-token",
+        &format!("s.{}\n", g.s(ALNUM, 24)),
+        "bare-token-file",
+    );
+    assert_found_named("token", &format!("{}\n", g.s(ALNUM, 37)), "bare-token-file");
+    assert_found_named("master.key", &g.s(HEX, 32), "bare-token-file");
+    // Same content under another name, or prose under the name: not findings.
+    assert_clean("notes", &format!("{}\n", g.s(ALNUM, 37)));
+    assert_clean("token", "this file documents how the token is made\n");
+    assert_clean("token", "0000000000000000000000\n");
+}
+
+#[test]
+fn passwords_not_written_as_key_value() {
+    let mut g = Gen::new(1205);
+    let pw = g.s(ALNUM, 14);
+    for (name, content, rule) in [
+        (
+            ".pgpass",
+            format!("db.internal:5432:app:app:{pw}\n"),
+            "pgpass-password",
+        ),
+        (
+            "hosts",
+            format!("web1 ansible_host=10.0.0.5 ansible_ssh_pass={pw}\n"),
+            "ansible-password",
+        ),
+        (
+            "group_vars.yml",
+            format!("ansible_become_password: \"{pw}\"\n"),
+            "ansible-password",
+        ),
+        (
+            "config",
+            format!("BUNDLE_GEMS__CONTRIBSYS__COM: \"ci:{pw}\"\n"),
+            "bundler-credential",
+        ),
+        (
+            "wp-config.php",
+            format!("define( 'DB_PASSWORD', '{pw}' );\n"),
+            "wordpress-config",
+        ),
+        (
+            "settings.py",
+            format!("DB = 'postgresql+psycopg2://app:{pw}@db.internal/app'\n"),
+            "url-with-password",
+        ),
+        (
+            "deploy.sh",
+            format!("docker login -u ci -p {pw} registry.internal\n"),
+            "docker-login-password",
+        ),
+        (
+            "backup.sh",
+            format!("mysqldump -u root -p'{pw}' app > a.sql\n"),
+            "mysql-cli-password",
+        ),
+        (
+            "backup.sh",
+            format!("mysql -uroot -p{pw} app\n"),
+            "mysql-cli-password",
+        ),
+    ] {
+        assert_found_in(name, &content, rule);
+    }
+    for (name, content) in [
+        (".pgpass", "# hostname:port:database:username:password\n".to_string()),
+        ("hosts", "web1 ansible_ssh_pass=\"{{ vault_ssh_pass }}\"\n".to_string()),
+        ("config", "BUNDLE_PATH: \"vendor/bundle\"\nBUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/: \"https://m.internal\"\n".to_string()),
+        ("wp-config.php", "define( 'AUTH_KEY', 'put your unique phrase here' );\n".to_string()),
+        ("deploy.sh", "echo \"$PW\" | docker login -u ci --password-stdin registry\n".to_string()),
+        ("deploy.sh", "docker login -u ci -p \"$REGISTRY_PASSWORD\" registry\n".to_string()),
+        ("backup.sh", "mysql -u root -p app\nmysql -h db -P3306 -p -u x\n".to_string()),
+    ] {
+        assert_clean(name, &content);
+    }
+}
+
+#[test]
+fn environment_files_by_name() {
+    let rs = rules();
+    let named = |n: &str| {
+        let mut h = Vec::new();
+        rs.name_hits(n, &mut h);
+        h.iter()
+            .map(|h| rs.rules[h.rule].id.clone())
+            .collect::<Vec<_>>()
+    };
+    for n in ["prod.env", "staging.env", "Production.env"] {
+        assert_eq!(named(n), vec!["env-file".to_string()], "{n}");
+    }
+    for n in [
+        "prod.env.example",
+        "sample.env",
+        "env.py",
+        "prod.environment",
+        ".env",
+    ] {
+        assert!(named(n).is_empty(), "{n}");
+    }
+}
+
+#[test]
+fn utf16_text_is_decoded_before_matching() {
+    let mut g = Gen::new(1206);
+    let token = github_token(&mut g, "ghp");
+    let text = format!("$env:GITHUB_TOKEN = \"{token}\"\r\n");
+    let le: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let be: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    for (bytes, bom) in [
+        (le.clone(), &[0xFF, 0xFE][..]),
+        (be.clone(), &[0xFE, 0xFF][..]),
+        (le.clone(), &[][..]),
+        (be, &[][..]),
+    ] {
+        let mut all = bom.to_vec();
+        all.extend_from_slice(&bytes);
+        let mut out = Vec::new();
+        assert!(utf16_to_utf8(&all, &mut out));
+        assert_eq!(String::from_utf8(out.clone()).expect("utf8"), text);
+        assert_eq!(
+            found_in("profile.ps1", &text),
+            vec!["github-token".to_string()]
+        );
+    }
+    let mut out = Vec::new();
+    assert!(!utf16_to_utf8(text.as_bytes(), &mut out));
+    assert!(!utf16_to_utf8(
+        b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00",
+        &mut out
+    ));
+}
+
+#[test]
+fn prefixed_tokens_inside_binary_files() {
+    let mut g = Gen::new(1207);
+    let token = github_token(&mut g, "ghp");
+    let mut blob = b"SQLite format 3\x00\x10\x00\x01\x01".to_vec();
+    blob.extend_from_slice(&[0u8; 64]);
+    blob.extend_from_slice(format!("\x05\x17{token}\x00").as_bytes());
+    blob.extend_from_slice(format!("password=\"{}\"\x00", g.s(ALNUM, 16)).as_bytes());
+    let rs = rules();
+    let mut s = Scratch::new(rs);
+    let mut hits = Vec::new();
+    let ctx = FileContext {
+        name: "state.vscdb",
+        binary: true,
+        ..FileContext::default()
+    };
+    rs.scan(&ctx, &blob, &mut s, &mut hits);
+    let ids: Vec<&str> = hits.iter().map(|h| rs.rules[h.rule].id.as_str()).collect();
+    // The checksummed token is found; the generic rule does not run on binaries.
+    assert_eq!(ids, vec!["github-token"]);
 }
