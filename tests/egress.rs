@@ -132,6 +132,14 @@ fn egress_goes_only_where_the_allow_list_says() {
             "{mode} {who:?}: {s}"
         );
         assert!(s.contains("readonly-get: 200"), "{mode} {who:?}: {s}");
+        // The first refusal of a host is announced once on airlock's stderr.
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("refused egress to denied.test").count(),
+            1,
+            "{mode} {who:?}: {err}"
+        );
+        assert!(err.contains("network.allow"), "{mode} {who:?}: {err}");
         assert!(
             s.contains("readonly-delete: ERR 403"),
             "{mode} {who:?}: {s}"

@@ -1129,12 +1129,9 @@ fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
 /// Inside airlock, user namespaces are refused (seccomp denies CLONE_NEWUSER):
 /// a faithful stand-in for a container without them.
 fn nested(f: &Fixture, inner: &[&str]) -> std::process::Output {
-    let bin_dir = std::path::Path::new(BIN)
-        .parent()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    // Only the binary itself: binding its whole target dir would make every
+    // run scan a gigabyte of build artefacts.
+    let bin_dir = BIN.to_string();
     let mut args = vec!["run", "--quiet", "--ro", &bin_dir, "--", BIN, "run"];
     args.extend_from_slice(inner);
     f.airlock(As::Me).args(&args).output().unwrap()

@@ -61,6 +61,8 @@ pub(super) struct Shared {
     pipes: pump::PipeBudget,
     pub(super) stop: AtomicBool,
     decisions: Mutex<Vec<Decision>>,
+    /// Hosts whose refusal was already announced on the terminal.
+    noticed: Mutex<std::collections::HashSet<String>>,
     dropped_decisions: AtomicU64,
     conns: Mutex<Registry>,
     idle: Condvar,
@@ -80,6 +82,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(super) fn record(&self, d: Decision) {
+        // The first refusal of each host gets one line on the terminal: an
+        // agent shows "failed to authenticate" or retries forever, and the
+        // user should know it was airlock and how to allow the host.
+        if !d.allowed && !d.host.is_empty() {
+            let mut seen = lock(&self.noticed);
+            if seen.len() < 256 && seen.insert(d.host.clone()) {
+                eprintln!(
+                    "airlock: refused egress to {}:{} ({}) — to allow it, add \"{}\" to network.allow in a profile of your own that extends this one",
+                    crate::error::redact_message(&d.host),
+                    d.port,
+                    d.reason,
+                    crate::error::redact_message(&d.host)
+                );
+            }
+        }
         let mut v = lock(&self.decisions);
         if v.len() < MAX_DECISIONS {
             v.push(d);
@@ -170,6 +187,7 @@ pub fn start_with_routes(
         limits,
         stop: AtomicBool::new(false),
         decisions: Mutex::new(Vec::new()),
+        noticed: Mutex::new(std::collections::HashSet::new()),
         dropped_decisions: AtomicU64::new(0),
         conns: Mutex::new(Registry::default()),
         idle: Condvar::new(),

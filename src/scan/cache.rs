@@ -216,11 +216,21 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 }
 
 fn read_entries(path: &Path, rules_hash: &str) -> Option<HashMap<FileKey, Vec<CachedHit>>> {
-    let mut data = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .read_to_end(&mut data)
+    // Only a regular file, opened without blocking (a FIFO planted as the
+    // cache must not hang the launch), and never more than the cap.
+    use std::os::unix::fs::OpenOptionsExt;
+    const CACHE_CAP: u64 = 256 << 20;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
         .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > CACHE_CAP {
+        return None;
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.take(CACHE_CAP).read_to_end(&mut data).ok()?;
     let mut r = Reader { data: &data, at: 0 };
     if r.take(MAGIC.len())? != MAGIC || r.take(rules_hash.len())? != rules_hash.as_bytes() {
         return None;
