@@ -246,14 +246,14 @@ pub fn git_surface(dot_git: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (files, dirs)
 }
 
-/// The git settings of a config file that run code (key names only), read by
-/// git itself (includes not followed) when it is installed: git is the ground
-/// truth for its own syntax. Without git there is nothing on the host to run them.
-pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let Ok(o) = std::process::Command::new("git")
-        .args(["config", "--no-includes", "--null", "--list", "--file"])
+/// `git config --no-includes --file CONFIG ARGS…` with nothing of the caller's
+/// git configuration or environment: reading a config file this way runs no
+/// program, whatever the file says.
+pub fn git_config_file(config: &Path, args: &[&str]) -> Option<std::process::Output> {
+    std::process::Command::new("git")
+        .args(["config", "--no-includes", "--file"])
         .arg(config)
+        .args(args)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("GIT_CONFIG_NOSYSTEM", "1")
@@ -261,7 +261,15 @@ pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
         .stdin(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .output()
-    else {
+        .ok()
+}
+
+/// The git settings of a config file that run code (key names only), read by
+/// git itself (includes not followed) when it is installed: git is the ground
+/// truth for its own syntax. Without git there is nothing on the host to run them.
+pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(o) = git_config_file(config, &["--null", "--list"]) else {
         return out;
     };
     for entry in o.stdout.split(|b| *b == 0) {

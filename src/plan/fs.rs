@@ -1045,18 +1045,7 @@ impl FsPlan {
 
 /// core.hooksPath of a repository config, read by git without includes.
 fn git_hooks_path(config: &Path) -> Option<String> {
-    let o = std::process::Command::new("git")
-        .args(["config", "--no-includes", "--file"])
-        .arg(config)
-        .args(["--get", "core.hooksPath"])
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let o = crate::persist::git_config_file(config, &["--get", "core.hooksPath"])?;
     let v = String::from_utf8(o.stdout).ok()?.trim().to_string();
     (!v.is_empty()).then_some(v)
 }

@@ -243,7 +243,7 @@ extern "C" fn on_orphaned(_: i32) {
 
 /// SIGKILL every child until there are none left. A subreaper inherits the
 /// orphans of its whole tree, so this reaches grandchildren that re-parented.
-fn kill_all_children() {
+pub(super) fn kill_all_children() {
     for _ in 0..200 {
         let mut any = false;
         if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {

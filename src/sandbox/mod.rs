@@ -654,28 +654,7 @@ fn drain(master: i32, buf: &mut [u8], term: &mut termfilter::TermFilter) {
 /// Landlock-only mode has no pid namespace to tear down: kill every process
 /// this supervisor adopted as subreaper, until none is left.
 fn kill_descendants() {
-    for _ in 0..100 {
-        let mut any = false;
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for t in tasks.flatten() {
-                if let Ok(children) = std::fs::read_to_string(t.path().join("children")) {
-                    for c in children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<i32>().ok())
-                    {
-                        any = true;
-                        unsafe { libc::kill(c, libc::SIGKILL) };
-                    }
-                }
-            }
-        }
-        let mut st = 0;
-        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
-        if !any {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    exec::kill_all_children();
 }
 
 /// A 0700 directory that exists for one run, locked (flock) for as long as

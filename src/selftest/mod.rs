@@ -263,8 +263,10 @@ pub fn main(args: &SelftestArgs) -> u8 {
             .arg(&args.profile)
             .arg("--workspace")
             .arg(&ws)
+            // The binary itself, not its directory: every probe would
+            // otherwise pre-scan whatever else lives there (a build tree).
             .arg("--ro")
-            .arg(&exe_dir)
+            .arg(&exe)
             .arg("--ro")
             .arg(&outside)
             .arg("--quiet");
