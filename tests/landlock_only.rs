@@ -197,7 +197,8 @@ fn protected_paths_get_no_new_entries_and_stay_intact() {
         let out = f.run_sh(
             who,
             &["--mode", "landlock-only", "--protect", "backups"],
-            "touch backups/new; echo x > backups/new2; mkdir backups/d; rm backups/db.dump; ls backups; echo END",
+            "touch backups/new; echo x > backups/new2; mkdir backups/d; rm backups/db.dump; \
+             chmod 000 backups/db.dump; touch -d 2000-01-01 backups/db.dump; ls backups; echo END",
         );
         let ctx = format!("{who:?}: {}", show(&out));
         assert!(stdout(&out).contains("END"), "{ctx}");
@@ -207,6 +208,16 @@ fn protected_paths_get_no_new_entries_and_stay_intact() {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, vec!["db.dump".to_string()], "{ctx}");
+        // chmod and utimes have no Landlock right: undone after the run.
+        let m = std::fs::metadata(f.ws.join("backups/db.dump")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_ne!(m.permissions().mode() & 0o777, 0, "{ctx}");
+        let year_2001 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(978_307_200);
+        assert!(m.modified().unwrap() > year_2001, "{ctx}");
+        assert_eq!(
+            std::fs::read_to_string(f.ws.join("backups/db.dump")).unwrap(),
+            "precious"
+        );
     }
 }
 
