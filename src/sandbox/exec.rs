@@ -143,12 +143,26 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     }
     unsafe { libc::close(ch.sync_fd) };
 
-    let cover = match mount::build_root(&plan.mounts, &plan.masks, &plan.cwd) {
+    // Live masking watches the masked files a user's editor or tools could
+    // replace: those in the workspace and under $HOME, not system files.
+    let watched: Vec<crate::plan::Mask> = plan
+        .masks
+        .iter()
+        .filter(|m| {
+            m.in_view && (m.path.starts_with(&plan.workspace) || m.path.starts_with(&plan.home))
+        })
+        .cloned()
+        .collect();
+    let cover = match mount::build_root(&plan.mounts, &plan.masks, &plan.cwd, !watched.is_empty()) {
         Ok(c) => c,
         Err(e) => fail_layer(ch.err_fd, &e),
     };
     // Masked files stay masked if the host replaces them during the run.
-    let live = super::livemask::LiveMasks::watch(&plan.masks, cover);
+    let live = if cover {
+        super::livemask::LiveMasks::watch(&watched)
+    } else {
+        None
+    };
     let _ = nix::unistd::sethostname("airlock");
     if plan.namespaces.contains(&"net") {
         if let Err(e) = mount::loopback_up() {

@@ -5,24 +5,24 @@
 //! `.env`), the kernel drops the bind in every other mount namespace and the
 //! new contents would show inside. pid 1 watches the directories of the masked
 //! files with inotify and, on a rename or create of a masked name (or of a new
-//! credential-named file in such a directory), binds a fresh empty file over it
+//! credential-named file in such a directory), binds the empty read-only
+//! `/.airlock-empty` of the new root over it
 //! again. The window is the time from the host's rename to pid 1's
-//! `move_mount`: one inotify wake-up and two syscalls (measured in the README).
+//! bind: one inotify wake-up and two syscalls (measured in the README).
 //!
 //! In landlock-only mode nothing is needed: Landlock rules bind to inodes, and
 //! a file renamed into a carved directory has no rule of its own.
 
-use crate::error::LayerError;
 use crate::plan::{Mask, MaskKind};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-const OPEN_TREE_CLONE: u32 = 1;
-const AT_EMPTY_PATH: u32 = 0x1000;
-const AT_RECURSIVE: u32 = 0x8000;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+/// The empty, read-only file every re-cover binds from (created on the new
+/// root before it is made read-only).
+pub const COVER_FILE: &str = "/.airlock-empty";
+
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
@@ -35,67 +35,16 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// A detached, read-only mount of an empty file: the source of every re-cover.
-/// Made while the empty file is still reachable (before the scratch root goes).
-pub fn prepare_cover(empty_file: &Path) -> Result<OwnedFd, LayerError> {
-    let c = CString::new(empty_file.as_os_str().as_bytes())
-        .map_err(|_| LayerError::new("live-mask", "empty file path"))?;
-    // SAFETY: `c` is a valid NUL-terminated path; open_tree returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
-        )
-    } as i32;
-    if fd < 0 {
-        return Err(LayerError::new(
-            "live-mask",
-            format!("open_tree: {}", std::io::Error::last_os_error()),
-        ));
-    }
-    // SAFETY: fd was just returned by the kernel and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: fd is a valid mount fd, `empty` a NUL-terminated empty path
-    // (AT_EMPTY_PATH), and `attr` a properly sized struct mount_attr.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            AT_EMPTY_PATH | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(LayerError::new(
-            "live-mask",
-            format!("mount_setattr: {}", std::io::Error::last_os_error()),
-        ));
-    }
-    Ok(fd)
-}
-
 /// What pid 1 watches.
 pub struct LiveMasks {
     inotify: OwnedFd,
-    cover: OwnedFd,
     /// (watch descriptor, directory, masked names in it)
     dirs: Vec<(i32, PathBuf, Vec<std::ffi::OsString>)>,
 }
 
 impl LiveMasks {
     /// Watch the directories of the in-view file masks. None when there are none.
-    pub fn watch(masks: &[Mask], cover: OwnedFd) -> Option<LiveMasks> {
+    pub fn watch(masks: &[Mask]) -> Option<LiveMasks> {
         // SAFETY: plain syscall; returns a new fd or -1.
         let ifd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
         if ifd < 0 {
@@ -130,11 +79,7 @@ impl LiveMasks {
                 dirs.push((wd, dir.to_path_buf(), vec![name.to_os_string()]));
             }
         }
-        (!dirs.is_empty()).then_some(LiveMasks {
-            inotify,
-            cover,
-            dirs,
-        })
+        (!dirs.is_empty()).then_some(LiveMasks { inotify, dirs })
     }
 
     pub fn fd(&self) -> i32 {
@@ -186,30 +131,35 @@ impl LiveMasks {
         if std::fs::symlink_metadata(path).map_or(true, |m| !m.is_file()) {
             return;
         }
-        let empty = c"";
-        // SAFETY: cover is a valid detached mount fd; empty path with AT_EMPTY_PATH.
-        let clone = unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                self.cover.as_raw_fd(),
-                empty.as_ptr(),
-                OPEN_TREE_CLONE | AT_EMPTY_PATH | libc::O_CLOEXEC as u32,
+        let src = CString::new(COVER_FILE).expect("no NUL");
+        // SAFETY: both are valid NUL-terminated paths; a plain bind mount.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
             )
-        } as i32;
-        if clone < 0 {
+        };
+        if r != 0 {
             return;
         }
-        // SAFETY: clone was just returned by the kernel.
-        let clone = unsafe { OwnedFd::from_raw_fd(clone) };
-        // SAFETY: valid mount fd and NUL-terminated target path.
+        let attr = MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        // SAFETY: valid path and a properly sized struct mount_attr.
         unsafe {
             libc::syscall(
-                libc::SYS_move_mount,
-                clone.as_raw_fd(),
-                empty.as_ptr(),
+                libc::SYS_mount_setattr,
                 libc::AT_FDCWD,
                 c.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
+                0u32,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
             );
         }
     }

@@ -331,7 +331,8 @@ pub fn build_root(
     mounts: &[Mount],
     masks: &[Mask],
     cwd: &Path,
-) -> Result<std::os::fd::OwnedFd, LayerError> {
+    live: bool,
+) -> Result<bool, LayerError> {
     // 1. Nothing we mount may propagate back to the host.
     mount(
         None::<&str>,
@@ -366,7 +367,7 @@ pub fn build_root(
     )
     .map_err(|e| LayerError::new("mount", format!("chmod empty mask file: {e}")))?;
     // Kept past the scratch root's detach: pid 1 re-covers replaced secrets from it.
-    let cover = super::livemask::prepare_cover(Path::new(EMPTY_FILE))?;
+
     // 3. The new root: a tmpfs, made read-only once everything is in place.
     mount(
         Some("tmpfs"),
@@ -384,6 +385,20 @@ pub fn build_root(
     for m in masks.iter().filter(|m| m.in_view) {
         apply_mask(m)?;
     }
+    // Live masking re-covers from an empty file on the new root, which is
+    // read-only from here on (the command can neither write nor replace it).
+    // A detached mount kept instead would cost an RCU grace period at exit.
+    if live {
+        let cover = inside(NEWROOT, Path::new(super::livemask::COVER_FILE));
+        std::fs::write(&cover, b"")
+            .and_then(|_| {
+                std::fs::set_permissions(
+                    &cover,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o444),
+                )
+            })
+            .map_err(|e| LayerError::new("live-mask", format!("create cover file: {e}")))?;
+    }
     set_attr(Path::new(NEWROOT), MOUNT_ATTR_RDONLY, false)
         .map_err(|e| err("make new root read-only".into(), e))?;
     // 6. Detach the host root and enter the new one; the scratch root goes too.
@@ -393,7 +408,7 @@ pub fn build_root(
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| err("detach scratch root".into(), e))?;
     chdir("/").map_err(|e| err("chdir /".into(), e))?;
     chdir(cwd).map_err(|e| err(format!("chdir {}", cwd.display()), e))?;
-    Ok(cover)
+    Ok(live)
 }
 
 /// Bring up `lo` in the new network namespace (it starts down).
