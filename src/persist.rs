@@ -122,7 +122,8 @@ pub struct Snapshot {
     /// Directories watched as a whole: their file lists.
     dirs: BTreeMap<PathBuf, BTreeSet<PathBuf>>,
     json: Vec<(PathBuf, Option<serde_json::Value>)>,
-    repos: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// Each repository's config text before the run (settings are parsed only if it changed).
+    repos: BTreeMap<PathBuf, Vec<u8>>,
     /// Protected trees: every path under them with (mode, mtime, atime).
     protect: BTreeMap<PathBuf, BTreeMap<PathBuf, Meta>>,
     /// (dev, ino) of each repository's git directory: renamed away, it is found and moved back.
@@ -264,12 +265,31 @@ pub fn git_config_file(config: &Path, args: &[&str]) -> Option<std::process::Out
         .ok()
 }
 
-/// The git settings of a config file that run code (key names only), read by
-/// git itself (includes not followed) when it is installed: git is the ground
-/// truth for its own syntax. Without git there is nothing on the host to run them.
-pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
+/// The git settings of a config text that run code (key names only), read by
+/// git itself from stdin (`--file -`, includes not followed) when it is
+/// installed: git is the ground truth for its own syntax. Without git there is
+/// nothing on the host to run them. Called only for a config that is new or
+/// changed, so an ordinary run starts no git at all.
+pub fn git_exec_settings(config_text: &[u8]) -> BTreeSet<String> {
+    use std::io::Write;
     let mut out = BTreeSet::new();
-    let Some(o) = git_config_file(config, &["--null", "--list"]) else {
+    let child = std::process::Command::new("git")
+        .args(["config", "--no-includes", "--file", "-", "--null", "--list"])
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return out;
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(config_text);
+    }
+    let Ok(o) = child.wait_with_output() else {
         return out;
     };
     for entry in o.stdout.split(|b| *b == 0) {
@@ -281,6 +301,14 @@ pub fn git_exec_settings(config: &Path) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// A repository config's text (at most [`MAX_FILE`] bytes; absent: empty).
+fn config_text(cfg: &Path) -> Vec<u8> {
+    match std::fs::symlink_metadata(cfg) {
+        Ok(m) if m.is_file() && m.len() <= MAX_FILE => std::fs::read(cfg).unwrap_or_default(),
+        _ => Vec::new(),
+    }
 }
 
 fn is_exec_key(key: &str, value: &str) -> bool {
@@ -402,7 +430,7 @@ impl Snapshot {
                 watch_files.extend(f);
                 watch_dirs.extend(d);
                 let cfg = repo.join("config");
-                s.repos.insert(repo.clone(), git_exec_settings(&cfg));
+                s.repos.insert(repo.clone(), config_text(&cfg));
                 if let Some(id) = dir_id(&repo) {
                     s.repo_ids.insert(repo.clone(), id);
                 }
@@ -475,6 +503,46 @@ impl Snapshot {
                 }
             }
             push(repo, "renamed-away", None, ok);
+        }
+        // Repositories: new ones, and new code-running settings in any —
+        // read before anything is put back, so what the command wrote is
+        // what gets reported.
+        for root in &self.plan.repo_roots {
+            for repo in find_repos(root) {
+                let cfg = repo.join("config");
+                let now = config_text(&cfg);
+                match self.repos.get(&repo) {
+                    None => {
+                        let settings = git_exec_settings(&now);
+                        let mut ok = false;
+                        if revert && !settings.is_empty() {
+                            // Quarantined, not deleted: git then ignores it, the user can look.
+                            let q = repo.join("config.airlock-quarantined");
+                            ok = std::fs::rename(&cfg, q).is_ok();
+                        }
+                        push(
+                            &repo,
+                            "new-repository",
+                            None,
+                            ok || (revert && settings.is_empty()),
+                        );
+                        for k in settings {
+                            push(&cfg, "git-exec-setting", Some(k), ok);
+                        }
+                    }
+                    Some(before) if *before != now => {
+                        // Put back below with the rest of the watched files
+                        // (unless the user made it writable with --rw).
+                        let reverted =
+                            revert && matches!(self.files.get(&cfg), Some(FileState::File { .. }));
+                        let old = git_exec_settings(before);
+                        for k in git_exec_settings(&now).difference(&old) {
+                            push(&cfg, "git-exec-setting", Some(k.clone()), reverted);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
         }
         // Protected trees: nothing added, no mode or time changed.
         for (root, before) in &self.protect {
@@ -588,40 +656,6 @@ impl Snapshot {
             }
             for k in changed {
                 push(path, "json-key", Some(k.join(".")), ok);
-            }
-        }
-        // Repositories: new ones, and new code-running settings in any.
-        for root in &self.plan.repo_roots {
-            for repo in find_repos(root) {
-                let cfg = repo.join("config");
-                let settings = git_exec_settings(&cfg);
-                match self.repos.get(&repo) {
-                    None => {
-                        let mut ok = false;
-                        if revert && !settings.is_empty() {
-                            // Quarantined, not deleted: git then ignores it, the user can look.
-                            let q = repo.join("config.airlock-quarantined");
-                            ok = std::fs::rename(&cfg, q).is_ok();
-                        }
-                        push(
-                            &repo,
-                            "new-repository",
-                            None,
-                            ok || (revert && settings.is_empty()),
-                        );
-                        for k in settings {
-                            push(&cfg, "git-exec-setting", Some(k), ok);
-                        }
-                    }
-                    Some(before) => {
-                        // A modified config was already restored above; report the settings it had.
-                        let reverted_cfg =
-                            revert && matches!(self.files.get(&cfg), Some(FileState::File { .. }));
-                        for k in settings.difference(before) {
-                            push(&cfg, "git-exec-setting", Some(k.clone()), reverted_cfg);
-                        }
-                    }
-                }
             }
         }
         changes

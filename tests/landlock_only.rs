@@ -142,6 +142,11 @@ fn read_only_paths_in_the_workspace_are_put_back() {
             first.contains("weaker than the full mode"),
             "the gap is named first: {ctx}"
         );
+        // What the command planted is named, not only that a file changed.
+        assert!(
+            stderr(&out).contains("git-exec-setting") && stderr(&out).contains("core.fsmonitor"),
+            "{ctx}"
+        );
     }
 }
 

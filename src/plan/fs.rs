@@ -1045,6 +1045,15 @@ impl FsPlan {
 
 /// core.hooksPath of a repository config, read by git without includes.
 fn git_hooks_path(config: &Path) -> Option<String> {
+    // Most configs do not name one: no git process on the launch path then.
+    let text = std::fs::read(config).ok()?;
+    if !text
+        .to_ascii_lowercase()
+        .windows(9)
+        .any(|w| w == b"hookspath")
+    {
+        return None;
+    }
     let o = crate::persist::git_config_file(config, &["--get", "core.hooksPath"])?;
     let v = String::from_utf8(o.stdout).ok()?.trim().to_string();
     (!v.is_empty()).then_some(v)
