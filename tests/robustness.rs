@@ -83,8 +83,8 @@ fn nothing_survives_a_killed_supervisor() {
             if mode == "landlock-only" {
                 assert!(!private.exists(), "{mode} {who:?}: private tmp left behind");
             } else {
-                // The next run sweeps the dead run's directory.
-                let out = f.run_sh(who, &[], "true");
+                // The next run that makes run directories sweeps the dead run's.
+                let out = f.run_sh(who, &["--profile", prof.to_str().unwrap()], "true");
                 assert!(out.status.success(), "{}", show(&out));
                 assert!(!proxy.exists(), "{mode} {who:?}: proxy dir left behind");
             }

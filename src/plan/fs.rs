@@ -80,8 +80,6 @@ pub struct FsPlan {
     pub sockets_env: Vec<String>,
     pub findings: Vec<Finding>,
     pub scan: Option<crate::scan::ScanReport>,
-    /// Persistence vectors absent at launch (reported if the command creates them).
-    pub watch_absent: Vec<PathBuf>,
     /// What is compared (and reverted) after the run.
     pub watch: crate::persist::WatchPlan,
 }
@@ -523,7 +521,6 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     // 7. Persistence vectors stay read-only inside a writable workspace,
     // and everything of them is watched (persist.rs) for what a bind cannot
     // cover: files absent at launch, keys in JSON state files, new repositories.
-    let mut watch_absent = Vec::new();
     let mut watch = crate::persist::WatchPlan {
         revert: fsp.persistence == Some(crate::profile::types::Persistence::Revert),
         ..Default::default()
@@ -596,9 +593,9 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
                 Ok(_) => b
                     .notes
                     .push(format!("persistence vector {rel} is a symlink: not bound")),
-                // Cannot be bound without creating it on the host: watched
-                // instead, and reported (reverted) if the command creates it.
-                Err(_) => watch_absent.push(path),
+                // Cannot be bound without creating it on the host: compared
+                // after the run, and removed if the command creates it.
+                Err(_) => {}
             }
         }
     }
@@ -912,7 +909,6 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         sockets_env,
         findings,
         scan,
-        watch_absent,
         watch,
     })
 }

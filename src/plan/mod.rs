@@ -91,11 +91,6 @@ pub struct Plan {
     #[serde(serialize_with = "crate::pathfmt::ser_opt")]
     pub audit_log: Option<PathBuf>,
     pub audit_required: bool,
-    /// Persistence vectors (`.envrc`, `.vscode`, …) absent at launch: they
-    /// cannot be bound read-only without creating them on the host, so the
-    /// run reports any the command creates.
-    #[serde(serialize_with = "crate::pathfmt::ser_vec")]
-    pub watch_absent: Vec<PathBuf>,
     /// Persistence vectors compared after the run (and reverted when the profile says so).
     pub watch: crate::persist::WatchPlan,
     /// Allow-listed egress (network.mode = "proxy"): the relay inside, the proxy outside.
@@ -381,7 +376,6 @@ pub fn build(
         });
     Ok(Plan {
         run_id: req.run_id.clone(),
-        watch_absent: fs.watch_absent.clone(),
         watch: crate::persist::WatchPlan {
             // Full mode binds protected paths read-only: nothing to compare.
             protect: if mode == RunMode::LandlockOnly {

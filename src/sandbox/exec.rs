@@ -206,6 +206,27 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         run_id: ch.run_id.clone(),
     };
     install_forwarders();
+    let pid = spawn_command(plan, ch);
+    unblock_all_signals();
+    if let Some(live) = &live {
+        pid1_wait_watching(pid, live);
+    }
+    loop {
+        let mut status = 0;
+        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if r == pid {
+            unsafe { libc::_exit(shell_status(status) as i32) };
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+            unsafe { libc::_exit(exit::SETUP as i32) };
+        }
+    }
+}
+
+/// Fork the command (pid 1's and the guardian's one child), record it for the
+/// signal forwarders, and drop this side's copies of the command's descriptors.
+fn spawn_command(plan: &Plan, ch: &Channels) -> i32 {
+    // SAFETY: fork in a single-threaded process.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         fail(
@@ -221,26 +242,14 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         command_main(plan, ch);
     }
     COMMAND_PID.store(pid, Ordering::Relaxed);
+    // SAFETY: closing our copies of descriptors only the command uses.
     unsafe {
         libc::close(ch.err_fd);
         if ch.tty_fd >= 0 {
             libc::close(ch.tty_fd);
         }
     }
-    unblock_all_signals();
-    if let Some(live) = &live {
-        pid1_wait_watching(pid, live);
-    }
-    loop {
-        let mut status = 0;
-        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r == pid {
-            unsafe { libc::_exit(shell_status(status) as i32) };
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            unsafe { libc::_exit(exit::SETUP as i32) };
-        }
-    }
+    pid
 }
 
 /// The signal the guardian gets when the supervisor dies (PR_SET_PDEATHSIG):
@@ -307,29 +316,7 @@ pub fn guardian_main(plan: &Plan, ch: &Channels, supervisor: i32) -> ! {
     install_forwarders();
     // The supervisor blocked these for its signalfd; the guardian handles them.
     unblock_all_signals();
-    // SAFETY: fork in a single-threaded process.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        fail(
-            ch.err_fd,
-            exit::SETUP,
-            &format!(
-                "sandbox setup failed: fork: {}",
-                std::io::Error::last_os_error()
-            ),
-        );
-    }
-    if pid == 0 {
-        command_main(plan, ch);
-    }
-    COMMAND_PID.store(pid, Ordering::Relaxed);
-    // SAFETY: closing our copies of descriptors only the command uses.
-    unsafe {
-        libc::close(ch.err_fd);
-        if ch.tty_fd >= 0 {
-            libc::close(ch.tty_fd);
-        }
-    }
+    let pid = spawn_command(plan, ch);
     let cleanup = |code: i32| -> ! {
         kill_all_children();
         if let Some(t) = &plan.private_tmp {

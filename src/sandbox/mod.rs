@@ -114,7 +114,10 @@ fn write_file(path: &str, data: &str) -> Result<(), LayerError> {
 }
 
 fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
-    sweep_stale_run_dirs();
+    // Only a run that makes run directories pays for reading the temp dir.
+    if plan.proxy.is_some() || plan.private_tmp.is_some() {
+        sweep_stale_run_dirs();
+    }
     // Egress proxy: its socket directory exists before the child does, and is
     // bound read-only into the view at the plan's socket_dir.
     let proxy_dir = match &plan.proxy {
