@@ -179,6 +179,11 @@ fn read_state(p: &Path) -> FileState {
 
 /// Every file beneath `dir` (not following symlinks), at most `budget`.
 fn files_under(dir: &Path, budget: &mut usize, out: &mut BTreeSet<PathBuf>) {
+    // A watched directory the command replaced by a symlink is not listed
+    // (its "new" files would be somebody else's, and removed).
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) || !in_place(dir) {
+        return;
+    }
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -518,7 +523,7 @@ impl Snapshot {
                         if revert && !settings.is_empty() {
                             // Quarantined, not deleted: git then ignores it, the user can look.
                             let q = repo.join("config.airlock-quarantined");
-                            ok = std::fs::rename(&cfg, q).is_ok();
+                            ok = in_place(&cfg) && std::fs::rename(&cfg, q).is_ok();
                         }
                         push(
                             &repo,
@@ -569,7 +574,7 @@ impl Snapshot {
             let mut budget = MAX_FILES;
             files_under(d, &mut budget, &mut now);
             for f in now.difference(before) {
-                let ok = revert && std::fs::remove_file(f).is_ok();
+                let ok = revert && in_place(f) && std::fs::remove_file(f).is_ok();
                 push(f, "created", None, ok);
             }
         }
@@ -593,6 +598,7 @@ impl Snapshot {
                         push(path, "modified", None, ok);
                     } else if mode != m2 {
                         let ok = revert
+                            && in_place(path)
                             && std::fs::set_permissions(
                                 path,
                                 std::fs::Permissions::from_mode(*mode),
@@ -700,6 +706,9 @@ fn meta_tree(root: &Path, budget: &mut usize) -> BTreeMap<PathBuf, Meta> {
 /// Put back a mode and times (not following a symlink).
 fn set_meta(p: &Path, (mode, mt, mtn, at, atn): Meta) -> bool {
     use std::os::unix::ffi::OsStrExt;
+    if !in_place(p) {
+        return false;
+    }
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
         return false;
     };
@@ -728,8 +737,27 @@ fn set_meta(p: &Path, (mode, mt, mtn, at, atn): Meta) -> bool {
     mode_ok && t == 0
 }
 
-/// Remove whatever is at `p` (file, symlink or directory tree).
+/// Is `p` still where the plan put it? Every watched path is built from a
+/// canonical root, so its nearest existing ancestor must canonicalise to
+/// itself. A parent the command replaced by a symlink (`.vscode` -> `~/x`)
+/// fails, and nothing is removed or written through it.
+fn in_place(p: &Path) -> bool {
+    let mut a = p.parent();
+    while let Some(d) = a {
+        if std::fs::symlink_metadata(d).is_ok() {
+            return std::fs::canonicalize(d).is_ok_and(|c| c == d);
+        }
+        a = d.parent();
+    }
+    false
+}
+
+/// Remove whatever is at `p` (file, symlink or directory tree), never through
+/// a symlinked parent.
 fn remove_any(p: &Path) -> bool {
+    if !in_place(p) {
+        return false;
+    }
     match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).is_ok(),
         Ok(_) => std::fs::remove_file(p).is_ok(),
@@ -743,6 +771,9 @@ fn restore(path: &Path, bytes: &[u8], mode: u32) -> bool {
     let Some(parent) = path.parent() else {
         return false;
     };
+    if !in_place(path) {
+        return false;
+    }
     if std::fs::symlink_metadata(parent).map_or(true, |m| !m.is_dir())
         && std::fs::create_dir_all(parent).is_err()
     {

@@ -329,3 +329,47 @@ fn claude_code_profile_runs_with_its_proxy_and_nothing_else() {
         );
     }
 }
+
+/// The after-run check never acts through a symlink the command planted: a
+/// watched directory swapped for a link to somewhere else on the host does
+/// not get that place's files "put back" (deleted).
+#[test]
+fn a_watched_dir_swapped_for_a_symlink_does_not_redirect_the_revert() {
+    let f = Fixture::new();
+    let victim = f.dir.path().join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("precious.txt"), "keep me").unwrap();
+    // A project without secrets of its own, so its root is not carved and
+    // the command may remove and create entries there.
+    let proj = f.ws.join("proj");
+    for who in users() {
+        let _ = std::fs::remove_dir_all(&proj);
+        std::fs::create_dir_all(proj.join(".vscode")).unwrap();
+        std::fs::write(proj.join(".vscode/tasks.json"), "{}").unwrap();
+        let mut c = f.airlock(who);
+        c.current_dir(&proj)
+            .args(["run", "--mode", "landlock-only", "--", "sh", "-c"])
+            .arg(format!(
+                "rm -rf .vscode && ln -s {} .vscode && echo swapped",
+                victim.display()
+            ));
+        let out = c.output().unwrap();
+        assert!(stdout(&out).contains("swapped"), "{who:?}: {}", show(&out));
+        assert_eq!(
+            std::fs::read_to_string(victim.join("precious.txt")).unwrap(),
+            "keep me",
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(
+            !victim.join("tasks.json").exists(),
+            "{who:?}: {}",
+            show(&out)
+        );
+        assert!(
+            stderr(&out).contains("NOT all could be put back"),
+            "{who:?}: {}",
+            show(&out)
+        );
+    }
+}

@@ -131,7 +131,8 @@ impl LiveMasks {
         if std::fs::symlink_metadata(path).map_or(true, |m| !m.is_file()) {
             return;
         }
-        let src = CString::new(COVER_FILE).expect("no NUL");
+        let src = c"/.airlock-empty";
+        debug_assert_eq!(src.to_bytes(), COVER_FILE.as_bytes());
         // SAFETY: both are valid NUL-terminated paths; a plain bind mount.
         let r = unsafe {
             libc::mount(
