@@ -88,12 +88,11 @@ impl Shared {
         if !d.allowed && !d.host.is_empty() {
             let mut seen = lock(&self.noticed);
             if seen.len() < 256 && seen.insert(d.host.clone()) {
+                let host = crate::error::redact_message(&d.host);
                 eprintln!(
-                    "airlock: refused egress to {}:{} ({}) — to allow it, add \"{}\" to network.allow in a profile of your own that extends this one",
-                    crate::error::redact_message(&d.host),
+                    "airlock: refused egress to {host}:{} ({}) — to allow it, add \"{host}\" to network.allow in a profile of your own that extends this one",
                     d.port,
-                    d.reason,
-                    crate::error::redact_message(&d.host)
+                    crate::error::redact_message(&d.reason),
                 );
             }
         }
