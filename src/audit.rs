@@ -5,8 +5,8 @@
 //! Each record is one `write(2)` on an `O_APPEND` descriptor, so concurrent
 //! runs appending to the same log never interleave within a line.
 
+use crate::outcome::Outcome;
 use crate::plan::Plan;
-use crate::sandbox::Outcome;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -74,33 +74,6 @@ impl AuditLog {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds, without a date-time crate.
-pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
 /// The `start` record: who ran what, under which profile, given what.
 pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> Value {
     let masks: Vec<Value> = plan
@@ -118,13 +91,13 @@ pub fn start_record(plan: &Plan, run_id: &str, argv: &[String], user: &str) -> V
     json!({
         "event": "start",
         "run_id": run_id,
-        "time": now_rfc3339(),
+        "time": crate::units::now_rfc3339(),
         "user": user,
         "uid": plan.uid,
         "gid": plan.gid,
         "pid": std::process::id(),
         "argv": argv,
-        "command": redact_argv(plan.command.iter().cloned()),
+        "command": crate::redact::redact_argv(plan.command.iter().cloned()),
         "cwd": crate::pathfmt::Wrap(&plan.cwd),
         "workspace": crate::pathfmt::Wrap(&plan.workspace),
         "profile": { "name": plan.profile.name, "sources": plan.profile.sources, "sha256": plan.profile.sha256 },
@@ -155,7 +128,7 @@ pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
     let mut v = json!({
         "event": "end",
         "run_id": out.run_id,
-        "time": now_rfc3339(),
+        "time": crate::units::now_rfc3339(),
         "profile": plan.profile.name,
         "exit_code": out.exit_code,
         "signal": out.signal,
@@ -174,27 +147,6 @@ pub fn end_record(plan: &Plan, out: &Outcome, extra: Option<Value>) -> Value {
         }
     }
     v
-}
-
-/// The command line as recorded: `--env-set K=V` values and any argument that
-/// looks like a credential are replaced by `<redacted>` (names stay).
-pub fn redact_argv(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut next_is_env_set = false;
-    for a in args {
-        let redacted = if next_is_env_set {
-            next_is_env_set = false;
-            a.split_once('=').map(|(k, _)| format!("{k}=<redacted>"))
-        } else if let Some(kv) = a.strip_prefix("--env-set=") {
-            kv.split_once('=')
-                .map(|(k, _)| format!("--env-set={k}=<redacted>"))
-        } else {
-            next_is_env_set = a == "--env-set";
-            crate::scan::secret_in_value(&a).map(|rule| format!("<redacted: {rule}>"))
-        };
-        out.push(redacted.unwrap_or(a));
-    }
-    out
 }
 
 /// Add the git-history scan to a `start` record: policy, counts, and each
@@ -224,35 +176,4 @@ pub fn add_history(
             })).collect::<Vec<_>>(),
         }),
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_set_values_and_token_arguments_are_redacted() {
-        let tok = format!("ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
-        let argv = redact_argv(
-            [
-                "airlock",
-                "run",
-                "--env-set",
-                "API=hunter2",
-                "--env-set=K=v",
-                "--",
-                "curl",
-                tok.as_str(),
-                "-v",
-            ]
-            .map(String::from),
-        );
-        assert_eq!(argv[3], "API=<redacted>");
-        assert_eq!(argv[4], "--env-set=K=<redacted>");
-        assert!(argv[7].starts_with("<redacted"), "{argv:?}");
-        assert_eq!(argv[8], "-v");
-        assert!(!argv
-            .iter()
-            .any(|a| a.contains("hunter2") || a.contains("ghp_")));
-    }
 }

@@ -113,7 +113,7 @@ pub fn redact_message(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word.len() >= 8 && crate::plan::env::secret_in_env_value(word).is_some() {
+        if word.len() >= 8 && crate::redact::secret_in_env_value(word).is_some() {
             out.push_str("<redacted>");
         } else {
             out.push_str(word);

@@ -666,7 +666,7 @@ fn dry_run_lists_every_mask_with_its_reason_and_no_secret_value() {
             "dry-run lists {p}:\n{s}"
         );
     }
-    for (rel, _) in airlock::plan::defaults::HOME_CREDENTIALS {
+    for (rel, _) in airlock::policy::defaults::HOME_CREDENTIALS {
         assert!(
             s.contains(&f.home.join(rel).display().to_string()),
             "dry-run lists ~/{rel}"

@@ -89,7 +89,9 @@ pub fn userns_item(host: &Host) -> Item {
 }
 
 pub fn build(host: &Host, profile_name: &str) -> Result<Report, crate::error::Error> {
-    let profile = crate::profile::load_named(profile_name)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| crate::error::Error::Other(format!("current directory: {e}")))?;
+    let profile = crate::pipeline::load_profile(profile_name, &cwd)?;
     let p = &profile.profile;
     let mut items = Vec::new();
     items.push(userns_item(host));

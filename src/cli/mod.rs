@@ -106,7 +106,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,
     /// Kill the whole sandbox after this long (e.g. 30s, 10m, 1h) and exit 124
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = crate::units::parse_duration)]
     pub timeout: Option<Duration>,
     /// Do not use the secret-scan cache
     #[arg(long)]
@@ -245,34 +245,6 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
             s.split('=').next().unwrap_or("")
         )),
     }
-}
-
-/// "90", "90s", "5m", "2h", "500ms".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(
-        s.find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(s.len()),
-    );
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (try 30s, 10m, 1h)"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("`{s}`: a timeout must be positive"));
-    }
-    // A year is more than any run needs, and far below Duration's limit.
-    const MAX_SECS: f64 = 366.0 * 24.0 * 3600.0;
-    if secs > MAX_SECS {
-        return Err(format!("`{s}`: a timeout is at most 366 days"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{s}` is not a duration"))
 }
 
 /// A hint for a usage error clap cannot know: `airlock run claude` means the

@@ -3,7 +3,11 @@
 use super::SelftestArgs;
 
 pub fn main(args: SelftestArgs) -> u8 {
-    crate::selftest::main(&args)
+    crate::selftest::main(&crate::selftest::Options {
+        profile: args.profile,
+        mode: args.mode.map(super::run::mode_from),
+        json: matches!(args.format, super::Format::Json),
+    })
 }
 
 /// `airlock __probe NAME ARGS…`, or `airlock __probe with-layers SPEC.json NAME ARGS…`

@@ -88,7 +88,7 @@ pub fn append(fingerprints: &[String]) -> Result<(PathBuf, usize), String> {
     let mut seen = have;
     for fp in fingerprints {
         if seen.insert(fp.clone()) {
-            writeln!(f, "{fp} # acknowledged {}", crate::audit::now_rfc3339())
+            writeln!(f, "{fp} # acknowledged {}", crate::units::now_rfc3339())
                 .map_err(|e| format!("{}: {e}", p.display()))?;
             n += 1;
         }

@@ -1,11 +1,11 @@
 //! The filesystem view: which host paths appear where, read-only or
 //! read-write, and what is masked. Pure apart from reading the host tree.
 
-use super::defaults;
 use super::landlock::LandlockInput;
 use super::{Request, RunMode};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::policy::defaults;
 use crate::profile::types::{Access, NetMode, Profile};
 use crate::scan::Finding;
 use serde::Serialize;
@@ -372,7 +372,40 @@ impl Builder<'_> {
     }
 }
 
-pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
+/// The view before the scan: every mount and every fixed mask decided, and
+/// what the pre-flight scan must read ([`View::scan_request`]). The pipeline
+/// runs the scan and hands its report to [`finish`].
+pub struct View<'a> {
+    b: Builder<'a>,
+    workspace: PathBuf,
+    names: std::sync::Arc<crate::walk::NamePatterns>,
+    sockets_env: Vec<String>,
+    watch: crate::persist::WatchPlan,
+    /// The trees the view exposes beyond system directories (trusted ones left out).
+    pub scan_roots: Vec<PathBuf>,
+    scan_opts: Option<crate::scan::ScanOptions>,
+}
+
+/// What the pre-flight scan reads, and how.
+pub struct ScanRequest<'v> {
+    pub roots: &'v [PathBuf],
+    pub opts: crate::scan::ScanOptions,
+}
+
+impl View<'_> {
+    /// The scan to run, or None when the profile or the request turned it off
+    /// (then [`finish`] walks the same trees with stats only). `progress`:
+    /// whether a long scan may draw progress on the terminal.
+    pub fn scan_request(&self, progress: bool) -> Option<ScanRequest<'_>> {
+        let opts = self.scan_opts.clone()?;
+        Some(ScanRequest {
+            roots: &self.scan_roots,
+            opts: crate::scan::ScanOptions { progress, ..opts },
+        })
+    }
+}
+
+pub fn view<'a>(p: &Profile, req: &Request, host: &'a Host) -> Result<View<'a>> {
     let fsp = &p.filesystem;
     let ws_given = req.workspace.clone().unwrap_or_else(|| req.cwd.clone());
     let workspace = std::fs::canonicalize(&ws_given)
@@ -699,38 +732,69 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
         .filter(|r| !trusted.iter().any(|t| is_under(r, t)))
         .cloned()
         .collect();
-    // 10. One walk of those trees: the secret scan reads every file's
-    //     content and hands back the entries the passes below need (symlinks,
-    //     hard-linked files, names matching a mask pattern). With the scan
-    //     off, a stat-only walk does the same.
+    let scan_opts =
+        (p.secrets.scan != Some(false) && !req.no_scan && !scan_roots.is_empty()).then(|| {
+            crate::scan::ScanOptions {
+                max_file_size: p
+                    .secrets
+                    .max_file_size
+                    .unwrap_or(crate::scan::ScanOptions::default().max_file_size),
+                excludes: p.secrets.exclude.clone(),
+                use_cache: !req.no_cache,
+                extra_rules: p.secrets.rules.clone(),
+                // The agent's own credential, deliberately exposed, is not a finding.
+                allow: p
+                    .secrets
+                    .allow
+                    .iter()
+                    .cloned()
+                    .chain(
+                        fsp.unmask
+                            .iter()
+                            .map(|u| b.expand(u).to_string_lossy().into_owned()),
+                    )
+                    .collect(),
+                progress: false,
+                name_patterns: Some(names.clone()),
+            }
+        });
+    Ok(View {
+        b,
+        workspace,
+        names,
+        sockets_env,
+        watch,
+        scan_roots,
+        scan_opts,
+    })
+}
+
+/// The filesystem plan from the view and the scan's report (None: the scan
+/// was off). `warn`: `--on-secret warn`, which leaves what the content scan
+/// found readable (masks by name, profile and built-ins stay).
+pub fn finish(
+    view: View<'_>,
+    req: &Request,
+    p: &Profile,
+    report: Option<crate::scan::ScanReport>,
+    warn: bool,
+) -> Result<FsPlan> {
+    let View {
+        mut b,
+        workspace,
+        names,
+        sockets_env,
+        mut watch,
+        scan_roots,
+        scan_opts: _,
+    } = view;
+    let fsp = &p.filesystem;
+    // 10. The scan's walk hands back the entries the passes below need
+    //     (symlinks, hard-linked files, names matching a mask pattern). With
+    //     the scan off, a stat-only walk does the same.
     let mut findings = Vec::new();
     let mut scan = None;
-    let entries = if p.secrets.scan != Some(false) && !req.no_scan && !scan_roots.is_empty() {
-        let opts = crate::scan::ScanOptions {
-            max_file_size: p
-                .secrets
-                .max_file_size
-                .unwrap_or(crate::scan::ScanOptions::default().max_file_size),
-            excludes: p.secrets.exclude.clone(),
-            use_cache: !req.no_cache,
-            extra_rules: p.secrets.rules.clone(),
-            // The agent's own credential, deliberately exposed, is not a finding.
-            allow: p
-                .secrets
-                .allow
-                .iter()
-                .cloned()
-                .chain(
-                    fsp.unmask
-                        .iter()
-                        .map(|u| b.expand(u).to_string_lossy().into_owned()),
-                )
-                .collect(),
-            progress: nix::unistd::isatty(2).unwrap_or(false),
-            name_patterns: Some(names.clone()),
-        };
-        let mut report =
-            crate::scan::scan_paths(&scan_roots, &opts).map_err(|e| Error::Other(e.to_string()))?;
+    let entries = if let Some(mut report) = report {
         let entries = std::mem::take(&mut report.entries);
         findings = report.findings.clone();
         scan = Some(report);
@@ -775,7 +839,6 @@ pub fn build(p: &Profile, req: &Request, host: &Host) -> Result<FsPlan> {
     }
     // `--on-secret warn` leaves what the content scan found readable (the
     // launcher warns instead); masks by name, profile and built-ins stay.
-    let warn = req.on_secret.or(p.secrets.on_secret) == Some(crate::profile::types::OnSecret::Warn);
     for (path, fs) in per_file.into_iter().filter(|_| !warn) {
         let rules: Vec<String> = fs
             .iter()

@@ -1,7 +1,7 @@
 //! The plan: everything the executor will do, and why. Pure data; built
 //! without privileged syscalls (only reads of the host: stat, readlink, walk).
 
-pub mod defaults;
+pub mod bpf;
 pub mod env;
 pub mod fs;
 pub mod landlock;
@@ -85,6 +85,8 @@ pub struct Plan {
     pub env: env::EnvPlan,
     pub landlock: landlock::LandlockPlan,
     pub seccomp: seccomp::SeccompPlan,
+    /// The seccomp program, compiled from `seccomp` (count and sha256 serialised).
+    pub seccomp_bpf: bpf::Bpf,
     pub limits: Limits,
     pub timeout_secs: Option<f64>,
     pub on_secret: OnSecret,
@@ -204,14 +206,46 @@ pub fn validate_network(profile: &LoadedProfile, net: NetMode) -> crate::error::
     Ok(())
 }
 
-/// Build the plan. Errors here are configuration errors (exit 125), found before
+/// What the pipeline read from the process for this run, so that building
+/// the plan reads no environment variable and no process state itself.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The caller's environment (UTF-8 entries only).
+    pub env: Vec<(String, String)>,
+    /// `AIRLOCK_AUDIT_LOG`, when set and not empty.
+    pub audit_log_env: Option<PathBuf>,
+    /// Where landlock-only mode makes the run's private temp dir.
+    pub temp_dir: PathBuf,
+}
+
+impl Facts {
+    /// Read them from this process.
+    pub fn of_this_process() -> Facts {
+        Facts {
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+            audit_log_env: std::env::var_os("AIRLOCK_AUDIT_LOG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            temp_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// Build the plan from the resolved profile, the request, the host's facts,
+/// the view ([`fs::view`]) and the pre-flight scan's report (None: the scan
+/// was off). Errors here are configuration errors (exit 125), found before
 /// anything is set up.
 pub fn build(
     profile: &LoadedProfile,
     req: &Request,
     host: &Host,
-    host_env: &[(String, String)],
+    facts: &Facts,
+    view: fs::View<'_>,
+    report: Option<crate::scan::ScanReport>,
 ) -> crate::error::Result<Plan> {
+    let host_env = facts.env.as_slice();
     let p = &profile.profile;
     let mode_req = req.mode.or(p.mode).unwrap_or(Mode::Full);
     let (mode, mode_reason) = match (mode_req, &host.userns) {
@@ -227,7 +261,11 @@ pub fn build(
         ),
     };
     let network = req.net.or(p.network.mode).unwrap_or(NetMode::None);
-    let fs = fs::build(p, req, host)?;
+    let on_secret = req
+        .on_secret
+        .or(p.secrets.on_secret)
+        .unwrap_or(OnSecret::Mask);
+    let fs = fs::finish(view, req, p, report, on_secret == OnSecret::Warn)?;
     let mut env = env::build(p, req, host, host_env, &fs.sockets_env);
     let mut credential_notes = Vec::new();
     if network != NetMode::Proxy && !p.credentials.is_empty() {
@@ -295,7 +333,7 @@ pub fn build(
         None
     };
     let private_tmp = (mode == RunMode::LandlockOnly)
-        .then(|| std::env::temp_dir().join(format!("airlock-{}", req.run_id)));
+        .then(|| facts.temp_dir.join(format!("airlock-{}", req.run_id)));
     if let Some(t) = &private_tmp {
         env.set(
             "TMPDIR",
@@ -329,6 +367,13 @@ pub fn build(
             msg: e,
         })
     })?;
+    let seccomp_bpf = bpf::build(&seccomp).map_err(|e| {
+        crate::error::Error::Profile(crate::error::ProfileError::Invalid {
+            file: profile.sources.last().cloned().unwrap_or_default(),
+            key: "seccomp".into(),
+            msg: e.to_string(),
+        })
+    })?;
     let weaker = if mode == RunMode::LandlockOnly {
         let mut w = weaker_in_landlock_only(host, network, !p.sockets.is_empty());
         let carved: Vec<String> = landlock_plan
@@ -356,18 +401,14 @@ pub fn build(
     let timeout = match req.timeout {
         Some(t) => Some(t),
         None => match &p.limits.timeout {
-            Some(s) => Some(crate::cli::parse_duration(s).map_err(crate::error::Error::Usage)?),
+            Some(s) => Some(crate::units::parse_duration(s).map_err(crate::error::Error::Usage)?),
             None => None,
         },
     };
     let audit_log = req
         .audit_log
         .clone()
-        .or_else(|| {
-            std::env::var_os("AIRLOCK_AUDIT_LOG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| facts.audit_log_env.clone())
         .or_else(|| {
             p.audit
                 .path
@@ -408,12 +449,10 @@ pub fn build(
         env,
         landlock: landlock_plan,
         seccomp,
+        seccomp_bpf,
         limits: p.limits.clone(),
         timeout_secs: timeout.map(|t| t.as_secs_f64()),
-        on_secret: req
-            .on_secret
-            .or(p.secrets.on_secret)
-            .unwrap_or(OnSecret::Mask),
+        on_secret,
         audit_log,
         audit_required: p.audit.required.unwrap_or(false),
         findings: fs.findings.clone(),
@@ -431,7 +470,7 @@ pub fn build(
 }
 
 fn serialize_redacted<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
-    serde::Serialize::serialize(&crate::audit::redact_argv(v.iter().cloned()), s)
+    serde::Serialize::serialize(&crate::redact::redact_argv(v.iter().cloned()), s)
 }
 
 /// What the landlock-only mode cannot promise on this host, and why. Kept in

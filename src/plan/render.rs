@@ -23,7 +23,7 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(
         w,
         "  command    {}",
-        shell_words(&crate::audit::redact_argv(plan.command.iter().cloned()))
+        shell_words(&crate::redact::redact_argv(plan.command.iter().cloned()))
     );
     let _ = writeln!(w, "  workspace  {}", plan.workspace.display());
     let _ = writeln!(w, "  cwd        {}", plan.cwd.display());
@@ -180,6 +180,11 @@ pub fn text(plan: &Plan) -> String {
     for line in plan.seccomp.describe() {
         let _ = writeln!(w, "  {line}");
     }
+    let _ = writeln!(
+        w,
+        "  compiled: {} BPF instructions, sha256 {} (what the command's process loads)",
+        plan.seccomp_bpf.instructions, plan.seccomp_bpf.sha256
+    );
     if !plan.notes.is_empty() {
         let _ = writeln!(w, "\nnotes:");
         for n in &plan.notes {

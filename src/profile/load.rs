@@ -270,7 +270,7 @@ fn validate(label: &str, p: &Profile) -> Result<(), ProfileError> {
         }
     }
     if let Some(t) = &p.limits.timeout {
-        crate::cli::parse_duration(t).map_err(|e| bad("limits.timeout", e))?;
+        crate::units::parse_duration(t).map_err(|e| bad("limits.timeout", e))?;
     }
     for (k, v) in &p.env.set {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
@@ -282,11 +282,11 @@ fn validate(label: &str, p: &Profile) -> Result<(), ProfileError> {
     }
     for s in &p.sockets {
         if !s.starts_with('/')
-            && !crate::plan::defaults::SOCKET_NAMES
+            && !crate::policy::defaults::SOCKET_NAMES
                 .iter()
                 .any(|(n, _)| n == s)
         {
-            let names: Vec<&str> = crate::plan::defaults::SOCKET_NAMES
+            let names: Vec<&str> = crate::policy::defaults::SOCKET_NAMES
                 .iter()
                 .map(|(n, _)| *n)
                 .collect();
@@ -309,7 +309,7 @@ fn validate(label: &str, p: &Profile) -> Result<(), ProfileError> {
 /// `[[credentials]]` checks, with the line of the offending key: the
 /// entry's `[[credentials]]` header, or the key's own line inside it.
 fn validate_credentials(label: &str, text: &str, p: &Profile) -> Result<(), ProfileError> {
-    let Err((idx, key, msg)) = crate::proxy::inject::validate_credentials(&p.credentials) else {
+    let Err((idx, key, msg)) = super::credentials::validate_credentials(&p.credentials) else {
         return Ok(());
     };
     let lines: Vec<&str> = text.lines().collect();

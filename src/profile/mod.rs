@@ -2,6 +2,7 @@
 //! and the rule that a workspace profile may only tighten.
 
 pub mod builtin;
+pub mod credentials;
 pub mod load;
 pub mod tighten;
 pub mod types;

@@ -1,27 +1,21 @@
-//! Capabilities: every set cleared, bounding set emptied, no_new_privs.
+//! Capabilities: every set cleared, bounding set emptied, no_new_privs; then
+//! read back from the kernel, and that reading is what the audit record says.
 //!
 //! Order matters: securebits and the bounding set can only be changed while
 //! CAP_SETPCAP is still effective, so they go first; the sets are cleared
 //! last. With the bounding set empty even uid 0 gains nothing at execve, and
 //! with no_new_privs a setuid-root or file-capability binary gains nothing.
+//! The sets are read and cleared with the `caps` crate; securebits and the
+//! bounding-set drop stay raw `prctl`s (the crate has no securebits setter,
+//! and its capability list stops at the capabilities it knows, while the
+//! drop below goes on until the kernel says EINVAL).
 
 use crate::error::{errno_text, LayerError};
+use caps::CapSet;
 use nix::errno::Errno;
-use serde::Serialize;
 
-/// What was enforced.
-#[derive(Debug, Clone, Serialize)]
-pub struct CapsStatus {
-    pub no_new_privs: bool,
-    /// False only when the process never held CAP_SETPCAP (landlock-only
-    /// mode as an ordinary user): then no_new_privs alone keeps execve from
-    /// gaining anything.
-    pub bounding_emptied: bool,
-    /// SECBIT_NOROOT and friends, locked.
-    pub securebits_locked: bool,
-}
+pub use crate::outcome::CapsStatus;
 
-const CAP_SETPCAP: u32 = 8;
 const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
 const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
 const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
@@ -29,36 +23,8 @@ const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
 const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
 const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Default, Clone, Copy)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-
-fn capget() -> Result<[CapData; 2], Errno> {
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let mut data = [CapData::default(); 2];
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) };
-    if r < 0 {
-        return Err(Errno::last());
-    }
-    Ok(data)
-}
-
 fn prctl(op: libc::c_int, a: libc::c_ulong, b: libc::c_ulong) -> Result<libc::c_int, Errno> {
+    // SAFETY: prctl with integer arguments only; no memory is passed.
     let r = unsafe { libc::prctl(op, a, b, 0 as libc::c_ulong, 0 as libc::c_ulong) };
     if r < 0 {
         Err(Errno::last())
@@ -71,16 +37,33 @@ fn err(step: &str, e: Errno) -> LayerError {
     LayerError::new("caps", format!("{step}: {}", errno_text(e)))
 }
 
-pub fn drop_all() -> Result<CapsStatus, LayerError> {
-    let have_setpcap = capget()
-        .map(|d| d[0].effective & (1 << CAP_SETPCAP) != 0)
-        .map_err(|e| err("capget", e))?;
+fn read(set: CapSet) -> Result<Vec<String>, LayerError> {
+    let mut v: Vec<String> = caps::read(None, set)
+        .map_err(|e| LayerError::new("caps", format!("read {set:?}: {e}")))?
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    v.sort();
+    Ok(v)
+}
 
-    let mut status = CapsStatus {
-        no_new_privs: false,
-        bounding_emptied: false,
-        securebits_locked: false,
-    };
+/// The bounding set as the kernel reports it, by number, for capabilities
+/// newer than the `caps` crate's list too.
+fn bounding_numbers() -> Vec<u32> {
+    (0..64u32)
+        .map_while(|cap| match prctl(libc::PR_CAPBSET_READ, cap.into(), 0) {
+            Ok(r) => Some((cap, r == 1)),
+            Err(_) => None,
+        })
+        .filter(|(_, held)| *held)
+        .map(|(cap, _)| cap)
+        .collect()
+}
+
+pub fn drop_all() -> Result<CapsStatus, LayerError> {
+    let have_setpcap = caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)
+        .map_err(|e| LayerError::new("caps", format!("capget: {e}")))?;
+    let mut securebits_locked = false;
     if have_setpcap {
         // uid 0 must not regain capabilities at execve, nor keep them across setuid.
         let bits = SECBIT_NOROOT
@@ -90,16 +73,20 @@ pub fn drop_all() -> Result<CapsStatus, LayerError> {
             | SECBIT_NO_CAP_AMBIENT_RAISE
             | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
         prctl(libc::PR_SET_SECUREBITS, bits, 0).map_err(|e| err("PR_SET_SECUREBITS", e))?;
-        status.securebits_locked = true;
+        securebits_locked = true;
         // Every capability the kernel knows: stop at the first EINVAL.
-        for cap in 0..64 {
+        let caps = if super::fault::injected("capbset_drop") {
+            0..0
+        } else {
+            0..64
+        };
+        for cap in caps {
             match prctl(libc::PR_CAPBSET_DROP, cap, 0) {
                 Ok(_) => {}
                 Err(Errno::EINVAL) => break,
                 Err(e) => return Err(err(&format!("PR_CAPBSET_DROP {cap}"), e)),
             }
         }
-        status.bounding_emptied = true;
     }
     // Ambient: fails with EINVAL only on kernels without ambient caps (< 4.3).
     match prctl(
@@ -110,32 +97,54 @@ pub fn drop_all() -> Result<CapsStatus, LayerError> {
         Ok(_) | Err(Errno::EINVAL) => {}
         Err(e) => return Err(err("PR_CAP_AMBIENT_CLEAR_ALL", e)),
     }
-    let mut hdr = CapHeader {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [CapData::default(); 2];
-    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } < 0 {
-        return Err(err("capset (clear all sets)", Errno::last()));
+    // Permitted last (clearing it clears effective too), inheritable first.
+    for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        caps::clear(None, set)
+            .map_err(|e| LayerError::new("caps", format!("capset (clear {set:?}): {e}")))?;
     }
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(|e| err("PR_SET_NO_NEW_PRIVS", e))?;
-    status.no_new_privs =
-        prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0).map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))? == 1;
 
-    // Verify instead of trusting: any bit left is a failure.
-    let d = capget().map_err(|e| err("capget", e))?;
-    if d.iter()
-        .any(|c| c.effective | c.permitted | c.inheritable != 0)
+    // Verify instead of trusting: what the kernel now reports is the status.
+    let status = CapsStatus {
+        no_new_privs: prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0)
+            .map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))?
+            == 1,
+        bounding_emptied: bounding_numbers().is_empty(),
+        bounding: {
+            let mut b = read(CapSet::Bounding)?;
+            let known = caps::all().len() as u32;
+            b.extend(
+                bounding_numbers()
+                    .into_iter()
+                    .filter(|n| *n >= known)
+                    .map(|n| format!("cap_{n}")),
+            );
+            b
+        },
+        effective: read(CapSet::Effective)?,
+        permitted: read(CapSet::Permitted)?,
+        inheritable: read(CapSet::Inheritable)?,
+        ambient: read(CapSet::Ambient)?,
+        securebits_locked,
+    };
+    if !(status.effective.is_empty()
+        && status.permitted.is_empty()
+        && status.inheritable.is_empty()
+        && status.ambient.is_empty())
     {
         return Err(LayerError::new(
             "caps",
             "capability sets not empty after capset",
         ));
     }
-    if status.bounding_emptied
-        && prctl(libc::PR_CAPBSET_READ, CAP_SETPCAP as libc::c_ulong, 0).unwrap_or(1) != 0
-    {
-        return Err(LayerError::new("caps", "bounding set not empty after drop"));
+    if have_setpcap && !status.bounding_emptied {
+        return Err(LayerError::new(
+            "caps",
+            format!(
+                "bounding set not empty after drop: {}",
+                status.bounding.join(",")
+            ),
+        ));
     }
     if !status.no_new_privs {
         return Err(LayerError::new("caps", "no_new_privs not set"));

@@ -35,19 +35,6 @@ fn fail_layer(err_fd: i32, e: &LayerError) -> ! {
     fail(err_fd, exit::SETUP, &format!("sandbox setup failed: {e}"))
 }
 
-/// Close every descriptor but `keep` (sorted ascending).
-pub fn close_all_except(keep: &[i32]) {
-    let mut from: u32 = 0;
-    for &k in keep {
-        let k = k as u32;
-        if k > from {
-            unsafe { libc::syscall(libc::SYS_close_range, from, k - 1, 0u32) };
-        }
-        from = k + 1;
-    }
-    unsafe { libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32) };
-}
-
 /// Signals pid 1 passes on to the command.
 pub const FORWARDED: &[i32] = &[
     libc::SIGINT,
@@ -131,7 +118,9 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         keep.push(ch.pty_sock);
     }
     keep.sort_unstable();
-    close_all_except(&keep);
+    if let Err(e) = super::fds::close_all_except(&keep) {
+        fail_layer(ch.err_fd, &e);
+    }
     // pid 1 (and the relay it forks) live inside: the caller's environment,
     // copied into this process by the clone, must not be readable there.
     scrub_environ();
@@ -436,14 +425,9 @@ pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
         fail_layer(ch.err_fd, &e);
     }
     // Everything but 0/1/2 closes at exec (the error pipe included).
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
+    if let Err(e) = super::fds::cloexec_from(3) {
+        fail_layer(ch.err_fd, &e);
+    }
 
     let env = build_env(plan, &ch.run_id);
     let path_var = plan.env.get("PATH").unwrap_or("/usr/bin:/bin").to_string();
@@ -460,22 +444,28 @@ pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
     // The kernel layers, in the order that makes each possible:
     // capabilities and no_new_privs first (Landlock needs no_new_privs),
     // Landlock next, seccomp last (it would refuse the syscalls the others use).
-    if let Err(e) = super::caps::drop_all() {
-        fail_layer(ch.err_fd, &e);
-    }
+    let caps = match super::caps::drop_all() {
+        Ok(status) => status,
+        Err(e) => fail_layer(ch.err_fd, &e),
+    };
     let landlock = match super::landlock::apply(&plan.landlock) {
         Ok(status) => status,
         Err(e) => fail_layer(ch.err_fd, &e),
     };
     // What was enforced (not what was asked), for the audit record. Sent
     // before seccomp, which is the last thing between here and execve.
-    let status = serde_json::json!({
-        "capabilities": "all sets cleared, bounding set empty, no_new_privs",
-        "landlock": landlock,
-        "seccomp": plan.seccomp.describe(),
-    });
-    send_frame(ch.err_fd, FRAME_STATUS, status.to_string().as_bytes());
-    if let Err(e) = super::seccomp::apply(&plan.seccomp) {
+    let status = crate::outcome::Enforced {
+        capabilities: caps,
+        landlock,
+        seccomp: plan.seccomp.describe(),
+        seccomp_sha256: plan.seccomp_bpf.sha256.clone(),
+    };
+    send_frame(
+        ch.err_fd,
+        FRAME_STATUS,
+        &serde_json::to_vec(&status).unwrap_or_default(),
+    );
+    if let Err(e) = super::seccomp::apply(&plan.seccomp_bpf) {
         fail_layer(ch.err_fd, &e);
     }
     let prog = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
@@ -587,8 +577,10 @@ fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
         let fd = listener.as_raw_fd();
         let mut keep = vec![2, fd];
         keep.sort_unstable();
-        close_all_except(&keep);
-        let _ = super::caps::drop_all();
+        if super::fds::close_all_except(&keep).is_err() || super::caps::drop_all().is_err() {
+            // SAFETY: _exit in a forked child ends it without running Rust destructors.
+            unsafe { libc::_exit(1) };
+        }
         let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
         let _ = crate::proxy::relay(listener, &socket);
         unsafe { libc::_exit(0) };

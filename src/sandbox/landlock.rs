@@ -10,33 +10,13 @@ use landlock::{
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 use nix::errno::Errno;
-use serde::Serialize;
 use std::os::unix::fs::OpenOptionsExt;
 
 /// The newest ABI whose rights this code was written and tested against. A
 /// newer kernel is used at this level (new rights never appear silently).
 const TARGET_ABI: ABI = ABI::V6;
 
-/// What was requested and what was actually enforced.
-#[derive(Debug, Clone, Serialize)]
-pub struct LandlockStatus {
-    /// The ABI the kernel offers (0: no Landlock).
-    pub abi: i32,
-    /// "fully-enforced", "partially-enforced" or "not-enforced".
-    pub enforced: String,
-    /// The profile's `min_abi`.
-    pub requested_abi: u8,
-    /// Set when the kernel is below `min_abi` and the profile allowed best effort.
-    pub shortfall: Option<String>,
-    /// Path rules added.
-    pub rules: usize,
-    /// Optional rules whose path could not be opened (path: errno).
-    pub skipped: Vec<String>,
-    /// Scopes in effect (ABI 6+).
-    pub scopes: Vec<&'static str>,
-    /// Whether TCP bind/connect is restricted to the plan's ports (ABI 4+).
-    pub tcp_restricted: bool,
-}
+pub use crate::outcome::LandlockStatus;
 
 /// The Landlock ABI of the running kernel (0 when unavailable).
 pub fn kernel_abi() -> i32 {
@@ -161,10 +141,10 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         ruleset = ruleset.scope(scopes).map_err(|e| ll_err("scope", e))?;
         if abi >= 6 {
             if plan.scope_abstract_unix {
-                status.scopes.push("abstract-unix-socket");
+                status.scopes.push("abstract-unix-socket".into());
             }
             if plan.scope_signals {
-                status.scopes.push("signal");
+                status.scopes.push("signal".into());
             }
         }
     }

@@ -16,6 +16,8 @@
 pub mod caps;
 pub mod cgroup;
 pub mod exec;
+pub mod fault;
+pub mod fds;
 pub mod landlock;
 pub mod limits;
 pub mod livemask;
@@ -30,24 +32,7 @@ use exec::Channels;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// How a run ended.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Outcome {
-    pub run_id: String,
-    pub exit_code: u8,
-    /// The signal that killed the command, if any.
-    pub signal: Option<i32>,
-    pub timed_out: bool,
-    pub duration_ms: u64,
-    /// Set when the sandbox could not be set up (nothing ran) or exec failed.
-    pub error: Option<String>,
-    /// What the command's process reported as enforced, just before exec.
-    pub enforced: Option<serde_json::Value>,
-    /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
-    pub cgroup: Option<String>,
-    /// Every egress decision of the proxy (proxy mode only).
-    pub network: Option<Vec<crate::proxy::Decision>>,
-}
+pub use crate::outcome::Outcome;
 
 /// A fresh 128-bit run id.
 pub fn new_run_id() -> String {
@@ -65,6 +50,7 @@ pub fn new_run_id() -> String {
 
 /// Run the plan; print airlock's own errors; return the exit status.
 pub fn run(plan: &Plan, run_id: &str) -> Outcome {
+    fault::init();
     let start = Instant::now();
     let mut out = match supervise(plan, run_id) {
         Ok(o) => o,
@@ -471,7 +457,7 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
 }
 
 /// Split the error pipe's bytes into the status report and the failure, if any.
-fn parse_frames(mut b: &[u8]) -> (Option<serde_json::Value>, Option<(u8, String)>) {
+fn parse_frames(mut b: &[u8]) -> (Option<crate::outcome::Enforced>, Option<(u8, String)>) {
     let (mut status, mut failure) = (None, None);
     while b.len() >= 5 {
         let kind = b[0];

@@ -51,8 +51,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::profile::types::RuleSpec;
+mod spec;
 pub use rules::RuleSet;
+pub use spec::RuleSpec;
 
 /// How a scan runs.
 #[derive(Debug, Clone)]

@@ -7,9 +7,9 @@
 
 pub mod probes;
 
-use crate::cli::{Format, ModeArg, SelftestArgs};
 use crate::plan::landlock::LandlockPlan;
 use crate::plan::seccomp::SeccompPlan;
+use crate::profile::types::Mode;
 use probes::{Outcome, EXIT_BLOCKED, EXIT_ERROR, EXIT_THROUGH};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -37,7 +37,7 @@ fn apply_spec(spec: &LayerSpec) -> Result<(), crate::error::LayerError> {
         crate::sandbox::landlock::apply(l)?;
     }
     if let Some(s) = &spec.seccomp {
-        crate::sandbox::seccomp::apply(s)?;
+        crate::sandbox::seccomp::apply(&crate::plan::bpf::build(s)?)?;
     }
     Ok(())
 }
@@ -165,15 +165,25 @@ pub struct Row {
     pub inconclusive: bool,
 }
 
-fn mode_flag(m: ModeArg) -> &'static str {
+fn mode_flag(m: Mode) -> &'static str {
     match m {
-        ModeArg::Full => "full",
-        ModeArg::LandlockOnly => "landlock-only",
-        ModeArg::Auto => "auto",
+        Mode::Full => "full",
+        Mode::LandlockOnly => "landlock-only",
+        Mode::Auto => "auto",
     }
 }
 
-pub fn main(args: &SelftestArgs) -> u8 {
+/// What `airlock selftest` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The profile the probes run under.
+    pub profile: String,
+    pub mode: Option<Mode>,
+    /// JSON instead of text.
+    pub json: bool,
+}
+
+pub fn main(args: &Options) -> u8 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -302,8 +312,8 @@ pub fn main(args: &SelftestArgs) -> u8 {
     let all_held = rows.iter().all(|r| r.held);
     // A closed stdout (`| head`) is not an error worth a panic.
     let mut o = std::io::stdout().lock();
-    match args.format {
-        Format::Json => {
+    match args.json {
+        true => {
             let doc = serde_json::json!({
                 "profile": args.profile,
                 "mode": args.mode.map(mode_flag),
@@ -316,7 +326,7 @@ pub fn main(args: &SelftestArgs) -> u8 {
                 serde_json::to_string_pretty(&doc).unwrap_or_default()
             );
         }
-        Format::Text => {
+        false => {
             let _ = writeln!(
                 o,
                 "{:<17} {:<46} {:<8} {:<5} result",

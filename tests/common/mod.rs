@@ -53,7 +53,7 @@ impl Fixture {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&ws).unwrap();
         let mut canaries = Vec::new();
-        for (rel, _) in airlock::plan::defaults::HOME_CREDENTIALS {
+        for (rel, _) in airlock::policy::defaults::HOME_CREDENTIALS {
             let tag = rel.replace(['/', '.'], "_");
             let c = canary(&format!("home{tag}"));
             let p = home.join(rel);

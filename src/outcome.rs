@@ -1,0 +1,77 @@
+//! What a run did, as the kernel reported it: the types the executor fills
+//! in and the audit record writes. Below `sandbox` and `audit`, so the audit
+//! record never depends on the executor's code, only on its report.
+
+use serde::{Deserialize, Serialize};
+
+/// How a run ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub run_id: String,
+    pub exit_code: u8,
+    /// The signal that killed the command, if any.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: u64,
+    /// Set when the sandbox could not be set up (nothing ran) or exec failed.
+    pub error: Option<String>,
+    /// What the command's process reported as enforced, just before exec.
+    pub enforced: Option<Enforced>,
+    /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
+    pub cgroup: Option<String>,
+    /// Every egress decision of the proxy (proxy mode only).
+    pub network: Option<Vec<crate::proxy::Decision>>,
+}
+
+/// What the command's process reported as enforced, just before exec (sent
+/// to the supervisor as JSON over the error pipe and read back typed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Enforced {
+    pub capabilities: CapsStatus,
+    pub landlock: LandlockStatus,
+    /// The seccomp policy as loaded.
+    pub seccomp: Vec<String>,
+    /// sha256 of the program loaded (the same as `--dry-run` shows).
+    #[serde(default)]
+    pub seccomp_sha256: String,
+}
+
+/// What the kernel reports after the drop.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapsStatus {
+    pub no_new_privs: bool,
+    /// The bounding set is empty. False only when the process never held
+    /// CAP_SETPCAP (landlock-only mode as an ordinary user): then
+    /// no_new_privs alone keeps execve from gaining anything.
+    pub bounding_emptied: bool,
+    /// Capabilities left in the bounding set, as the kernel reports them.
+    pub bounding: Vec<String>,
+    /// Effective, permitted, inheritable and ambient, read back: empty.
+    pub effective: Vec<String>,
+    pub permitted: Vec<String>,
+    pub inheritable: Vec<String>,
+    pub ambient: Vec<String>,
+    /// SECBIT_NOROOT and friends, locked.
+    pub securebits_locked: bool,
+}
+
+/// What was requested and what was actually enforced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LandlockStatus {
+    /// The ABI the kernel offers (0: no Landlock).
+    pub abi: i32,
+    /// "fully-enforced", "partially-enforced" or "not-enforced".
+    pub enforced: String,
+    /// The profile's `min_abi`.
+    pub requested_abi: u8,
+    /// Set when the kernel is below `min_abi` and the profile allowed best effort.
+    pub shortfall: Option<String>,
+    /// Path rules added.
+    pub rules: usize,
+    /// Optional rules whose path could not be opened (path: errno).
+    pub skipped: Vec<String>,
+    /// Scopes in effect (ABI 6+).
+    pub scopes: Vec<String>,
+    /// Whether TCP bind/connect is restricted to the plan's ports (ABI 4+).
+    pub tcp_restricted: bool,
+}

@@ -1,0 +1,205 @@
+//! The executor fails closed when the kernel refuses a step, and the audit
+//! record says what the kernel reported, not what was asked. Faults are
+//! injected with `AIRLOCK_FAULT` (debug builds only; see src/sandbox/fault.rs).
+
+mod common;
+use common::*;
+
+const MODES: [&str; 2] = ["full", "landlock-only"];
+
+fn end_record(log: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(log).expect("audit log");
+    let last = text.lines().last().expect("a record");
+    let v: serde_json::Value = serde_json::from_str(last).expect("json");
+    assert_eq!(v["event"], "end", "{last}");
+    v
+}
+
+#[test]
+fn a_refused_close_on_exec_stops_the_run_before_the_command() {
+    let f = Fixture::new();
+    for mode in MODES {
+        for who in users() {
+            let marker = f.ws.join(format!("ran-{mode}-{who:?}"));
+            let mut c = f.airlock(who);
+            c.env("AIRLOCK_FAULT", "close_range").args([
+                "run",
+                "--mode",
+                mode,
+                "--",
+                "touch",
+                marker.to_str().unwrap(),
+            ]);
+            let out = c.output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(125),
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+            assert!(
+                stderr(&out).contains("fds: close_range(CLOEXEC)"),
+                "{mode} {who:?}: the error names the layer and step: {}",
+                show(&out)
+            );
+            assert!(!marker.exists(), "{mode} {who:?}: the command ran");
+
+            // Control: the same run without the fault runs the command.
+            let out = f
+                .airlock(who)
+                .args([
+                    "run",
+                    "--mode",
+                    mode,
+                    "--",
+                    "touch",
+                    marker.to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{mode} {who:?}: {}", show(&out));
+            assert!(marker.exists(), "{mode} {who:?}: control did not run");
+        }
+    }
+}
+
+#[test]
+fn a_refused_close_in_pid1_stops_the_run() {
+    let f = Fixture::new();
+    for who in users() {
+        let marker = f.ws.join(format!("ran-{who:?}"));
+        let mut c = f.airlock(who);
+        c.env("AIRLOCK_FAULT", "close_all").args([
+            "run",
+            "--mode",
+            "full",
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ]);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{who:?}: {}", show(&out));
+        assert!(stderr(&out).contains("fds: close_range"), "{}", show(&out));
+        assert!(!marker.exists());
+    }
+}
+
+/// The capability status in the audit record is read back from the kernel:
+/// as an ordinary user in landlock-only mode the bounding set cannot be
+/// emptied (no CAP_SETPCAP), and the record lists what is left in it.
+#[test]
+fn the_audit_record_reports_the_bounding_set_the_kernel_kept() {
+    let f = Fixture::new();
+    for mode in MODES {
+        for who in users() {
+            let log = f.dir.path().join(format!("audit-{mode}-{who:?}.jsonl"));
+            let out = f
+                .airlock(who)
+                .args(["run", "--mode", mode, "--audit-log"])
+                .arg(&log)
+                .args(["--", "true"])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{mode} {who:?}: {}", show(&out));
+            let caps = end_record(&log)["enforced"]["capabilities"].clone();
+            for set in ["effective", "permitted", "inheritable", "ambient"] {
+                assert_eq!(caps[set], serde_json::json!([]), "{mode} {who:?}: {caps}");
+            }
+            assert_eq!(caps["no_new_privs"], true);
+            // Root, and anyone in full mode (root of its own user namespace),
+            // can empty the bounding set; nobody outside a namespace cannot.
+            let can_drop = mode == "full" || who == As::Me && nix::unistd::geteuid().is_root();
+            assert_eq!(caps["bounding_emptied"], can_drop, "{mode} {who:?}: {caps}");
+            let bounding = caps["bounding"].as_array().expect("list").clone();
+            if can_drop {
+                assert!(bounding.is_empty(), "{mode} {who:?}: {caps}");
+            } else {
+                assert!(
+                    bounding.iter().any(|c| c == "CAP_SYS_ADMIN"),
+                    "{mode} {who:?}: the kept bounding set is listed: {caps}"
+                );
+            }
+        }
+    }
+}
+
+/// With CAP_SETPCAP held, a bounding set left full is a failure: the check
+/// reads the kernel's answer instead of trusting the drop.
+#[test]
+fn a_bounding_set_that_was_not_emptied_fails_closed() {
+    let f = Fixture::new();
+    for mode in MODES {
+        // Full mode: every user holds CAP_SETPCAP in its namespace; landlock-only: root.
+        let who = if mode == "full" || nix::unistd::geteuid().is_root() {
+            As::Me
+        } else {
+            continue;
+        };
+        let marker = f.ws.join(format!("ran-caps-{mode}"));
+        let mut c = f.airlock(who);
+        c.env("AIRLOCK_FAULT", "capbset_drop").args([
+            "run",
+            "--mode",
+            mode,
+            "--",
+            "touch",
+            marker.to_str().unwrap(),
+        ]);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{mode}: {}", show(&out));
+        assert!(
+            stderr(&out).contains("caps: bounding set not empty after drop: "),
+            "{mode}: {}",
+            show(&out)
+        );
+        assert!(!marker.exists(), "{mode}: the command ran");
+    }
+}
+
+/// The seccomp program is compiled with the plan: `--dry-run` shows its hash,
+/// and the command's process reports loading exactly that program.
+#[test]
+fn dry_run_shows_the_seccomp_program_that_is_loaded() {
+    let f = Fixture::new();
+    for mode in MODES {
+        for who in users() {
+            let out = f
+                .airlock(who)
+                .args([
+                    "run",
+                    "--mode",
+                    mode,
+                    "--dry-run",
+                    "--format",
+                    "json",
+                    "--",
+                    "true",
+                ])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+            let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            let planned = plan["seccomp_bpf"]["sha256"]
+                .as_str()
+                .expect("hash")
+                .to_string();
+            assert_eq!(planned.len(), 64);
+            assert!(plan["seccomp_bpf"]["instructions"].as_u64().unwrap() > 20);
+
+            let log = f.dir.path().join(format!("bpf-{mode}-{who:?}.jsonl"));
+            let out = f
+                .airlock(who)
+                .args(["run", "--mode", mode, "--audit-log"])
+                .arg(&log)
+                .args(["--", "true"])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+            assert_eq!(
+                end_record(&log)["enforced"]["seccomp_sha256"],
+                planned.as_str(),
+                "{mode} {who:?}"
+            );
+        }
+    }
+}
