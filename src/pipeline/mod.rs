@@ -220,8 +220,8 @@ pub fn execute(prepared: Prepared, opts: &Options) -> Result<u8, Error> {
     let argv = crate::redact::redact_argv(std::env::args());
     if let Some(log) = audit.as_mut() {
         let user = std::env::var("USER").unwrap_or_else(|_| plan.uid.to_string());
-        let mut record = crate::audit::start_record(&plan, &run_id, &argv, &user);
-        crate::audit::add_history(&mut record, history.as_ref(), history_policy);
+        let history = crate::audit::HistoryRecord::new(history.as_ref(), history_policy);
+        let record = crate::audit::start_record(&plan, &run_id, &argv, &user, history);
         if let Err(e) = log.write(&record) {
             audit_failed(&plan, &log.path, &e)?;
         }
@@ -295,17 +295,8 @@ pub fn execute(prepared: Prepared, opts: &Options) -> Result<u8, Error> {
             crate::persist::MAX_FILES
         );
     }
-    let created: Vec<&std::path::PathBuf> = changes
-        .iter()
-        .filter(|c| c.kind == "created")
-        .map(|c| &c.path)
-        .collect();
     if let Some(log) = audit.as_mut() {
-        let extra = serde_json::json!({
-            "persistence_created": created.iter().map(|p| crate::pathfmt::Wrap(p)).collect::<Vec<_>>(),
-            "persistence_changes": changes,
-        });
-        if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, Some(extra))) {
+        if let Err(e) = log.write(&crate::audit::end_record(&plan, &outcome, &changes)) {
             if plan.audit_required {
                 eprintln!(
                     "airlock: error: the command exited {} but the audit end record could not be written to {}: {e} (the profile requires audit; exit {})",

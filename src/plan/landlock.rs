@@ -56,8 +56,7 @@ pub struct LandlockInput {
 pub struct PathRule {
     #[serde(serialize_with = "crate::pathfmt::ser")]
     pub path: PathBuf,
-    /// An access class, one of [`ACCESS_CLASSES`].
-    pub access: String,
+    pub access: Access,
     /// A required rule whose path cannot be opened is an error; an optional one
     /// (a sibling found while carving) is skipped and reported.
     pub required: bool,
@@ -65,59 +64,89 @@ pub struct PathRule {
     pub reason: String,
 }
 
-/// Access classes and the Landlock filesystem rights each grants (names as in
-/// the kernel's `LANDLOCK_ACCESS_FS_*`, lower-case). The executor translates
-/// these names and nothing else; this table is the whole filesystem policy.
-pub const ACCESS_CLASSES: &[(&str, &[&str])] = &[
-    ("ro", &["execute", "read_file", "read_dir"]),
-    (
-        "rw",
-        &[
-            "execute",
-            "read_file",
-            "read_dir",
-            "write_file",
-            "remove_dir",
-            "remove_file",
-            "make_char",
-            "make_dir",
-            "make_reg",
-            "make_sock",
-            "make_fifo",
-            "make_block",
-            "make_sym",
-            "refer",
-            "truncate",
-            "ioctl_dev",
-        ],
-    ),
-    // Readable; nothing added, removed, renamed, truncated or overwritten
-    // (as the read-only bind of the full mode).
-    ("protect", &["execute", "read_file", "read_dir"]),
-    // A carved read-only directory: listable; its entries get their own rules.
-    ("dir-ro", &["read_dir"]),
-    // A carved writable directory: listable, entries may be added.
-    (
-        "dir-rw",
-        &[
-            "read_dir",
-            "make_reg",
-            "make_dir",
-            "make_sym",
-            "make_sock",
-            "make_fifo",
-            "refer",
-        ],
-    ),
-];
+/// An access class: what a rule grants, by the table [`Access::rights`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    Ro,
+    Rw,
+    /// Readable; nothing added, removed, renamed, truncated or overwritten
+    /// (as the read-only bind of the full mode).
+    Protect,
+    /// A carved read-only directory: listable; its entries get their own rules.
+    DirRo,
+    /// A carved writable directory: listable, entries may be added.
+    DirRw,
+}
 
-/// The rights of an access class (empty for an unknown name).
-pub fn rights_of(class: &str) -> &'static [&'static str] {
-    ACCESS_CLASSES
-        .iter()
-        .find(|(name, _)| *name == class)
-        .map(|(_, r)| *r)
-        .unwrap_or(&[])
+/// A Landlock filesystem right (`LANDLOCK_ACCESS_FS_*`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Right {
+    Execute,
+    ReadFile,
+    ReadDir,
+    WriteFile,
+    RemoveDir,
+    RemoveFile,
+    MakeChar,
+    MakeDir,
+    MakeReg,
+    MakeSock,
+    MakeFifo,
+    MakeBlock,
+    MakeSym,
+    Refer,
+    Truncate,
+    IoctlDev,
+}
+
+impl Access {
+    pub const ALL: [Access; 5] = [
+        Access::Ro,
+        Access::Rw,
+        Access::Protect,
+        Access::DirRo,
+        Access::DirRw,
+    ];
+
+    /// The rights each class grants: the whole filesystem policy. The
+    /// executor maps each [`Right`] to the kernel's flag and nothing else.
+    pub fn rights(self) -> &'static [Right] {
+        use Right::*;
+        match self {
+            Access::Ro | Access::Protect => &[Execute, ReadFile, ReadDir],
+            Access::Rw => &[
+                Execute, ReadFile, ReadDir, WriteFile, RemoveDir, RemoveFile, MakeChar, MakeDir,
+                MakeReg, MakeSock, MakeFifo, MakeBlock, MakeSym, Refer, Truncate, IoctlDev,
+            ],
+            Access::DirRo => &[ReadDir],
+            Access::DirRw => &[
+                ReadDir, MakeReg, MakeDir, MakeSym, MakeSock, MakeFifo, Refer,
+            ],
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Ro => "ro",
+            Access::Rw => "rw",
+            Access::Protect => "protect",
+            Access::DirRo => "dir-ro",
+            Access::DirRw => "dir-rw",
+        }
+    }
+}
+
+impl std::fmt::Display for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// The rights of an access class.
+pub fn rights_of(class: Access) -> &'static [Right] {
+    class.rights()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -174,10 +203,10 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
 
     // Base grants: one class per path; on a duplicate the narrower class wins
     // for protect, the wider for ro vs rw (a read-only bind enforces ro there).
-    let mut base: Vec<(PathBuf, &'static str, String)> = Vec::new();
-    let mut put = |p: &Path, class: &'static str, why: String| {
+    let mut base: Vec<(PathBuf, Access, String)> = Vec::new();
+    let mut put = |p: &Path, class: Access, why: String| {
         if let Some(e) = base.iter_mut().find(|(q, _, _)| q == p) {
-            if class == "protect" || (e.1 == "ro" && class == "rw") {
+            if class == Access::Protect || (e.1 == Access::Ro && class == Access::Rw) {
                 *e = (p.to_path_buf(), class, why);
             }
         } else {
@@ -185,18 +214,18 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
         }
     };
     for p in &input.ro {
-        put(p, "ro", "read-only in the view".into());
+        put(p, Access::Ro, "read-only in the view".into());
     }
     for p in &input.rw {
-        put(p, "rw", "read-write in the view".into());
+        put(p, Access::Rw, "read-write in the view".into());
     }
     let mut carves: Vec<(PathBuf, Carve)> = Vec::new();
     for p in &input.protect {
         if writable(p) {
-            put(p, "protect", "protected: add only".into());
+            put(p, Access::Protect, "protected: add only".into());
             carves.push((p.clone(), Carve::Protect));
         } else {
-            put(p, "ro", "protected (in a read-only tree)".into());
+            put(p, Access::Ro, "protected (in a read-only tree)".into());
         }
     }
     for p in &input.deny {
@@ -223,7 +252,7 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
                     && c.starts_with(path)
                     && match kind {
                         Carve::Deny => true,
-                        Carve::Protect => *class == "rw",
+                        Carve::Protect => *class == Access::Rw,
                     }
             })
             .cloned()
@@ -231,12 +260,12 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
         if under.is_empty() {
             plan.rules.push(PathRule {
                 path: path.clone(),
-                access: (*class).into(),
+                access: *class,
                 required: true,
                 reason: why.clone(),
             });
         } else {
-            carve(path, class, &under, &deny_ids, true, &mut plan);
+            carve(path, *class, &under, &deny_ids, true, &mut plan);
         }
     }
     for d in &input.deny {
@@ -255,30 +284,30 @@ pub fn build(input: &LandlockInput) -> LandlockPlan {
 /// itself plus one rule per entry, recursing towards each carve-out.
 fn carve(
     dir: &Path,
-    class: &'static str,
+    class: Access,
     under: &[(PathBuf, Carve)],
     deny_ids: &[(u64, u64)],
     required: bool,
     plan: &mut LandlockPlan,
 ) {
-    let adds = rights_of(class).contains(&"make_reg");
+    let adds = class.rights().contains(&Right::MakeReg);
     let denied_dir_beneath = under
         .iter()
         .any(|(c, k)| *k == Carve::Deny && !c.is_symlink() && c.is_dir());
     let dir_class = match (adds, denied_dir_beneath) {
-        (true, false) => Some("dir-rw"),
+        (true, false) => Some(Access::DirRw),
         // Rights inherit downwards: the carved directory's make_* and refer
         // would let the command create entries (a symlink, a config file)
         // *inside* the denied directory. So a directory holding a denied
         // directory gets no rule at all: its other entries keep their own.
         (true, true) => None,
-        (false, false) => Some("dir-ro"),
+        (false, false) => Some(Access::DirRo),
         (false, true) => None,
     };
     if let Some(dc) = dir_class {
         plan.rules.push(PathRule {
             path: dir.to_path_buf(),
-            access: dc.into(),
+            access: dc,
             required,
             reason: format!("carved {class}: holds a path with fewer rights"),
         });
@@ -332,7 +361,7 @@ fn carve(
         }
         plan.rules.push(PathRule {
             path: entry,
-            access: class.into(),
+            access: class,
             required: false,
             reason: format!("sibling in carved {}", dir.display()),
         });
@@ -443,14 +472,14 @@ mod tests {
     use super::*;
     use std::fs;
 
-    fn rule(path: &Path, access: &str, required: bool) -> (PathBuf, String, bool) {
-        (path.to_path_buf(), access.to_string(), required)
+    fn rule(path: &Path, access: Access, required: bool) -> (PathBuf, Access, bool) {
+        (path.to_path_buf(), access, required)
     }
 
-    fn rules(plan: &LandlockPlan) -> Vec<(PathBuf, String, bool)> {
+    fn rules(plan: &LandlockPlan) -> Vec<(PathBuf, Access, bool)> {
         plan.rules
             .iter()
-            .map(|r| (r.path.clone(), r.access.clone(), r.required))
+            .map(|r| (r.path.clone(), r.access, r.required))
             .collect()
     }
 
@@ -466,10 +495,10 @@ mod tests {
         assert_eq!(
             rules(&plan),
             vec![
-                rule(Path::new("/usr"), "ro", true),
-                rule(Path::new("/etc"), "ro", true),
-                rule(Path::new("/work"), "rw", true),
-                rule(Path::new("/tmp"), "rw", true),
+                rule(Path::new("/usr"), Access::Ro, true),
+                rule(Path::new("/etc"), Access::Ro, true),
+                rule(Path::new("/work"), Access::Rw, true),
+                rule(Path::new("/tmp"), Access::Rw, true),
             ]
         );
         assert_eq!(plan.min_abi, 3);
@@ -509,8 +538,8 @@ mod tests {
         assert_eq!(
             rules(&build(&input)),
             vec![
-                rule(Path::new("/usr"), "ro", true),
-                rule(Path::new("/usr/share"), "ro", true)
+                rule(Path::new("/usr"), Access::Ro, true),
+                rule(Path::new("/usr/share"), Access::Ro, true)
             ]
         );
     }
@@ -544,14 +573,14 @@ mod tests {
         assert_eq!(
             rules(&plan),
             vec![
-                rule(Path::new("/usr"), "ro", true),
-                rule(w, "dir-rw", true),
-                rule(&w.join(".git"), "rw", false),
-                rule(&w.join("a.txt"), "rw", false),
+                rule(Path::new("/usr"), Access::Ro, true),
+                rule(w, Access::DirRw, true),
+                rule(&w.join(".git"), Access::Rw, false),
+                rule(&w.join("a.txt"), Access::Rw, false),
                 // `link` is a symlink: no rule
-                rule(&w.join("src"), "dir-rw", false),
-                rule(&w.join("src/lib"), "rw", false),
-                rule(&w.join("src/main.rs"), "rw", false),
+                rule(&w.join("src"), Access::DirRw, false),
+                rule(&w.join("src/lib"), Access::Rw, false),
+                rule(&w.join("src/main.rs"), Access::Rw, false),
             ]
         );
         assert_eq!(plan.denied, vec![w.join("src/.env")]);
@@ -577,11 +606,11 @@ mod tests {
         assert_eq!(
             rules(&plan),
             vec![
-                rule(Path::new("/opt/ro"), "ro", true),
-                rule(&w.join(".git"), "rw", false),
-                rule(&w.join("a.txt"), "rw", false),
-                rule(&w.join("src/.env"), "rw", false),
-                rule(&w.join("src/main.rs"), "rw", false),
+                rule(Path::new("/opt/ro"), Access::Ro, true),
+                rule(&w.join(".git"), Access::Rw, false),
+                rule(&w.join("a.txt"), Access::Rw, false),
+                rule(&w.join("src/.env"), Access::Rw, false),
+                rule(&w.join("src/main.rs"), Access::Rw, false),
             ]
         );
     }
@@ -598,12 +627,12 @@ mod tests {
         assert_eq!(
             rules(&build(&input)),
             vec![
-                rule(w, "dir-ro", true),
-                rule(&w.join(".git"), "ro", false),
-                rule(&w.join("a.txt"), "ro", false),
-                rule(&w.join("src"), "dir-ro", false),
-                rule(&w.join("src/lib"), "ro", false),
-                rule(&w.join("src/main.rs"), "ro", false),
+                rule(w, Access::DirRo, true),
+                rule(&w.join(".git"), Access::Ro, false),
+                rule(&w.join("a.txt"), Access::Ro, false),
+                rule(&w.join("src"), Access::DirRo, false),
+                rule(&w.join("src/lib"), Access::Ro, false),
+                rule(&w.join("src/main.rs"), Access::Ro, false),
             ]
         );
     }
@@ -620,12 +649,12 @@ mod tests {
         assert_eq!(
             rules(&build(&input)),
             vec![
-                rule(w, "dir-rw", true),
-                rule(&w.join(".git"), "dir-rw", false),
-                rule(&w.join(".git/HEAD"), "rw", false),
-                rule(&w.join("a.txt"), "rw", false),
-                rule(&w.join("src"), "rw", false),
-                rule(&w.join(".git/hooks"), "protect", true),
+                rule(w, Access::DirRw, true),
+                rule(&w.join(".git"), Access::DirRw, false),
+                rule(&w.join(".git/HEAD"), Access::Rw, false),
+                rule(&w.join("a.txt"), Access::Rw, false),
+                rule(&w.join("src"), Access::Rw, false),
+                rule(&w.join(".git/hooks"), Access::Protect, true),
             ]
         );
     }
@@ -653,16 +682,21 @@ mod tests {
             ..Default::default()
         };
         let plan = build(&input);
-        assert_eq!(rules(&plan), vec![rule(Path::new("/a"), "ro", true)]);
+        assert_eq!(rules(&plan), vec![rule(Path::new("/a"), Access::Ro, true)]);
     }
 
     #[test]
     fn every_class_is_in_the_table() {
-        for c in ["ro", "rw", "protect", "dir-ro", "dir-rw"] {
+        for c in Access::ALL {
             assert!(!rights_of(c).is_empty(), "{c}");
         }
-        assert!(!rights_of("protect").contains(&"remove_file"));
-        assert!(!rights_of("protect").contains(&"truncate"));
-        assert!(!rights_of("protect").contains(&"write_file"));
+        for r in [
+            Right::RemoveFile,
+            Right::Truncate,
+            Right::WriteFile,
+            Right::MakeReg,
+        ] {
+            assert!(!rights_of(Access::Protect).contains(&r));
+        }
     }
 }

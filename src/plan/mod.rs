@@ -156,9 +156,13 @@ pub struct ProxyPlan {
     pub allow: Vec<String>,
     /// Static name → address entries.
     pub hosts: Vec<String>,
-    /// Validated policy, rebuilt by the supervisor from the profile.
+    /// The compiled, validated allow-list the proxy serves.
     #[serde(skip)]
-    pub network: crate::profile::types::Network,
+    pub policy: crate::proxy::Policy,
+    /// The host directory that holds the proxy's socket, made by the
+    /// executor and bound read-only at `socket_dir` (full mode).
+    #[serde(serialize_with = "crate::pathfmt::ser")]
+    pub host_dir: PathBuf,
     /// Credential routes (`[[credentials]]`): names, upstreams and rules; the
     /// phantoms are not serialised and the real values are not in the plan.
     pub credentials: Vec<crate::proxy::CredentialRoute>,
@@ -180,13 +184,16 @@ pub struct ScanSummary {
 /// The checks of a resolved profile that need the whole `extends` chain:
 /// shared by `run` and `profile validate`, so one never accepts what the
 /// other refuses. `net` is the mode the run will use (the profile's, or a flag's).
-pub fn validate_network(profile: &LoadedProfile, net: NetMode) -> crate::error::Result<()> {
+pub fn validate_network(
+    profile: &LoadedProfile,
+    net: NetMode,
+) -> crate::error::Result<Option<crate::proxy::Policy>> {
     let p = &profile.profile;
     let label = profile.sources.last().cloned().unwrap_or_default();
     if net != NetMode::Proxy {
-        return Ok(());
+        return Ok(None);
     }
-    crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
+    let policy = crate::proxy::Policy::from_profile(&p.network).map_err(|msg| {
         crate::error::Error::Profile(crate::error::ProfileError::Invalid {
             file: label.clone(),
             key: "network".into(),
@@ -203,7 +210,7 @@ pub fn validate_network(profile: &LoadedProfile, net: NetMode) -> crate::error::
             },
         ));
     }
-    Ok(())
+    Ok(Some(policy))
 }
 
 /// What the pipeline read from the process for this run, so that building
@@ -274,7 +281,7 @@ pub fn build(
         ));
     }
     let proxy = if network == NetMode::Proxy {
-        validate_network(profile, NetMode::Proxy)?;
+        let policy = validate_network(profile, NetMode::Proxy)?.unwrap_or_default();
         // Full mode: the relay listens on the sandbox's own loopback (fixed
         // port). landlock-only mode shares the host's network: the relay runs
         // outside, on a port of the host's loopback chosen per run, and
@@ -326,7 +333,8 @@ pub fn build(
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
-            network: p.network.clone(),
+            policy,
+            host_dir: facts.temp_dir.join(format!("airlock-proxy-{}", req.run_id)),
             credentials,
         })
     } else {
@@ -379,7 +387,7 @@ pub fn build(
         let carved: Vec<String> = landlock_plan
             .rules
             .iter()
-            .filter(|r| r.access == "dir-rw" || r.access == "dir-ro")
+            .filter(|r| matches!(r.access, landlock::Access::DirRw | landlock::Access::DirRo))
             .map(|r| r.path.display().to_string())
             .collect();
         if !carved.is_empty() {
@@ -415,6 +423,21 @@ pub fn build(
                 .as_ref()
                 .map(|s| fs::expand(s, &fs.workspace, &host.home))
         });
+    let mounts = {
+        let mut m = fs.mounts;
+        // Full mode: the proxy's socket directory, bound read-only where
+        // the relay inside looks for it.
+        if let Some(pp) = proxy.as_ref().filter(|pp| !pp.relay_outside) {
+            m.push(Mount {
+                dest: pp.socket_dir.clone(),
+                kind: MountKind::RoBind {
+                    src: pp.host_dir.clone(),
+                },
+                reason: "egress proxy socket".into(),
+            });
+        }
+        m
+    };
     Ok(Plan {
         run_id: req.run_id.clone(),
         watch: crate::persist::WatchPlan {
@@ -443,7 +466,7 @@ pub fn build(
         gid: host.gid,
         namespaces,
         network,
-        mounts: fs.mounts,
+        mounts,
         masks: fs.masks,
         protect: fs.protect,
         env,

@@ -51,8 +51,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 /// Ports an entry without `:port` allows.
 pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 
-/// The compiled allow-list and static name map of one run.
-#[derive(Debug, Clone, PartialEq)]
+/// The compiled allow-list and static name map of one run (the default
+/// allows nothing).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     rules: Vec<Rule>,
     hosts: BTreeMap<String, IpAddr>,

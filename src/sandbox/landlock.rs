@@ -4,7 +4,7 @@
 //! final child.
 
 use crate::error::{errno_text, LayerError};
-use crate::plan::landlock::{rights_of, LandlockPlan};
+use crate::plan::landlock::{Access as Class, LandlockPlan, Right};
 use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
@@ -36,43 +36,31 @@ pub fn kernel_abi() -> i32 {
     }
 }
 
-/// Translate an access class of the plan into rights. An unknown name fails closed.
-fn access_of(class: &str) -> Result<BitFlags<AccessFs>, LayerError> {
-    let names = rights_of(class);
-    if names.is_empty() {
-        return Err(LayerError::new(
-            "landlock",
-            format!("unknown access class `{class}`"),
-        ));
-    }
+/// The kernel's flags for an access class of the plan (typed: nothing to
+/// parse, nothing unknown).
+fn access_of(class: Class) -> BitFlags<AccessFs> {
     let mut set = BitFlags::<AccessFs>::EMPTY;
-    for n in names {
-        set |= match *n {
-            "execute" => AccessFs::Execute,
-            "read_file" => AccessFs::ReadFile,
-            "read_dir" => AccessFs::ReadDir,
-            "write_file" => AccessFs::WriteFile,
-            "remove_dir" => AccessFs::RemoveDir,
-            "remove_file" => AccessFs::RemoveFile,
-            "make_char" => AccessFs::MakeChar,
-            "make_dir" => AccessFs::MakeDir,
-            "make_reg" => AccessFs::MakeReg,
-            "make_sock" => AccessFs::MakeSock,
-            "make_fifo" => AccessFs::MakeFifo,
-            "make_block" => AccessFs::MakeBlock,
-            "make_sym" => AccessFs::MakeSym,
-            "refer" => AccessFs::Refer,
-            "truncate" => AccessFs::Truncate,
-            "ioctl_dev" => AccessFs::IoctlDev,
-            other => {
-                return Err(LayerError::new(
-                    "landlock",
-                    format!("access class `{class}`: unknown right `{other}`"),
-                ))
-            }
+    for r in class.rights() {
+        set |= match r {
+            Right::Execute => AccessFs::Execute,
+            Right::ReadFile => AccessFs::ReadFile,
+            Right::ReadDir => AccessFs::ReadDir,
+            Right::WriteFile => AccessFs::WriteFile,
+            Right::RemoveDir => AccessFs::RemoveDir,
+            Right::RemoveFile => AccessFs::RemoveFile,
+            Right::MakeChar => AccessFs::MakeChar,
+            Right::MakeDir => AccessFs::MakeDir,
+            Right::MakeReg => AccessFs::MakeReg,
+            Right::MakeSock => AccessFs::MakeSock,
+            Right::MakeFifo => AccessFs::MakeFifo,
+            Right::MakeBlock => AccessFs::MakeBlock,
+            Right::MakeSym => AccessFs::MakeSym,
+            Right::Refer => AccessFs::Refer,
+            Right::Truncate => AccessFs::Truncate,
+            Right::IoctlDev => AccessFs::IoctlDev,
         };
     }
-    Ok(set)
+    set
 }
 
 fn ll_err(what: &str, e: impl std::fmt::Display) -> LayerError {
@@ -153,7 +141,7 @@ pub fn apply(plan: &LandlockPlan) -> Result<LandlockStatus, LayerError> {
         .map_err(|e| ll_err("landlock_create_ruleset", e))?;
 
     for rule in &plan.rules {
-        let access = access_of(&rule.access)?;
+        let access = access_of(rule.access);
         // Open each path ourselves: path_beneath_rules() would skip a path it
         // cannot open without a word.
         let opened = std::fs::OpenOptions::new()

@@ -107,24 +107,8 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     // Egress proxy: its socket directory exists before the child does, and is
     // bound read-only into the view at the plan's socket_dir.
     let proxy_dir = match &plan.proxy {
-        Some(_) => Some(RunDir::create(
-            &std::env::temp_dir().join(format!("airlock-proxy-{run_id}")),
-        )?),
+        Some(pp) => Some(RunDir::create(&pp.host_dir)?),
         None => None,
-    };
-    let with_proxy;
-    let plan = match (&plan.proxy, &proxy_dir) {
-        (Some(pp), Some(dir)) if !pp.relay_outside => {
-            let mut p = plan.clone();
-            p.mounts.push(crate::plan::Mount {
-                dest: pp.socket_dir.clone(),
-                kind: crate::plan::MountKind::RoBind { src: dir.0.clone() },
-                reason: "egress proxy socket".into(),
-            });
-            with_proxy = p;
-            &with_proxy
-        }
-        _ => plan,
     };
     // landlock-only mode: the relay listens on the host's loopback, bound
     // before the command exists so its first connection queues, served by a
@@ -323,27 +307,25 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
     // single-threaded process, and the socket must exist before it is bound in.
     let proxy = match (&plan.proxy, &proxy_dir) {
         (Some(pp), Some(dir)) => {
-            let started = crate::proxy::Policy::from_profile(&pp.network)
-                .map_err(|e| LayerError::new("network", format!("proxy policy: {e}")))
-                .and_then(|policy| {
-                    // Credential values are read here, outside and after the
-                    // clone: no copy of them exists inside the sandbox.
-                    let routes = if pp.credentials.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            crate::proxy::Routes::start(&pp.credentials)
-                                .map_err(|e| LayerError::new("credentials", e))?,
-                        )
-                    };
-                    crate::proxy::start_with_routes(
-                        policy,
-                        routes,
-                        &dir.0.join(crate::plan::PROXY_SOCKET_NAME),
-                        crate::proxy::ProxyLimits::default(),
+            let started = Ok(pp.policy.clone()).and_then(|policy| {
+                // Credential values are read here, outside and after the
+                // clone: no copy of them exists inside the sandbox.
+                let routes = if pp.credentials.is_empty() {
+                    None
+                } else {
+                    Some(
+                        crate::proxy::Routes::start(&pp.credentials)
+                            .map_err(|e| LayerError::new("credentials", e))?,
                     )
-                    .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
-                });
+                };
+                crate::proxy::start_with_routes(
+                    policy,
+                    routes,
+                    &dir.0.join(crate::plan::PROXY_SOCKET_NAME),
+                    crate::proxy::ProxyLimits::default(),
+                )
+                .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))
+            });
             match started {
                 Ok(h) => {
                     if let Some(listener) = outside_relay {
