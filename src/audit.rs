@@ -49,6 +49,10 @@ impl AuditLog {
         use std::io::{Read, Seek, SeekFrom};
         let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
         line.push(b'\n');
+        // Concurrent runs appending to one log: the check of the last byte
+        // and the write must not interleave with another run's write (the
+        // other's size can be visible before its bytes are).
+        let _lock = FileLock::exclusive(&self.file)?;
         let len = self.file.metadata()?.len();
         let last_byte = || -> Option<u8> {
             let mut r =
@@ -72,6 +76,32 @@ impl AuditLog {
             )));
         }
         Ok(())
+    }
+}
+
+/// An exclusive flock on the log, released when dropped.
+struct FileLock(i32);
+
+impl FileLock {
+    fn exclusive(f: &std::fs::File) -> std::io::Result<FileLock> {
+        let fd = f.as_raw_fd();
+        loop {
+            // SAFETY: flock on a descriptor `f` owns, alive for the lock's life.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                return Ok(FileLock(fd));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor locked in `exclusive`, still open.
+        unsafe { libc::flock(self.0, libc::LOCK_UN) };
     }
 }
 
