@@ -53,15 +53,11 @@ fn isolated(name: &str, body: impl FnOnce()) {
         args.push("--map-root-user");
     }
     let probe = Command::new("unshare").args(&args).arg("true").status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("AIRLOCK_TEST_REQUIRE_NETNS").is_none(),
-            "{name}: no private network namespace available"
-        );
-        eprintln!(
-            "SKIPPED {name}: `unshare {}` is not available here",
-            args.join(" ")
-        );
+    if !common::needs(
+        name,
+        common::Need::NetNamespace,
+        probe.is_ok_and(|s| s.success()),
+    ) {
         return;
     }
     let exe = std::env::current_exe().expect("test binary path");

@@ -7,6 +7,7 @@
 //! errno or signal. Run as root and as an ordinary user:
 //! `setpriv --reuid=65534 --regid=65534 --clear-groups target/debug/deps/kernel_layers-…`.
 
+mod common;
 use airlock::plan::landlock::{self, LandlockInput};
 use airlock::plan::seccomp;
 use airlock::profile::types::{Seccomp, SeccompAction};
@@ -178,9 +179,8 @@ fn ia32_binary_is_killed() {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !ok {
-        // int80_open above covers the IA32 entry without a 32-bit toolchain.
-        eprintln!("SKIP ia32_binary_is_killed: no `cc -m32` (apt-get install gcc-multilib)");
+    // int80_open above covers the IA32 entry without a 32-bit toolchain.
+    if !common::needs("ia32_binary_is_killed", common::Need::Cc32, ok) {
         return;
     }
     let b = bin.to_str().expect("utf-8 path");
@@ -305,9 +305,12 @@ fn capabilities_are_gone_and_cannot_be_regained() {
 
 #[test]
 fn setuid_root_binary_gains_nothing() {
-    if !is_root() {
-        // Needs root to make the fixture; see the root run.
-        eprintln!("SKIP setuid_root_binary_gains_nothing: run as root (it drops to 65534 itself)");
+    // Needs root to make the fixture (it drops to 65534 itself).
+    if !common::needs(
+        "setuid_root_binary_gains_nothing",
+        common::Need::Root,
+        is_root(),
+    ) {
         return;
     }
     let dir = tmp();

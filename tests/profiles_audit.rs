@@ -421,9 +421,10 @@ fn a_real_ci_job_runs_under_the_ci_profile() {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
         // As uid 65534 the toolchain under /root is out of reach: nothing to run.
         _ => {
-            eprintln!(
-                "SKIPPED a_real_ci_job_runs_under_the_ci_profile: no rustc reachable for uid {}",
-                nix::unistd::geteuid()
+            common::needs(
+                "a_real_ci_job_runs_under_the_ci_profile",
+                common::Need::Rustc,
+                false,
             );
             return;
         }

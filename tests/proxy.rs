@@ -5,8 +5,9 @@
 //! --map-root-user`), so no bug can put a packet on a real network. Names are
 //! pointed at 127.0.0.1 with the profile's `hosts` map; no real name is ever
 //! looked up. Without user namespaces the tests are skipped loudly (or fail,
-//! with AIRLOCK_TEST_REQUIRE_NETNS=1).
+//! with AIRLOCK_NO_SKIP=1).
 
+mod common;
 use airlock::profile::types::{AllowEntry, Network};
 use airlock::proxy::{self, Decision, Policy, ProxyHandle, ProxyLimits};
 use std::io::{Read, Write};
@@ -38,12 +39,11 @@ fn isolated(name: &str, body: impl FnOnce()) {
     let probe = Command::new("unshare")
         .args(["--net", "--map-root-user", "true"])
         .status();
-    if !probe.is_ok_and(|s| s.success()) {
-        assert!(
-            std::env::var_os("AIRLOCK_TEST_REQUIRE_NETNS").is_none(),
-            "{name}: no private network namespace available"
-        );
-        eprintln!("SKIPPED {name}: `unshare --net --map-root-user` is not available here");
+    if !common::needs(
+        name,
+        common::Need::NetNamespace,
+        probe.is_ok_and(|s| s.success()),
+    ) {
         return;
     }
     let exe = std::env::current_exe().expect("test binary path");

@@ -33,15 +33,44 @@ pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError
     let child = Child::start(plan, &ch, &sync_r)?; // 7. clone (full) or fork the guardian
     drop((err_w, sync_r)); //    the child's ends
     let mut term = term.parent_side();
-    if let Some(cg) = &cg {
-        cg.add(child.pid)
-            .map_err(|why| LayerError::new("cgroup", why))?; // 8. join the cgroup
-    }
-    if plan.mode == RunMode::Full {
-        userns::write_maps(child.pid, plan.uid, plan.gid)?; // 9. uid/gid maps
-    }
-    let proxy = start_proxy(plan, &dirs, relay)?; // 10. the egress proxy's threads
-    release(plan, sync_w)?; // 11. let pid 1 go on
+    // 8–11. cgroup, id maps, proxy, go. When one fails, the child may have
+    // failed first (it exits, and writing its maps then fails too): its own
+    // report names the real cause.
+    let started = (|| {
+        if let Some(cg) = &cg {
+            cg.add(child.pid)
+                .map_err(|why| LayerError::new("cgroup", why))?; // 8. join the cgroup
+        }
+        if plan.mode == RunMode::Full {
+            userns::write_maps(child.pid, plan.uid, plan.gid)?; // 9. uid/gid maps
+        }
+        let proxy = start_proxy(plan, &dirs, relay)?; // 10. the egress proxy's threads
+        release(plan, sync_w)?; // 11. let pid 1 go on
+        Ok(proxy)
+    })();
+    let proxy = match started {
+        Ok(p) => p,
+        Err(e) => {
+            child.kill();
+            if plan.mode == RunMode::LandlockOnly {
+                kill_descendants();
+            }
+            return match report::read_report(err_r) {
+                (enforced, Some((code, msg))) => Ok(Outcome {
+                    run_id: run_id.to_string(),
+                    exit_code: code,
+                    signal: None,
+                    timed_out: false,
+                    duration_ms: 0,
+                    error: Some(msg),
+                    enforced,
+                    cgroup: cgroup_note,
+                    network: None,
+                }),
+                _ => Err(e),
+            };
+        }
+    };
     term.receive_master(); // 12. full mode: the PTY master from pid 1
     let (enforced, failure) = report::read_report(err_r); // 13. what was enforced, or why not
     let network = |p: Option<crate::proxy::ProxyHandle>| p.map(|h| h.shutdown());
@@ -404,6 +433,15 @@ impl Child {
         let r = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
         self.reaped.set(true);
         r
+    }
+
+    /// Kill and reap it now (a step after its start failed).
+    fn kill(&self) {
+        if !self.reaped.replace(true) {
+            let pid = nix::unistd::Pid::from_raw(self.pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+        }
     }
 
     /// The event loop reaped it.

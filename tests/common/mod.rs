@@ -22,13 +22,62 @@ pub enum As {
     Nobody,
 }
 
-/// The users each test runs as: the current one, and nobody when we are root.
+/// The users each test runs as: the current one, and nobody when we are
+/// root — unless `AIRLOCK_TEST_ONLY_ME` is set, because the run as uid 65534
+/// follows anyway (`scripts/test.sh`): each scenario then runs once per
+/// identity.
 pub fn users() -> Vec<As> {
-    if nix::unistd::geteuid().is_root() {
+    if nix::unistd::geteuid().is_root() && std::env::var_os("AIRLOCK_TEST_ONLY_ME").is_none() {
         vec![As::Me, As::Nobody]
     } else {
         vec![As::Me]
     }
+}
+
+/// What a test needs of the host or of its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// The test makes root-owned fixtures (setuid binaries).
+    Root,
+    /// A 32-bit C toolchain (`cc -m32`, gcc-multilib).
+    Cc32,
+    /// A private network namespace (`unshare --net`).
+    NetNamespace,
+    /// A Rust toolchain this identity can run.
+    Rustc,
+}
+
+/// A test declares what it needs first: `if !needs(NAME, Need::Root, have) {
+/// return; }`. When it is missing the test is *skipped and counted*: one
+/// line `SKIP NAME: need …` on stderr and in the skip log
+/// (`$AIRLOCK_SKIP_LOG`, else `target/tmp/skips.log`), which
+/// `scripts/test.sh` adds to its closing line. With `AIRLOCK_NO_SKIP` set
+/// (CI as root, where every need is installed) a skip fails instead.
+pub fn needs(test: &str, need: Need, have: bool) -> bool {
+    if have {
+        return true;
+    }
+    let line = format!(
+        "SKIP {test}: need {need:?} (uid {})",
+        nix::unistd::geteuid()
+    );
+    assert!(
+        std::env::var_os("AIRLOCK_NO_SKIP").is_none(),
+        "{line}, and AIRLOCK_NO_SKIP is set"
+    );
+    eprintln!("{line}");
+    let log = std::env::var_os("AIRLOCK_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("skips.log"));
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+    false
 }
 
 pub struct Fixture {
