@@ -6,5 +6,4 @@
 
 pub mod defaults;
 pub mod seccomp;
-#[path = "syscalls_x86_64.rs"]
 pub mod syscalls;
