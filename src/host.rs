@@ -209,25 +209,29 @@ impl Host {
 /// Try to create a user namespace in a throwaway child (never in this process:
 /// unshare(CLONE_NEWUSER) would change what we are).
 fn probe_userns() -> Result<(), nix::errno::Errno> {
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(nix::errno::Errno::last());
+    use nix::sched::{unshare, CloneFlags};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    // SAFETY: the child only calls unshare and _exit, both async-signal-safe,
+    // so it is sound even if this process had other threads at the fork.
+    let child = match unsafe { fork() }? {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => {
+            let code = match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS) {
+                Ok(()) => 0,
+                Err(e) => e as i32,
+            };
+            // SAFETY: _exit takes an integer and never returns; the forked
+            // copy must not run the parent's destructors or atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+    };
+    // The child's exit code is the errno of its unshare (0: it worked).
+    match waitpid(child, None)? {
+        WaitStatus::Exited(_, 0) => Ok(()),
+        WaitStatus::Exited(_, code) => Err(nix::errno::Errno::from_raw(code)),
+        _ => Err(nix::errno::Errno::UnknownErrno),
     }
-    if pid == 0 {
-        let r = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) };
-        let code = if r == 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(1)
-        };
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        return Ok(());
-    }
-    Err(nix::errno::Errno::from_raw(libc::WEXITSTATUS(status)))
 }
 
 fn probe_userns_facts() -> UsernsFacts {
@@ -250,6 +254,8 @@ fn probe_userns_facts() -> UsernsFacts {
 
 fn probe_landlock_abi() -> i32 {
     // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    // SAFETY: with the VERSION flag the kernel reads no attribute (NULL, size
+    // 0) and returns a number, no descriptor.
     let r = unsafe {
         libc::syscall(
             libc::SYS_landlock_create_ruleset,
@@ -267,6 +273,7 @@ fn probe_landlock_abi() -> i32 {
 
 fn probe_seccomp() -> bool {
     // PR_GET_SECCOMP succeeds (0 = not in a filter yet, 2 = filtered) where seccomp exists.
+    // SAFETY: PR_GET_SECCOMP takes and returns integers only; nix has no wrapper.
     let r = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
     r >= 0 && Path::new("/proc/sys/kernel/seccomp/actions_avail").exists()
 }

@@ -136,10 +136,12 @@ impl NamePatterns {
 /// CPUs this process may run on, from sched_getaffinity: cheaper than
 /// `available_parallelism`, which also reads cgroup files on every call.
 pub fn cpu_count() -> usize {
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-    if r != 0 {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let Ok(set) = sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
         return 2;
-    }
-    (unsafe { libc::CPU_COUNT(&set) } as usize).max(1)
+    };
+    (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .count()
+        .max(1)
 }

@@ -202,9 +202,7 @@ fn cgroup_delegated() -> bool {
         return false;
     };
     let dir = std::path::Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'));
-    let c = std::ffi::CString::new(dir.join("cgroup.procs").as_os_str().as_encoded_bytes())
-        .unwrap_or_default();
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    nix::unistd::access(&dir.join("cgroup.procs"), nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
 pub fn main(args: CheckArgs) -> u8 {

@@ -5,7 +5,7 @@
 use super::init::Channels;
 use super::report::{fail, fail_layer, send_frame, FRAME_STATUS};
 use super::signals::unblock_all_signals;
-use crate::error::exit;
+use crate::error::{errno_text, exit, LayerError};
 use crate::plan::{Plan, RunMode};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -16,27 +16,48 @@ use std::path::{Path, PathBuf};
 pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
     // Signal state from the supervisor and Rust's runtime (SIGPIPE ignored)
     // must not leak into the command.
+    // This process is the single-threaded child of a fork: it allocates
+    // (plan data, argv, env) before execve, which is sound only because no
+    // other thread existed to hold an allocator lock at the fork.
+    let process_error = |what: &str, e: nix::errno::Errno| {
+        LayerError::new("process", format!("{what}: {}", errno_text(e)))
+    };
     for sig in 1..32 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler, so no Rust code can run
+            // in signal context; `sig` is a valid standard signal number.
+            // (Done through libc: nix's `signal` takes each number as a
+            // `Signal` and is no safer.)
             unsafe { libc::signal(sig, libc::SIG_DFL) };
         }
     }
     unblock_all_signals();
-    // A new session: no controlling terminal unless it is our own PTY.
-    unsafe { libc::setsid() };
+    // A new session: no controlling terminal unless it is our own PTY. A
+    // failure would leave the caller's terminal the command's (TIOCSTI).
+    if let Err(e) = nix::unistd::setsid() {
+        fail_layer(ch.err_fd, &process_error("setsid", e));
+    }
     if ch.tty_fd >= 0 {
-        unsafe {
-            libc::ioctl(ch.tty_fd, libc::TIOCSCTTY, 0);
-            for fd in 0..3 {
-                libc::dup2(ch.tty_fd, fd);
+        // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal) and
+        // touches no memory of ours; `tty_fd` is the PTY slave this process
+        // owns. Its result is not checked: without a controlling terminal
+        // the command only loses job control.
+        unsafe { libc::ioctl(ch.tty_fd, libc::TIOCSCTTY, 0) };
+        // 0/1/2 must become the PTY: left as they are, they could be the
+        // caller's own terminal.
+        for fd in 0..3 {
+            if let Err(e) = nix::unistd::dup2(ch.tty_fd, fd) {
+                fail_layer(ch.err_fd, &process_error(&format!("dup2(pty, {fd})"), e));
             }
-            if ch.tty_fd > 2 {
-                libc::close(ch.tty_fd);
-            }
+        }
+        if ch.tty_fd > 2 {
+            let _ = nix::unistd::close(ch.tty_fd);
         }
     }
     if plan.mode == RunMode::LandlockOnly {
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+            fail_layer(ch.err_fd, &process_error("PR_SET_PDEATHSIG", e));
+        }
         if let Err(e) = std::env::set_current_dir(&plan.cwd) {
             fail(
                 ch.err_fd,
@@ -93,16 +114,15 @@ pub fn command_main(plan: &Plan, ch: &Channels) -> ! {
         fail_layer(ch.err_fd, &e);
     }
     let prog = CString::new(program.as_os_str().as_bytes()).unwrap_or_default();
-    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    argv_p.push(std::ptr::null());
-    let mut env_p: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    env_p.push(std::ptr::null());
-    unsafe { libc::execve(prog.as_ptr(), argv_p.as_ptr(), env_p.as_ptr()) };
-    let e = std::io::Error::last_os_error();
-    let code = match e.raw_os_error() {
-        Some(libc::ENOENT) => exit::NOT_FOUND,
+    let e = match nix::unistd::execve(&prog, &argv, &env) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let code = match e {
+        nix::errno::Errno::ENOENT => exit::NOT_FOUND,
         _ => exit::NOT_EXECUTABLE,
     };
+    let e = std::io::Error::from(e);
     fail(
         ch.err_fd,
         code,
@@ -137,8 +157,7 @@ fn resolve_command(cmd: &str, path_var: &str) -> Result<PathBuf, (u8, String)> {
                 format!("{cmd}: is a directory"),
             )));
         }
-        let c = CString::new(p.as_os_str().as_bytes()).ok()?;
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } != 0 {
+        if nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_err() {
             return Some(Err((
                 exit::NOT_EXECUTABLE,
                 format!("{cmd}: permission denied (not executable)"),

@@ -7,9 +7,14 @@ use super::command::command_main;
 use super::mount;
 use super::report::{fail, fail_layer};
 use super::signals::{install_forwarders, shell_status, unblock_all_signals, COMMAND_PID};
-use crate::error::exit;
+use crate::error::{errno_text, exit, LayerError};
 use crate::plan::Plan;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{close, fork, ForkResult, Pid};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// What a sandboxed process needs besides the plan.
@@ -42,12 +47,14 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     // copied into this process by the clone, must not be readable there.
     scrub_environ();
     // Die with the supervisor; then wait for the uid/gid maps (EOF = it died first).
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    let mut b = [0u8; 1];
-    if unsafe { libc::read(ch.sync_fd, b.as_mut_ptr().cast(), 1) } != 1 {
-        unsafe { libc::_exit(exit::SETUP as i32) };
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        fail_layer(ch.err_fd, &process_error("PR_SET_PDEATHSIG", e));
     }
-    unsafe { libc::close(ch.sync_fd) };
+    let mut b = [0u8; 1];
+    if nix::unistd::read(ch.sync_fd, &mut b) != Ok(1) {
+        exit_now(exit::SETUP as i32);
+    }
+    let _ = close(ch.sync_fd);
 
     // Live masking watches the masked files a user's editor or tools could
     // replace: those in the workspace and under $HOME, not system files.
@@ -102,7 +109,7 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
                 &format!("sandbox setup failed: pty: {e}"),
             ),
         }
-        unsafe { libc::close(ch.pty_sock) };
+        let _ = close(ch.pty_sock);
     }
     let ch = &Channels {
         err_fd: ch.err_fd,
@@ -118,42 +125,62 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         pid1_wait_watching(pid, live);
     }
     loop {
-        let mut status = 0;
-        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r == pid {
-            unsafe { libc::_exit(shell_status(status) as i32) };
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            unsafe { libc::_exit(exit::SETUP as i32) };
+        match wait_raw(-1, 0) {
+            Ok((r, status)) if r == pid => exit_now(shell_status(status) as i32),
+            Err(Errno::ECHILD) => exit_now(exit::SETUP as i32),
+            _ => {}
         }
     }
+}
+
+/// _exit(2): end a forked process without running atexit handlers or
+/// flushing buffers it shares with its parent (nix 0.29 has no wrapper).
+pub(super) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns; no Rust invariant
+    // depends on destructors running in a process that ends here.
+    unsafe { libc::_exit(code) }
+}
+
+/// waitpid(2) returning the raw status word: (pid, status), pid 0 with
+/// WNOHANG when no child changed state. Not nix's `waitpid`: it decodes a
+/// death by a realtime signal as EINVAL after the child is already reaped,
+/// which would lose the command's status.
+pub(super) fn wait_raw(pid: i32, flags: i32) -> Result<(i32, i32), Errno> {
+    let mut status = 0;
+    // SAFETY: `status` is a live local int the kernel writes the status into.
+    let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok((r, status))
+    }
+}
+
+fn process_error(what: &str, e: Errno) -> LayerError {
+    LayerError::new("process", format!("{what}: {}", errno_text(e)))
 }
 
 /// Fork the command (pid 1's and the guardian's one child), record it for the
 /// signal forwarders, and drop this side's copies of the command's descriptors.
 fn spawn_command(plan: &Plan, ch: &Channels) -> i32 {
-    // SAFETY: fork in a single-threaded process.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        fail(
+    // SAFETY: pid 1 and the guardian are single-threaded (forked or cloned
+    // from the single-threaded supervisor, no thread started since), so the
+    // child's copy of memory holds no lock another thread owned. The child
+    // allocates before execve, which that makes sound.
+    let pid = match unsafe { fork() } {
+        Ok(ForkResult::Child) => command_main(plan, ch),
+        Ok(ForkResult::Parent { child }) => child.as_raw(),
+        Err(e) => fail(
             ch.err_fd,
             exit::SETUP,
-            &format!(
-                "sandbox setup failed: fork: {}",
-                std::io::Error::last_os_error()
-            ),
-        );
-    }
-    if pid == 0 {
-        command_main(plan, ch);
-    }
+            &format!("sandbox setup failed: fork: {}", std::io::Error::from(e)),
+        ),
+    };
     COMMAND_PID.store(pid, Ordering::Relaxed);
-    // SAFETY: closing our copies of descriptors only the command uses.
-    unsafe {
-        libc::close(ch.err_fd);
-        if ch.tty_fd >= 0 {
-            libc::close(ch.tty_fd);
-        }
+    // Our copies of descriptors only the command uses.
+    let _ = close(ch.err_fd);
+    if ch.tty_fd >= 0 {
+        let _ = close(ch.tty_fd);
     }
     pid
 }
@@ -183,15 +210,12 @@ pub(super) fn kill_all_children() {
                         .filter_map(|c| c.parse::<i32>().ok())
                     {
                         any = true;
-                        // SAFETY: plain kill of a child pid.
-                        unsafe { libc::kill(c, libc::SIGKILL) };
+                        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
                     }
                 }
             }
         }
-        let mut st = 0;
-        // SAFETY: non-blocking reap of any child.
-        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
+        while matches!(wait_raw(-1, libc::WNOHANG), Ok((r, _)) if r > 0) {}
         if !any {
             return;
         }
@@ -206,14 +230,23 @@ pub(super) fn kill_all_children() {
 /// SIGKILL (PR_SET_PDEATHSIG) — kills everything the command left behind and
 /// removes the run's private temp dir.
 pub fn guardian_main(plan: &Plan, ch: &Channels, supervisor: i32) -> ! {
-    // SAFETY: prctl and sigaction with valid arguments; single-threaded child.
-    unsafe {
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        fail_layer(ch.err_fd, &process_error("PR_SET_CHILD_SUBREAPER", e));
+    }
+    // The guard signal is a realtime signal, which nix's `Signal` cannot
+    // name: its handler and PDEATHSIG are set through libc.
+    // SAFETY: a zeroed sigaction is a valid "no flags" value and sigemptyset
+    // initialises its mask; the handler is an extern "C" fn doing one atomic
+    // store (async-signal-safe); prctl takes integers only.
+    let armed = unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = on_orphaned as *const () as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         libc::sigaction(guard_signal(), &sa, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_PDEATHSIG, guard_signal());
+        libc::prctl(libc::PR_SET_PDEATHSIG, guard_signal())
+    };
+    if armed != 0 {
+        fail_layer(ch.err_fd, &process_error("PR_SET_PDEATHSIG", Errno::last()));
     }
     // The supervisor may have died before PDEATHSIG was armed.
     if nix::unistd::getppid().as_raw() != supervisor {
@@ -228,25 +261,22 @@ pub fn guardian_main(plan: &Plan, ch: &Channels, supervisor: i32) -> ! {
         if let Some(t) = &plan.private_tmp {
             let _ = std::fs::remove_dir_all(t);
         }
-        // SAFETY: _exit never returns.
-        unsafe { libc::_exit(code) }
+        exit_now(code)
     };
     loop {
         if ORPHANED.load(Ordering::Relaxed) != 0 {
             cleanup(128 + libc::SIGKILL);
         }
-        let mut status = 0;
-        // SAFETY: blocking waitpid on any child; EINTR on a signal.
-        let r = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if r == pid {
-            // The command is gone: what it left running goes with it, as in
-            // the full mode's pid namespace. The supervisor removes the tmp dir.
-            kill_all_children();
-            // SAFETY: _exit never returns.
-            unsafe { libc::_exit(shell_status(status) as i32) };
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-            cleanup(exit::SETUP as i32);
+        // Blocking; EINTR when the guard signal arrives.
+        match wait_raw(-1, 0) {
+            Ok((r, status)) if r == pid => {
+                // The command is gone: what it left running goes with it, as in
+                // the full mode's pid namespace. The supervisor removes the tmp dir.
+                kill_all_children();
+                exit_now(shell_status(status) as i32);
+            }
+            Err(Errno::ECHILD) => cleanup(exit::SETUP as i32),
+            _ => {}
         }
     }
 }
@@ -254,52 +284,43 @@ pub fn guardian_main(plan: &Plan, ch: &Channels, supervisor: i32) -> ! {
 /// pid 1's wait while masked files are watched: SIGCHLD through a signalfd
 /// and inotify in one poll, so neither a child's exit nor a replaced secret waits.
 fn pid1_wait_watching(pid: i32, live: &super::livemask::LiveMasks) -> ! {
-    // SAFETY: sigset operations on a local set; signalfd returns a new fd or -1.
-    let sfd = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGCHLD);
-        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK)
+    let set = SigSet::from(Signal::SIGCHLD);
+    let _ = set.thread_block();
+    // A signalfd that could not be made: poll inotify with a short timeout instead.
+    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok();
+    // SAFETY: `live` owns the inotify descriptor and outlives this function,
+    // which never returns.
+    let inotify = unsafe { BorrowedFd::borrow_raw(live.fd()) };
+    let ready = |f: Option<&PollFd>| {
+        f.and_then(|f| f.revents())
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
     };
     loop {
         loop {
-            let mut status = 0;
-            // SAFETY: plain waitpid on any child, non-blocking.
-            let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if r == pid {
-                unsafe { libc::_exit(shell_status(status) as i32) };
-            }
-            if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
-                unsafe { libc::_exit(exit::SETUP as i32) };
-            }
-            if r <= 0 {
-                break;
+            match wait_raw(-1, libc::WNOHANG) {
+                Ok((r, status)) if r == pid => exit_now(shell_status(status) as i32),
+                Err(Errno::ECHILD) => exit_now(exit::SETUP as i32),
+                Ok((r, _)) if r > 0 => {}
+                _ => break,
             }
         }
-        let mut fds = [
-            libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: live.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // A signalfd that could not be made: poll inotify with a short timeout instead.
-        let timeout = if sfd < 0 { 50 } else { -1 };
-        // SAFETY: fds is a valid array of two pollfd.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-        if fds[1].revents & libc::POLLIN != 0 {
+        let mut fds = vec![PollFd::new(inotify, PollFlags::POLLIN)];
+        if let Some(s) = &sfd {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if sfd.is_some() {
+            PollTimeout::NONE
+        } else {
+            PollTimeout::from(50u16)
+        };
+        let _ = poll(&mut fds, timeout);
+        let (inotify_ready, sigchld) = (ready(fds.first()), ready(fds.get(1)));
+        drop(fds);
+        if inotify_ready {
             live.handle();
         }
-        if sfd >= 0 && fds[0].revents & libc::POLLIN != 0 {
-            let mut info = [0u8; 128];
-            // SAFETY: reading one signalfd_siginfo (128 bytes) into a buffer of that size.
-            while unsafe { libc::read(sfd, info.as_mut_ptr().cast(), info.len()) } > 0 {}
+        if let (true, Some(s)) = (sigchld, &sfd) {
+            while let Ok(Some(_)) = s.read_signal() {}
         }
     }
 }
@@ -319,28 +340,31 @@ fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
             ),
         ),
     };
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        fail(
+    // SAFETY: pid 1 is single-threaded (no thread started in it), so the
+    // relay's copy of memory holds no lock another thread owned; the relay
+    // allocates and starts threads of its own after the fork, which that
+    // makes sound.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {}
+        Err(e) => fail(
             err_fd,
             exit::SETUP,
             &format!(
                 "sandbox setup failed: network: fork relay: {}",
-                std::io::Error::last_os_error()
+                std::io::Error::from(e)
             ),
-        );
-    }
-    if pid == 0 {
-        let fd = listener.as_raw_fd();
-        let mut keep = vec![2, fd];
-        keep.sort_unstable();
-        if super::fds::close_all_except(&keep).is_err() || super::caps::drop_all().is_err() {
-            // SAFETY: _exit in a forked child ends it without running Rust destructors.
-            unsafe { libc::_exit(1) };
+        ),
+        Ok(ForkResult::Child) => {
+            let fd = listener.as_raw_fd();
+            let mut keep = vec![2, fd];
+            keep.sort_unstable();
+            if super::fds::close_all_except(&keep).is_err() || super::caps::drop_all().is_err() {
+                exit_now(1);
+            }
+            let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
+            let _ = crate::proxy::relay(listener, &socket);
+            exit_now(0);
         }
-        let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
-        let _ = crate::proxy::relay(listener, &socket);
-        unsafe { libc::_exit(0) };
     }
 }
 
@@ -352,6 +376,10 @@ extern "C" {
 /// /proc/PID/environ of pid 1 shows nothing of the caller's environment.
 /// (The command gets its own, built from the plan.)
 fn scrub_environ() {
+    // SAFETY: pid 1 is single-threaded, so nothing reads or changes the
+    // environment concurrently. `environ` is libc's NULL-terminated array of
+    // pointers to NUL-terminated strings; each string is overwritten within
+    // its own strlen, and no Rust value borrows them.
     unsafe {
         let mut p = environ;
         while !p.is_null() && !(*p).is_null() {

@@ -21,6 +21,9 @@ pub use crate::outcome::LandlockStatus;
 /// The Landlock ABI of the running kernel (0 when unavailable).
 pub fn kernel_abi() -> i32 {
     // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    // SAFETY: with the VERSION flag the kernel reads no attribute (NULL, size
+    // 0) and returns a number, no descriptor. (The landlock crate has no
+    // public ABI query.)
     let r = unsafe {
         libc::syscall(
             libc::SYS_landlock_create_ruleset,

@@ -50,6 +50,9 @@ fn set_attr(path: &Path, set: u64, recursive: bool) -> Result<(), Errno> {
     } else {
         0
     } | libc::AT_SYMLINK_NOFOLLOW as u32;
+    // SAFETY: `c` is a NUL-terminated path and `attr` a `struct mount_attr`
+    // of the size passed, both live locals the kernel only reads during the
+    // call. (No wrapper in nix or std.)
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -413,19 +416,29 @@ pub fn build_root(
 
 /// Bring up `lo` in the new network namespace (it starts down).
 pub fn loopback_up() -> Result<(), LayerError> {
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(LayerError::new(
-            "network",
-            format!("socket: {}", errno_text(Errno::last())),
-        ));
-    }
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| LayerError::new("network", format!("socket: {}", errno_text(e))))?;
+    let fd = sock.as_raw_fd();
+    // SAFETY: `ifreq` is plain C data (a name and a union of integers and
+    // addresses): all zero bytes is a valid value of it.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (i, b) in b"lo\0".iter().enumerate() {
         req.ifr_name[i] = *b as libc::c_char;
     }
+    // SAFETY: SIOCGIFFLAGS writes the flags into `req`, a live `ifreq`
+    // naming "lo"; `sock` stays open for both ioctls.
     let r = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
     let r = if r == 0 {
+        // SAFETY: SIOCGIFFLAGS just filled the union's `ifru_flags` member,
+        // so reading it is reading initialised data; SIOCSIFFLAGS only
+        // reads `req`.
         unsafe {
             req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
             libc::ioctl(fd, libc::SIOCSIFFLAGS, &req)
@@ -434,7 +447,7 @@ pub fn loopback_up() -> Result<(), LayerError> {
         r
     };
     let e = Errno::last();
-    unsafe { libc::close(fd) };
+    drop(sock);
     if r != 0 {
         return Err(LayerError::new(
             "network",

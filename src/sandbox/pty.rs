@@ -4,7 +4,7 @@
 
 use nix::pty::{openpty, OpenptyResult};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 pub struct Pty {
     pub master: OwnedFd,
@@ -13,29 +13,55 @@ pub struct Pty {
 
 /// Open a PTY whose size and modes match the caller's terminal on fd 0.
 pub fn open_like_stdin() -> nix::Result<Pty> {
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-    let modes = tcgetattr(stdin).ok();
-    let ws = window_size(0);
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let stdin = std::io::stdin();
+    let modes = tcgetattr(stdin.as_fd()).ok();
+    let ws = window_size(stdin.as_fd());
     let OpenptyResult { master, slave } = openpty(ws.as_ref(), modes.as_ref())?;
-    for fd in [master.as_raw_fd(), slave.as_raw_fd()] {
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // Neither end may reach the command other than as its terminal.
+    for fd in [&master, &slave] {
+        fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+        )?;
     }
     Ok(Pty { master, slave })
 }
 
-pub fn window_size(fd: i32) -> Option<nix::pty::Winsize> {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+pub fn window_size(fd: BorrowedFd) -> Option<nix::pty::Winsize> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer,
+    // which is a live local of that type; `fd` is borrowed, open.
+    if unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::TIOCGWINSZ,
+            &mut ws,
+        )
+    } == 0
+    {
         Some(ws)
     } else {
         None
     }
 }
 
+fn set_window_size(fd: BorrowedFd, ws: &libc::winsize) {
+    // SAFETY: TIOCSWINSZ reads one `struct winsize` through the pointer,
+    // which is a live reference of that type; `fd` is borrowed, open.
+    // (Best effort: a wrong size only draws badly.)
+    unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::TIOCSWINSZ, ws) };
+}
+
 /// Copy the caller's window size to the PTY (the kernel then sends SIGWINCH inside).
-pub fn copy_window_size(master: i32) {
-    if let Some(ws) = window_size(0) {
-        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+pub fn copy_window_size(master: BorrowedFd) {
+    if let Some(ws) = window_size(std::io::stdin().as_fd()) {
+        set_window_size(master, &ws);
     }
 }
 
@@ -46,19 +72,18 @@ pub struct RawMode {
 
 impl RawMode {
     pub fn enter() -> Option<RawMode> {
-        let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-        let saved = tcgetattr(stdin).ok()?;
+        let stdin = std::io::stdin();
+        let saved = tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
         cfmakeraw(&mut raw);
-        tcsetattr(stdin, SetArg::TCSADRAIN, &raw).ok()?;
+        tcsetattr(stdin.as_fd(), SetArg::TCSADRAIN, &raw).ok()?;
         Some(RawMode { saved })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-        let _ = tcsetattr(stdin, SetArg::TCSADRAIN, &self.saved);
+        let _ = tcsetattr(std::io::stdin().as_fd(), SetArg::TCSADRAIN, &self.saved);
     }
 }
 
@@ -73,19 +98,29 @@ pub fn open_inside() -> Result<(OwnedFd, OwnedFd), String> {
     nix::pty::grantpt(&master).map_err(|e| format!("grantpt: {e}"))?;
     nix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| format!("ptsname: {e}"))?;
-    let c = std::ffi::CString::new(name.clone()).map_err(|_| "pts name".to_string())?;
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(format!("open {name}: {}", std::io::Error::last_os_error()));
+    if name.contains('\0') {
+        return Err("pts name".to_string());
     }
-    let slave = unsafe { OwnedFd::from_raw_fd(fd) };
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-    if let Ok(modes) = tcgetattr(stdin) {
+    // O_RDWR | O_NOCTTY | O_CLOEXEC (std adds O_CLOEXEC).
+    let slave: OwnedFd = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&name)
+            .map_err(|e| format!("open {name}: {e}"))?
+            .into()
+    };
+    let stdin = std::io::stdin();
+    if let Ok(modes) = tcgetattr(stdin.as_fd()) {
         let _ = tcsetattr(&slave, SetArg::TCSANOW, &modes);
     }
-    if let Some(ws) = window_size(0) {
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if let Some(ws) = window_size(stdin.as_fd()) {
+        set_window_size(slave.as_fd(), &ws);
     }
+    // SAFETY: `into_raw_fd` gives up the PtyMaster's ownership of the open
+    // descriptor, so the new OwnedFd is its only owner.
     let master_fd = unsafe { OwnedFd::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(master)) };
     Ok((master_fd, slave))
 }
@@ -117,6 +152,8 @@ pub fn recv_fd(sock: i32) -> Option<OwnedFd> {
     for c in msg.cmsgs().ok()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed `fd` in this process for this
+                // message (SCM_RIGHTS); nothing else refers to it yet.
                 return Some(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }

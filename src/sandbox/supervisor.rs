@@ -12,7 +12,11 @@ use crate::error::{errno_text, exit, LayerError};
 use crate::outcome::Outcome;
 use crate::plan::{Plan, RunMode};
 use nix::errno::Errno;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
@@ -100,8 +104,8 @@ pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError
     let mut filter = termfilter::TermFilter::new(&plan.terminal.passthrough);
     let status = event_loop(
         child.pid,
-        sigs.fd.as_raw_fd(),
-        term.master.as_ref().map(|m| m.as_raw_fd()),
+        &sigs.fd,
+        term.master.as_ref().map(|m| m.as_fd()),
         deadline,
         plan.mode,
         &mut filter,
@@ -267,57 +271,33 @@ impl Terminal {
 /// Block the signals the supervisor forwards (and SIGCHLD), read them
 /// through a signalfd; the previous mask comes back when dropped.
 struct Signals {
-    fd: OwnedFd,
-    old: libc::sigset_t,
+    fd: SignalFd,
+    old: SigSet,
 }
 
 impl Signals {
     fn block() -> Result<Signals, LayerError> {
         let mut watched: Vec<i32> = signals::FORWARDED.to_vec();
         watched.extend([libc::SIGCHLD, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU]);
-        let mask = sigset(&watched);
-        // SAFETY: a zeroed sigset_t is a valid value for sigprocmask to fill in.
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: both sets are valid, initialised sigset_t values.
-        if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &mask, &mut old) } != 0 {
-            return Err(LayerError::new(
-                "process",
-                format!("sigprocmask: {}", errno_text(Errno::last())),
-            ));
-        }
-        // SAFETY: signalfd(-1, …) returns a new descriptor or -1; the mask is valid.
-        let fd = unsafe { libc::signalfd(-1, &mask, libc::SFD_CLOEXEC) };
-        if fd < 0 {
-            let e = Errno::last();
-            // SAFETY: restoring the mask read above.
-            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-            return Err(LayerError::new(
-                "process",
-                format!("signalfd: {}", errno_text(e)),
-            ));
-        }
-        // SAFETY: `fd` is a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // All standard signals: each has a `Signal`.
+        let mask: SigSet = watched
+            .iter()
+            .filter_map(|&s| Signal::try_from(s).ok())
+            .collect();
+        let mut old = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+            .map_err(|e| LayerError::new("process", format!("sigprocmask: {}", errno_text(e))))?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            LayerError::new("process", format!("signalfd: {}", errno_text(e)))
+        })?;
         Ok(Signals { fd, old })
     }
 }
 
 impl Drop for Signals {
     fn drop(&mut self) {
-        // SAFETY: restoring the mask read in `block`.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.old, std::ptr::null_mut()) };
-    }
-}
-
-fn sigset(sigs: &[i32]) -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the zeroed set before sigaddset uses it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in sigs {
-            libc::sigaddset(&mut set, s);
-        }
-        set
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old), None);
     }
 }
 
@@ -406,20 +386,24 @@ impl Child {
                     )
                 })?;
                 let supervisor = std::process::id() as i32;
-                // SAFETY: fork in a single-threaded process (see above).
-                let pid = unsafe { libc::fork() };
-                if pid < 0 {
-                    return Err(LayerError::new(
-                        "process",
-                        format!("fork: {}", errno_text(Errno::last())),
-                    ));
+                // SAFETY: this process is single-threaded here (the proxy's
+                // threads start after it), so the guardian's copy of memory
+                // holds no lock another thread owned; it allocates before
+                // execve, which that makes sound.
+                match unsafe { fork() } {
+                    Ok(ForkResult::Parent { child }) => child.as_raw(),
+                    Ok(ForkResult::Child) => {
+                        // The guardian does not wait for the go signal.
+                        let _ = nix::unistd::close(sync_r.as_raw_fd());
+                        init::guardian_main(plan, ch, supervisor);
+                    }
+                    Err(e) => {
+                        return Err(LayerError::new(
+                            "process",
+                            format!("fork: {}", errno_text(e)),
+                        ))
+                    }
                 }
-                if pid == 0 {
-                    // The guardian does not wait for the go signal.
-                    let _ = nix::unistd::close(sync_r.as_raw_fd());
-                    init::guardian_main(plan, ch, supervisor);
-                }
-                pid
             }
         };
         Ok(Child {
@@ -518,150 +502,150 @@ pub(super) enum LoopEnd {
 /// Relay the PTY, forward signals, watch the deadline, until the child exits.
 pub(super) fn event_loop(
     pid: i32,
-    sfd: i32,
-    master: Option<i32>,
+    sfd: &SignalFd,
+    master: Option<BorrowedFd>,
     deadline: Option<Instant>,
     mode: RunMode,
     term: &mut termfilter::TermFilter,
 ) -> LoopEnd {
+    let stdin = std::io::stdin();
     let mut stdin_open = master.is_some();
     let mut master_open = master.is_some();
     let mut buf = [0u8; 16384];
     let mut shown = Vec::with_capacity(buf.len());
     loop {
-        let mut fds = vec![libc::pollfd {
-            fd: sfd,
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        // The signalfd first; then stdin and the master while they are open.
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let (mut stdin_at, mut master_at) = (None, None);
         if let Some(m) = master {
-            fds.push(libc::pollfd {
-                fd: if stdin_open { 0 } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            fds.push(libc::pollfd {
-                fd: if master_open { m } else { -1 },
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            if stdin_open {
+                stdin_at = Some(fds.len());
+                fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+            }
+            if master_open {
+                master_at = Some(fds.len());
+                fds.push(PollFd::new(m, PollFlags::POLLIN));
+            }
         }
-        let timeout_ms = match deadline {
+        let timeout = match deadline {
             Some(d) => {
                 let now = Instant::now();
                 if now >= d {
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     if mode == RunMode::LandlockOnly {
                         kill_descendants();
                     }
-                    let mut st = 0;
-                    unsafe { libc::waitpid(pid, &mut st, 0) };
+                    let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
                     return LoopEnd::TimedOut;
                 }
-                (d - now).as_millis().min(i32::MAX as u128) as i32 + 1
+                let ms = (d - now).as_millis().min(i32::MAX as u128 - 1) as i32 + 1;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
-            None => -1,
+            None => PollTimeout::NONE,
         };
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if n < 0 {
+        if poll(&mut fds, timeout).is_err() {
             continue;
         }
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        let ready =
+            |at: Option<usize>, flags: PollFlags| at.is_some_and(|i| revents[i].intersects(flags));
         if let Some(m) = master {
-            if fds[1].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
-                let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-                if r > 0 {
-                    write_all(m, &buf[..r as usize]);
-                } else {
-                    stdin_open = false;
+            if ready(stdin_at, PollFlags::POLLIN | PollFlags::POLLHUP) {
+                match nix::unistd::read(0, &mut buf) {
+                    Ok(n) if n > 0 => write_all(m, &buf[..n]),
+                    _ => stdin_open = false,
                 }
             }
-            if fds[2].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                let r = unsafe { libc::read(m, buf.as_mut_ptr().cast(), buf.len()) };
-                if r > 0 {
-                    shown.clear();
-                    term.feed(&buf[..r as usize], &mut shown);
-                    write_all(1, &shown);
-                } else {
-                    master_open = false;
+            if ready(
+                master_at,
+                PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR,
+            ) {
+                match nix::unistd::read(m.as_raw_fd(), &mut buf) {
+                    Ok(n) if n > 0 => {
+                        shown.clear();
+                        term.feed(&buf[..n], &mut shown);
+                        write_all(std::io::stdout().as_fd(), &shown);
+                    }
+                    _ => master_open = false,
                 }
             }
         }
-        if fds[0].revents & libc::POLLIN != 0 {
-            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            let r = unsafe {
-                libc::read(
-                    sfd,
-                    (&mut si as *mut libc::signalfd_siginfo).cast(),
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
-                )
-            };
-            if r as usize == std::mem::size_of::<libc::signalfd_siginfo>() {
-                let sig = si.ssi_signo as i32;
-                match sig {
-                    libc::SIGCHLD => {
-                        let mut st = 0;
-                        if unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) } == pid {
-                            if let Some(m) = master {
-                                drain(m, &mut buf, term);
-                            }
-                            return LoopEnd::Exited(st);
-                        }
-                        // Adopted orphans (landlock-only mode): reap them.
-                        while unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) } > 0 {}
-                    }
-                    libc::SIGWINCH if master.is_some() => {
+        if !ready(Some(0), PollFlags::POLLIN) {
+            continue;
+        }
+        let Ok(Some(si)) = sfd.read_signal() else {
+            continue;
+        };
+        let sig = si.ssi_signo as i32;
+        match sig {
+            libc::SIGCHLD => {
+                if let Ok((r, st)) = init::wait_raw(pid, libc::WNOHANG) {
+                    if r == pid {
                         if let Some(m) = master {
-                            pty::copy_window_size(m);
+                            drain(m, &mut buf, term);
                         }
+                        return LoopEnd::Exited(st);
                     }
-                    libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {}
-                    _ => {
-                        let target = if mode == RunMode::LandlockOnly
-                            && matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)
-                        {
-                            -pid
-                        } else {
-                            pid
-                        };
-                        unsafe { libc::kill(target, sig) };
-                    }
+                }
+                // Adopted orphans (landlock-only mode): reap them.
+                while matches!(init::wait_raw(-1, libc::WNOHANG), Ok((r, _)) if r > 0) {}
+            }
+            libc::SIGWINCH if master.is_some() => {
+                if let Some(m) = master {
+                    pty::copy_window_size(m);
+                }
+            }
+            libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {}
+            _ => {
+                let target = if mode == RunMode::LandlockOnly
+                    && matches!(sig, libc::SIGINT | libc::SIGQUIT | libc::SIGHUP)
+                {
+                    -pid
+                } else {
+                    pid
+                };
+                // Only the watched (standard) signals reach the signalfd.
+                if let Ok(sig) = Signal::try_from(sig) {
+                    let _ = kill(Pid::from_raw(target), sig);
                 }
             }
         }
     }
 }
 
-fn write_all(fd: i32, mut data: &[u8]) {
+fn write_all(fd: BorrowedFd, mut data: &[u8]) {
     while !data.is_empty() {
-        let w = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if w > 0 {
-            data = &data[w as usize..];
-        } else if w < 0 && nix::errno::Errno::last() == nix::errno::Errno::EINTR {
-            continue;
-        } else {
-            return;
+        match nix::unistd::write(fd, data) {
+            Ok(w) if w > 0 => data = &data[w..],
+            Err(Errno::EINTR) => continue,
+            _ => return,
         }
     }
 }
 
 /// After the command exits, copy what it left in the PTY (through the filter).
-fn drain(master: i32, buf: &mut [u8], term: &mut termfilter::TermFilter) {
-    unsafe {
-        let fl = libc::fcntl(master, libc::F_GETFL);
-        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+fn drain(master: BorrowedFd, buf: &mut [u8], term: &mut termfilter::TermFilter) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(fl) = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL) {
+        let fl = OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK;
+        let _ = fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(fl));
     }
     loop {
-        let r = unsafe { libc::read(master, buf.as_mut_ptr().cast(), buf.len()) };
-        if r <= 0 {
-            break;
-        }
+        let r = match nix::unistd::read(master.as_raw_fd(), buf) {
+            Ok(n) if n > 0 => n,
+            _ => break,
+        };
         let mut shown = Vec::new();
-        term.feed(&buf[..r as usize], &mut shown);
-        write_all(1, &shown);
+        term.feed(&buf[..r], &mut shown);
+        write_all(std::io::stdout().as_fd(), &shown);
     }
     let mut shown = Vec::new();
     term.finish(&mut shown);
-    write_all(1, &shown);
+    write_all(std::io::stdout().as_fd(), &shown);
 }
 
 /// Landlock-only mode has no pid namespace to tear down: kill every process

@@ -9,6 +9,9 @@
 //! [`EXIT_ERROR`] "error MESSAGE". A probe killed by seccomp dies by SIGSYS.
 
 use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::{close, fork, ForkResult, Pid};
 use std::ffi::CString;
 
 pub const EXIT_BLOCKED: u8 = 10;
@@ -171,8 +174,20 @@ fn last() -> Errno {
     Errno::last()
 }
 
-/// A raw syscall result: Ok(value) or Err(errno).
+/// End a forked probe child without running the parent's destructors or
+/// atexit handlers (nix 0.29 has no `_exit`).
+fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// A raw syscall result: Ok(value) or Err(errno). The probes need the exact
+/// syscall, numbers and all (that is what seccomp sees), so no wrapper.
 fn sys(nr: libc::c_long, a: [u64; 6]) -> Result<i64, Errno> {
+    // SAFETY: every pointer argument the probes pass is 0, a deliberately
+    // invalid address the kernel answers with EFAULT, or a live local of the
+    // size the call expects; `airlock __probe syscall` runs a caller-chosen
+    // call in a process that exists only to make it and report.
     let r = unsafe { libc::syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]) };
     if r < 0 {
         Err(last())
@@ -192,21 +207,21 @@ fn reached(e: Errno, kernel_errnos: &[Errno], what: &str) -> Outcome {
 
 fn ptrace_attach(_: &[String]) -> Outcome {
     // A child of our own: attaching is allowed by every ptrace policy but seccomp's.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Outcome::Error(format!("fork: {:?}", last()));
-    }
-    if pid == 0 {
-        loop {
-            unsafe { libc::pause() };
-        }
-    }
-    let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, pid, 0usize, 0usize) };
+    // SAFETY: the probe process is single-threaded; the child only pauses.
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => child,
+        Ok(ForkResult::Child) => loop {
+            nix::unistd::pause();
+        },
+        Err(e) => return Outcome::Error(format!("fork: {e:?}")),
+    };
+    // (nix's ptrace wrapper is behind a feature this crate does not enable.)
+    // SAFETY: PTRACE_ATTACH takes a pid and ignores addr and data (0 here):
+    // no memory of ours is read or written.
+    let r = unsafe { libc::ptrace(libc::PTRACE_ATTACH, child.as_raw(), 0usize, 0usize) };
     let e = last();
-    unsafe {
-        libc::kill(pid, libc::SIGKILL);
-        libc::waitpid(pid, std::ptr::null_mut(), 0);
-    }
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = waitpid(child, None);
     if r == 0 {
         Outcome::Through("attached".into())
     } else {
@@ -215,19 +230,18 @@ fn ptrace_attach(_: &[String]) -> Outcome {
 }
 
 fn unshare_user(_: &[String]) -> Outcome {
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } == 0 {
-        Outcome::Through("new user namespace".into())
-    } else {
-        Outcome::Blocked(last())
+    match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+        Ok(()) => Outcome::Through("new user namespace".into()),
+        Err(e) => Outcome::Blocked(e),
     }
 }
 
 fn clone_newuser(_: &[String]) -> Outcome {
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
     match sys(libc::SYS_clone, [flags, 0, 0, 0, 0, 0]) {
-        Ok(0) => unsafe { libc::_exit(0) },
+        Ok(0) => exit_child(0),
         Ok(pid) => {
-            unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
+            let _ = waitpid(Pid::from_raw(pid as i32), None);
             Outcome::Through("child in a new user namespace".into())
         }
         Err(e) => Outcome::Blocked(e),
@@ -235,14 +249,14 @@ fn clone_newuser(_: &[String]) -> Outcome {
 }
 
 fn fork_plain(_: &[String]) -> Outcome {
-    let pid = unsafe { libc::fork() };
-    match pid {
-        0 => unsafe { libc::_exit(0) },
-        p if p > 0 => {
-            unsafe { libc::waitpid(p, std::ptr::null_mut(), 0) };
+    // SAFETY: the probe process is single-threaded; the child only exits.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => exit_child(0),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None);
             Outcome::Through("forked".into())
         }
-        _ => Outcome::Blocked(last()),
+        Err(e) => Outcome::Blocked(e),
     }
 }
 
@@ -269,7 +283,7 @@ fn io_uring(_: &[String]) -> Outcome {
         [1, params.as_mut_ptr() as u64, 0, 0, 0, 0],
     ) {
         Ok(fd) => {
-            unsafe { libc::close(fd as i32) };
+            let _ = close(fd as i32);
             Outcome::Through("ring created".into())
         }
         Err(e) => Outcome::Blocked(e),
@@ -294,17 +308,21 @@ fn keyctl(_: &[String]) -> Outcome {
 
 fn terminal_ioctl(request: u64) -> Outcome {
     // On /dev/null the kernel answers ENOTTY: the request reached the tty layer's dispatch.
-    let path = c"/dev/null";
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Outcome::Error(format!("open /dev/null: {:?}", last()));
-    }
+    use nix::fcntl::{open, OFlag};
+    let fd = match open(
+        c"/dev/null",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::Error(format!("open /dev/null: {e:?}")),
+    };
     let c: u8 = b'x';
     let r = sys(
         libc::SYS_ioctl,
         [fd as u64, request, &c as *const u8 as u64, 0, 0, 0],
     );
-    unsafe { libc::close(fd) };
+    let _ = close(fd);
     match r {
         Ok(_) => Outcome::Through("ioctl accepted".into()),
         Err(e) => reached(e, &[Errno::ENOTTY, Errno::EIO], "ioctl"),
@@ -335,6 +353,8 @@ fn int80(args: &[String]) -> Outcome {
         return Outcome::Error("path holds NUL".into());
     };
     // The 32-bit ABI takes 32-bit pointers: put the path below 4 GiB.
+    // SAFETY: a new private anonymous mapping (no address hint, no fd)
+    // aliases nothing; it is never unmapped, as the probe exits right after.
     let page = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -352,6 +372,8 @@ fn int80(args: &[String]) -> Outcome {
     if bytes.len() > 4096 {
         return Outcome::Error("path too long".into());
     }
+    // SAFETY: `page` is a fresh writable 4096-byte mapping and `bytes` (at
+    // most 4096, checked above) lives in `cpath`: in bounds, no overlap.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), page as *mut u8, bytes.len()) };
     int80_open(page as u64)
 }
@@ -360,6 +382,10 @@ fn int80(args: &[String]) -> Outcome {
 fn int80_open(path32: u64) -> Outcome {
     // i386 open(path, O_RDONLY) = syscall 5 through the IA32 entry point.
     let mut ret: i64 = 5;
+    // SAFETY: the i386 open reads only the NUL-terminated path at `path32`
+    // (a live mapping below 4 GiB) and returns in eax. rbx is restored by
+    // the second xchg; every register the IA32 entry may clobber (r8-r11)
+    // is declared, and the stack is not touched.
     unsafe {
         std::arch::asm!(
             // rbx is reserved by LLVM: swap the argument in and out around the trap.
@@ -375,7 +401,7 @@ fn int80_open(path32: u64) -> Outcome {
     }
     let ret32 = ret as i32;
     if ret32 >= 0 {
-        unsafe { libc::close(ret32) };
+        let _ = close(ret32);
         Outcome::Through(format!("32-bit open returned fd {ret32}"))
     } else {
         Outcome::Blocked(Errno::from_raw(-ret32))
@@ -388,19 +414,17 @@ fn int80_open(_: u64) -> Outcome {
 }
 
 fn netlink_audit(_: &[String]) -> Outcome {
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_AUDIT,
-        )
-    };
-    if fd >= 0 {
-        unsafe { libc::close(fd) };
-        return Outcome::Through("audit netlink socket".into());
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockProtocol, SockType};
+    match socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkAudit,
+    ) {
+        Ok(_fd) => Outcome::Through("audit netlink socket".into()),
+        // EPROTONOSUPPORT: reached the kernel (no audit support built in).
+        Err(e) => reached(e, &[Errno::EPROTONOSUPPORT], "socket"),
     }
-    // EPROTONOSUPPORT: reached the kernel (no audit support built in).
-    reached(last(), &[Errno::EPROTONOSUPPORT], "socket")
 }
 
 fn write_outside(args: &[String]) -> Outcome {
@@ -422,32 +446,26 @@ fn abstract_connect(args: &[String]) -> Outcome {
     let Some(name) = args.first() else {
         return Outcome::Error("usage: abstract-connect NAME".into());
     };
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = match socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) {
+        Ok(fd) => fd,
         // landlock-only mode refuses unix sockets outright (seccomp): blocked earlier.
-        let e = last();
-        if e == Errno::EPERM {
-            return Outcome::Blocked(e);
-        }
-        return Outcome::Error(format!("socket: {e:?}"));
-    }
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let n = name.as_bytes();
-    if n.len() + 1 > addr.sun_path.len() {
+        Err(e) if e == Errno::EPERM => return Outcome::Blocked(e),
+        Err(e) => return Outcome::Error(format!("socket: {e:?}")),
+    };
+    // sun_path = NUL + name; the length passed covers exactly that.
+    let Ok(addr) = UnixAddr::new_abstract(name.as_bytes()) else {
         return Outcome::Error("name too long".into());
-    }
-    for (i, b) in n.iter().enumerate() {
-        addr.sun_path[i + 1] = *b as libc::c_char;
-    }
-    let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + n.len()) as libc::socklen_t;
-    let r = unsafe { libc::connect(fd, &addr as *const _ as *const libc::sockaddr, len) };
-    let e = last();
-    unsafe { libc::close(fd) };
-    if r == 0 {
-        Outcome::Through(format!("connected to @{name}"))
-    } else {
-        Outcome::Blocked(e)
+    };
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => Outcome::Through(format!("connected to @{name}")),
+        Err(e) => Outcome::Blocked(e),
     }
 }
 
@@ -455,10 +473,9 @@ fn kill_outside(args: &[String]) -> Outcome {
     let Some(pid) = args.first().and_then(|a| a.parse::<i32>().ok()) else {
         return Outcome::Error("usage: kill-outside PID".into());
     };
-    if unsafe { libc::kill(pid, 0) } == 0 {
-        Outcome::Through(format!("may signal {pid}"))
-    } else {
-        Outcome::Blocked(last())
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) => Outcome::Through(format!("may signal {pid}")),
+        Err(e) => Outcome::Blocked(e),
     }
 }
 
@@ -520,7 +537,7 @@ fn raw_syscall(args: &[String]) -> Outcome {
     }
     match sys(nr as libc::c_long, a) {
         // A clone-like call returned in the child.
-        Ok(0) if nr as libc::c_long == libc::SYS_clone => unsafe { libc::_exit(0) },
+        Ok(0) if nr as libc::c_long == libc::SYS_clone => exit_child(0),
         Ok(v) => Outcome::Through(format!("returned {v}")),
         Err(e) if e == Errno::EPERM => Outcome::Blocked(e),
         Err(e) => Outcome::Through(format!("reached the kernel ({e:?})")),
@@ -558,12 +575,9 @@ fn fs_op(args: &[String]) -> Outcome {
             .read(true)
             .open(path)
             .and_then(|_| {
-                let c = CString::new(path.as_str()).map_err(std::io::Error::other)?;
-                if unsafe { libc::truncate(c.as_ptr(), 0) } == 0 {
-                    Ok("truncated".into())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
+                nix::unistd::truncate(path.as_str(), 0)
+                    .map(|()| "truncated".into())
+                    .map_err(std::io::Error::from)
             }),
         "create" => o
             .write(true)
