@@ -194,7 +194,7 @@ impl Host {
                 .map(|u| u.release().to_string_lossy().into_owned())
                 .unwrap_or_default(),
             userns: Err("not probed".into()),
-            landlock_abi: probe_landlock_abi(),
+            landlock_abi: landlock_abi(),
             seccomp: probe_seccomp(),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             container: probe_container(),
@@ -252,10 +252,13 @@ fn probe_userns_facts() -> UsernsFacts {
     }
 }
 
-fn probe_landlock_abi() -> i32 {
+/// The Landlock ABI of the running kernel (0 when unavailable): the one
+/// probe, used by planning and by the executor's report.
+pub fn landlock_abi() -> i32 {
     // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
     // SAFETY: with the VERSION flag the kernel reads no attribute (NULL, size
-    // 0) and returns a number, no descriptor.
+    // 0) and returns a number, no descriptor. (The landlock crate has no
+    // public ABI query.)
     let r = unsafe {
         libc::syscall(
             libc::SYS_landlock_create_ruleset,

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod cli;
 pub mod error;
+pub mod fdpass;
 pub mod fsread;
 pub mod history;
 pub mod host;

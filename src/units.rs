@@ -57,3 +57,13 @@ pub fn now_rfc3339() -> String {
         d.subsec_millis()
     )
 }
+
+/// Lower-case hex of bytes (hashes, run ids).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

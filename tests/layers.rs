@@ -7,7 +7,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | 0 | pathfmt, fsread, walk, units, netname, policy | foundations and policy tables |
+//! | 0 | pathfmt, fsread, walk, units, netname, fdpass, policy | foundations and policy tables |
 //! | 1 | scan | the credential detector |
 //! | 2 | redact | one redaction of values, built on the detector |
 //! | 3 | error | errors, printed through `redact` |
@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("walk", 0),
     ("units", 0),
     ("netname", 0),
+    ("fdpass", 0),
     ("policy", 0),
     ("scan", 1),
     ("redact", 2),

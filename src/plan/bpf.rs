@@ -196,7 +196,7 @@ pub fn program_hash(program: &[sock_filter]) -> String {
         h.update([i.jt, i.jf]);
         h.update(i.k.to_le_bytes());
     }
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    crate::units::hex(&h.finalize())
 }
 
 /// Compile a plan's table into the program that will be loaded.

@@ -246,12 +246,8 @@ pub fn load_named(name: &str) -> Result<LoadedProfile, ProfileError> {
         profile: merged,
         name: display_name,
         sources,
-        hash: hex(&hasher.finalize()),
+        hash: crate::units::hex(&hasher.finalize()),
     })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Checks serde cannot express.
@@ -536,7 +532,7 @@ pub fn load_workspace_profile(
     let mut hasher = Sha256::new();
     hasher.update(trusted.hash.as_bytes());
     hasher.update(text.as_bytes());
-    trusted.hash = hex(&hasher.finalize());
+    trusted.hash = crate::units::hex(&hasher.finalize());
     let name = trusted.profile.name.clone();
     merge(&mut trusted.profile, p);
     trusted.profile.name = name;

@@ -2,57 +2,23 @@
 //! (SCM_RIGHTS), so the relay leaves the data path: bytes then cross one
 //! proxy, not a relay and a proxy.
 //!
+//! The SCM_RIGHTS plumbing is `crate::fdpass`; this adds the marker byte and
+//! the check of what was passed.
+//!
 //! The proxy accepts a passed descriptor only when it is a connected-type
 //! TCP stream socket; anything else (a file, a pipe, a unix socket — the
 //! sandbox controls what it sends) is closed unused.
 
 use std::io;
 use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 /// The byte that accompanies a passed descriptor; no HTTP request starts with it.
 pub(crate) const MARKER: u8 = 0;
 
-/// Room for a few descriptors; extras beyond it are discarded by the kernel.
-const CMSG_SPACE_WORDS: usize = 16;
-
 pub(crate) fn send_fd(via: &UnixStream, fd: BorrowedFd) -> io::Result<()> {
-    let byte = [MARKER];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_ptr() as *mut libc::c_void,
-        iov_len: 1,
-    };
-    let mut space = [0u64; CMSG_SPACE_WORDS];
-    // SAFETY: msghdr and the control buffer are valid for the call; the
-    // CMSG_* macros stay within `space`, which is large enough for one fd.
-    unsafe {
-        let mut msg: libc::msghdr = mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = space.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd.as_raw_fd());
-        loop {
-            let r = libc::sendmsg(via.as_raw_fd(), &msg, libc::MSG_NOSIGNAL);
-            if r == 1 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if r < 0 && e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(if r < 0 {
-                e
-            } else {
-                io::ErrorKind::WriteZero.into()
-            });
-        }
-    }
+    crate::fdpass::send_fd(via.as_fd(), MARKER, fd)
 }
 
 /// One read that also collects passed descriptors (close-on-exec).
@@ -60,44 +26,7 @@ pub(crate) fn recv_with_fds(
     from: &UnixStream,
     buf: &mut [u8],
 ) -> io::Result<(usize, Vec<OwnedFd>)> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut space = [0u64; CMSG_SPACE_WORDS];
-    let mut fds = Vec::new();
-    // SAFETY: as in send_fd; every descriptor the kernel installed is taken
-    // into an OwnedFd exactly once, so none leaks and none is closed twice.
-    unsafe {
-        let mut msg: libc::msghdr = mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = space.as_mut_ptr().cast();
-        msg.msg_controllen = mem::size_of_val(&space) as _;
-        let n = loop {
-            let r = libc::recvmsg(from.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-            if r >= 0 {
-                break r as usize;
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        };
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let data = libc::CMSG_DATA(cmsg);
-                let len = ((*cmsg).cmsg_len as usize).saturating_sub(data as usize - cmsg as usize);
-                for i in 0..len / mem::size_of::<RawFd>() {
-                    let fd = std::ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        Ok((n, fds))
-    }
+    crate::fdpass::recv_with_fds(from.as_fd(), buf)
 }
 
 /// True for a connected-type TCP (IPv4 or IPv6) stream socket, not a listener.

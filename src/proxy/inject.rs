@@ -122,10 +122,7 @@ fn expand_home(p: &str, home: &Path) -> PathBuf {
 pub fn new_phantom() -> io::Result<String> {
     let mut b = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(format!(
-        "airlock-phantom-{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    ))
+    Ok(format!("airlock-phantom-{}", crate::units::hex(&b)))
 }
 
 /// Builds the routes of a run. A missing source of an `optional` credential

@@ -18,26 +18,7 @@ const TARGET_ABI: ABI = ABI::V6;
 
 pub use crate::outcome::LandlockStatus;
 
-/// The Landlock ABI of the running kernel (0 when unavailable).
-pub fn kernel_abi() -> i32 {
-    // landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-    // SAFETY: with the VERSION flag the kernel reads no attribute (NULL, size
-    // 0) and returns a number, no descriptor. (The landlock crate has no
-    // public ABI query.)
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<libc::c_void>(),
-            0usize,
-            1u32,
-        )
-    };
-    if r < 0 {
-        0
-    } else {
-        r as i32
-    }
-}
+pub use crate::host::landlock_abi as kernel_abi;
 
 /// The kernel's flags for an access class of the plan (typed: nothing to
 /// parse, nothing unknown).

@@ -52,7 +52,7 @@ pub fn new_run_id() -> String {
         b[..8].copy_from_slice(&(t.as_nanos() as u64).to_le_bytes());
         b[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::units::hex(&b)
 }
 
 /// Run the plan; print airlock's own errors; return the exit status.

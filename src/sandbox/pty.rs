@@ -127,36 +127,17 @@ pub fn open_inside() -> Result<(OwnedFd, OwnedFd), String> {
 
 /// Pass a descriptor over a unix socket (SCM_RIGHTS).
 pub fn send_fd(sock: i32, fd: i32) -> Result<(), String> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let iov = [std::io::IoSlice::new(b"p")];
-    let fds = [fd];
-    sendmsg::<()>(
-        sock,
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("send pty: {e}"))
+    // SAFETY: both descriptors are open for the duration of the call (the
+    // caller owns them); the borrows end with it.
+    let (sock, fd) = unsafe { (BorrowedFd::borrow_raw(sock), BorrowedFd::borrow_raw(fd)) };
+    crate::fdpass::send_fd(sock, b'p', fd).map_err(|e| format!("send pty: {e}"))
 }
 
 /// Receive a descriptor sent by `send_fd`; None on EOF (the sender failed first).
 pub fn recv_fd(sock: i32) -> Option<OwnedFd> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::FromRawFd;
+    // SAFETY: the caller owns `sock` and keeps it open for the call.
+    let sock = unsafe { BorrowedFd::borrow_raw(sock) };
     let mut buf = [0u8; 1];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut cmsg = nix::cmsg_space!([i32; 1]);
-    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
-    for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel installed `fd` in this process for this
-                // message (SCM_RIGHTS); nothing else refers to it yet.
-                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    None
+    let (_, fds) = crate::fdpass::recv_with_fds(sock, &mut buf).ok()?;
+    fds.into_iter().next()
 }
