@@ -1,6 +1,6 @@
-//! What a run did, as the kernel reported it: the types the executor fills
-//! in and the audit record writes. Below `sandbox` and `audit`, so the audit
-//! record never depends on the executor's code, only on its report.
+//! What a run did: the types the executor and the proxy fill in and the
+//! audit record writes. Plain data with no dependency on the crate, so the
+//! audit record depends on no executor or proxy code, only on their reports.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,7 @@ pub struct Outcome {
     /// cgroup limits: "applied at PATH", "unavailable: WHY", or absent when none were asked for.
     pub cgroup: Option<String>,
     /// Every egress decision of the proxy (proxy mode only).
-    pub network: Option<Vec<crate::proxy::Decision>>,
+    pub network: Option<Vec<Decision>>,
 }
 
 /// What the command's process reported as enforced, just before exec (sent
@@ -74,4 +74,41 @@ pub struct LandlockStatus {
     pub scopes: Vec<String>,
     /// Whether TCP bind/connect is restricted to the plan's ports (ABI 4+).
     pub tcp_restricted: bool,
+}
+
+/// One request's fate. Names, ports and counts only: never a path, header
+/// or payload byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// The requested host, lower case (empty when the request was unreadable).
+    pub host: String,
+    pub port: u16,
+    /// The HTTP method (`CONNECT` for tunnels), when the request head was read.
+    pub method: Option<String>,
+    pub allowed: bool,
+    /// The allow entry that matched (or that refused a method), as written.
+    pub rule: Option<String>,
+    /// Why: "allowed", or the refusal / failure in words.
+    pub reason: String,
+    /// Bytes from the command towards the origin (request head included).
+    pub bytes_up: u64,
+    /// Bytes from the origin (or from airlock) to the command.
+    pub bytes_down: u64,
+    pub duration_ms: u64,
+    /// Set for requests on a credential route (`[[credentials]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<CredentialUse>,
+}
+
+/// One use of an injected credential: names, the path without query values,
+/// the status. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialUse {
+    pub credential: String,
+    /// The local route prefix (`/<name>`).
+    pub route: String,
+    /// The upstream path; query parameter names kept, values dropped.
+    pub path: String,
+    /// The status returned to the client (airlock's own for refusals).
+    pub status: u16,
 }

@@ -228,7 +228,14 @@ pub fn execute(prepared: Prepared, opts: &Options) -> Result<u8, Error> {
     }
     // Persistence vectors: the state before, compared (and reverted) after.
     let snapshot = crate::persist::Snapshot::take(&plan.watch);
-    let outcome = crate::sandbox::run(&plan, &run_id);
+    let egress = plan.proxy.as_ref().map(|pp| ProxyEgress { plan: pp });
+    let outcome = crate::sandbox::run(
+        &plan,
+        &run_id,
+        egress
+            .as_ref()
+            .map(|e| e as &dyn crate::sandbox::egress::Egress),
+    );
     if outcome.exit_code == exit::NOT_FOUND {
         if let Some(hint) = not_found_hint(&plan) {
             eprintln!("airlock: hint: {hint}");
@@ -310,4 +317,46 @@ pub fn execute(prepared: Prepared, opts: &Options) -> Result<u8, Error> {
         }
     }
     Ok(outcome.exit_code)
+}
+
+/// The egress proxy, as the sandbox asks for it: started after the clone
+/// with the plan's validated policy and credential routes (their real values
+/// are read now, outside the sandbox and after its first process exists).
+struct ProxyEgress<'a> {
+    plan: &'a crate::plan::ProxyPlan,
+}
+
+impl crate::sandbox::egress::Egress for ProxyEgress<'_> {
+    fn start(
+        &self,
+        socket: &std::path::Path,
+    ) -> Result<Box<dyn crate::sandbox::egress::EgressRun>, crate::error::LayerError> {
+        use crate::error::LayerError;
+        let routes = if self.plan.credentials.is_empty() {
+            None
+        } else {
+            Some(
+                crate::proxy::Routes::start(&self.plan.credentials)
+                    .map_err(|e| LayerError::new("credentials", e))?,
+            )
+        };
+        let handle = crate::proxy::start_with_routes(
+            self.plan.policy.clone(),
+            routes,
+            socket,
+            crate::proxy::ProxyLimits::default(),
+        )
+        .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))?;
+        Ok(Box::new(handle))
+    }
+
+    fn relay(&self) -> crate::sandbox::egress::RelayFn {
+        crate::proxy::relay
+    }
+}
+
+impl crate::sandbox::egress::EgressRun for crate::proxy::ProxyHandle {
+    fn shutdown(self: Box<Self>) -> Vec<crate::outcome::Decision> {
+        crate::proxy::ProxyHandle::shutdown(*self)
+    }
 }

@@ -40,44 +40,7 @@ pub use policy::{classify, AddrClass, Policy};
 pub use relay::relay;
 pub use server::{start, start_with, start_with_routes, ProxyHandle, ProxyLimits};
 
-use serde::Serialize;
-
-/// One request's fate. Names, ports and counts only: never a path, header
-/// or payload byte.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    /// The requested host, lower case (empty when the request was unreadable).
-    pub host: String,
-    pub port: u16,
-    /// The HTTP method (`CONNECT` for tunnels), when the request head was read.
-    pub method: Option<String>,
-    pub allowed: bool,
-    /// The allow entry that matched (or that refused a method), as written.
-    pub rule: Option<String>,
-    /// Why: "allowed", or the refusal / failure in words.
-    pub reason: String,
-    /// Bytes from the command towards the origin (request head included).
-    pub bytes_up: u64,
-    /// Bytes from the origin (or from airlock) to the command.
-    pub bytes_down: u64,
-    pub duration_ms: u64,
-    /// Set for requests on a credential route (`[[credentials]]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credential: Option<CredentialUse>,
-}
-
-/// One use of an injected credential: names, the path without query values,
-/// the status. Never a value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CredentialUse {
-    pub credential: String,
-    /// The local route prefix (`/<name>`).
-    pub route: String,
-    /// The upstream path; query parameter names kept, values dropped.
-    pub path: String,
-    /// The status returned to the client (airlock's own for refusals).
-    pub status: u16,
-}
+pub use crate::outcome::{CredentialUse, Decision};
 
 /// The environment that sends the command's traffic to the relay on
 /// `127.0.0.1:port`, both spellings since tools disagree on case. Loopback

@@ -29,6 +29,8 @@ pub struct Channels {
     /// of a PTY opened inside the sandbox (its own devpts) to the supervisor.
     pub pty_sock: i32,
     pub run_id: String,
+    /// The proxy's relay (plans with a proxy).
+    pub relay: Option<super::egress::RelayFn>,
 }
 
 /// pid 1 of the new pid namespace. Builds the view, forks the command, reaps
@@ -85,7 +87,14 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
     // Allow-listed egress: a relay on the sandbox's loopback hands each
     // connection to the proxy outside, through the bound socket.
     if let Some(pp) = &plan.proxy {
-        start_relay(pp, ch.err_fd);
+        match ch.relay {
+            Some(relay) => start_relay(pp, relay, ch.err_fd),
+            None => fail(
+                ch.err_fd,
+                exit::SETUP,
+                "sandbox setup failed: network: no egress relay provided",
+            ),
+        }
     }
     // The terminal: a PTY of the sandbox's own devpts, so `tty` and job
     // control work inside while the caller's terminal stays out of reach.
@@ -117,6 +126,7 @@ pub fn pid1_main(plan: &Plan, ch: &Channels) -> ! {
         tty_fd,
         pty_sock: -1,
         run_id: ch.run_id.clone(),
+        relay: ch.relay,
     };
     install_forwarders();
     let pid = spawn_command(plan, ch);
@@ -328,7 +338,7 @@ fn pid1_wait_watching(pid: i32, live: &super::livemask::LiveMasks) -> ! {
 /// Fork the proxy relay: a process of its own inside the sandbox, with no
 /// capabilities, outside the command's Landlock domain (so the command cannot
 /// signal it on ABI 6+) and holding nothing but its listener.
-fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
+fn start_relay(pp: &crate::plan::ProxyPlan, relay: super::egress::RelayFn, err_fd: i32) {
     let listener = match std::net::TcpListener::bind(("127.0.0.1", pp.port)) {
         Ok(l) => l,
         Err(e) => fail(
@@ -362,7 +372,7 @@ fn start_relay(pp: &crate::plan::ProxyPlan, err_fd: i32) {
                 exit_now(1);
             }
             let socket = pp.socket_dir.join(crate::plan::PROXY_SOCKET_NAME);
-            let _ = crate::proxy::relay(listener, &socket);
+            let _ = relay(listener, &socket);
             exit_now(0);
         }
     }

@@ -15,6 +15,7 @@
 
 // By process role:
 mod command; // the command's process: layers, execve
+pub mod egress; // the proxy, as the pipeline provides it
 mod init; // pid 1 (full mode) and the guardian (landlock-only)
 mod report; // the error pipe's frames
 pub mod rundir; // run directories, locked while their run lives
@@ -56,10 +57,12 @@ pub fn new_run_id() -> String {
 }
 
 /// Run the plan; print airlock's own errors; return the exit status.
-pub fn run(plan: &Plan, run_id: &str) -> Outcome {
+/// `egress` starts the proxy when the plan has one (the pipeline provides it;
+/// without it such a plan fails closed).
+pub fn run(plan: &Plan, run_id: &str, egress: Option<&dyn egress::Egress>) -> Outcome {
     fault::init();
     let start = Instant::now();
-    let mut out = match supervisor::supervise(plan, run_id) {
+    let mut out = match supervisor::supervise(plan, run_id, egress) {
         Ok(o) => o,
         Err(e) => Outcome {
             run_id: run_id.to_string(),

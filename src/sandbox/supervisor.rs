@@ -5,6 +5,7 @@
 //! is checked, and what a step made (descriptors, the child, the signal
 //! mask, run directories) is owned by a guard that undoes it on every path.
 
+use super::egress::{Egress, EgressRun};
 use super::init::{self, Channels};
 use super::rundir::{sweep_stale_run_dirs, RunDir};
 use super::{cgroup, pty, report, signals, termfilter, userns};
@@ -19,7 +20,22 @@ use nix::unistd::{fork, ForkResult, Pid};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
+pub(super) fn supervise(
+    plan: &Plan,
+    run_id: &str,
+    egress: Option<&dyn Egress>,
+) -> Result<Outcome, LayerError> {
+    // A plan with a proxy needs the proxy: fail closed before anything starts.
+    let egress = match (&plan.proxy, egress) {
+        (Some(_), None) => {
+            return Err(LayerError::new(
+                "network",
+                "the plan has an egress proxy but none was provided",
+            ))
+        }
+        (Some(_), Some(e)) => Some(e),
+        (None, _) => None,
+    };
     let dirs = RunDirs::create(plan)?; // 1. run directories (proxy socket, private tmp)
     let relay = outside_relay(plan)?; // 2. landlock-only: the relay's port on the host
     let term = Terminal::prepare(plan)?; // 3. the PTY (or the socket pid 1 sends it over)
@@ -33,6 +49,7 @@ pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError
         tty_fd: term.slave_fd(),
         pty_sock: term.child_sock(),
         run_id: run_id.to_string(),
+        relay: egress.map(|e| e.relay()),
     };
     let child = Child::start(plan, &ch, &sync_r)?; // 7. clone (full) or fork the guardian
     drop((err_w, sync_r)); //    the child's ends
@@ -48,7 +65,7 @@ pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError
         if plan.mode == RunMode::Full {
             userns::write_maps(child.pid, plan.uid, plan.gid)?; // 9. uid/gid maps
         }
-        let proxy = start_proxy(plan, &dirs, relay)?; // 10. the egress proxy's threads
+        let proxy = start_proxy(plan, egress, &dirs, relay)?; // 10. the egress proxy's threads
         release(plan, sync_w)?; // 11. let pid 1 go on
         Ok(proxy)
     })();
@@ -77,7 +94,7 @@ pub(super) fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError
     };
     term.receive_master(); // 12. full mode: the PTY master from pid 1
     let (enforced, failure) = report::read_report(err_r); // 13. what was enforced, or why not
-    let network = |p: Option<crate::proxy::ProxyHandle>| p.map(|h| h.shutdown());
+    let network = |p: Option<Box<dyn EgressRun>>| p.map(|h| h.shutdown());
     if let Some((code, msg)) = failure {
         let _ = child.wait();
         if plan.mode == RunMode::LandlockOnly {
@@ -450,30 +467,18 @@ impl Drop for Child {
 /// them exists inside the sandbox.
 fn start_proxy(
     plan: &Plan,
+    egress: Option<&dyn Egress>,
     dirs: &RunDirs,
     relay: Option<std::net::TcpListener>,
-) -> Result<Option<crate::proxy::ProxyHandle>, LayerError> {
-    let (Some(pp), Some(dir)) = (&plan.proxy, &dirs.proxy) else {
+) -> Result<Option<Box<dyn EgressRun>>, LayerError> {
+    let (Some(_), Some(dir), Some(egress)) = (&plan.proxy, &dirs.proxy, egress) else {
         return Ok(None);
     };
-    let routes = if pp.credentials.is_empty() {
-        None
-    } else {
-        Some(
-            crate::proxy::Routes::start(&pp.credentials)
-                .map_err(|e| LayerError::new("credentials", e))?,
-        )
-    };
     let socket = dir.0.join(crate::plan::PROXY_SOCKET_NAME);
-    let handle = crate::proxy::start_with_routes(
-        pp.policy.clone(),
-        routes,
-        &socket,
-        crate::proxy::ProxyLimits::default(),
-    )
-    .map_err(|e| LayerError::new("network", format!("start proxy: {e}")))?;
+    let handle = egress.start(&socket)?;
     if let Some(listener) = relay {
-        std::thread::spawn(move || crate::proxy::relay(listener, &socket));
+        let serve = egress.relay();
+        std::thread::spawn(move || serve(listener, &socket));
     }
     Ok(Some(handle))
 }
