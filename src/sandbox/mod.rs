@@ -1,17 +1,19 @@
 //! The executor: the only module that makes privileged syscalls.
 //!
-//! Order of a full-mode run (each step exists because the next needs it):
-//! 1. supervisor: block the signals it will forward, so none is lost between
-//!    clone and the event loop (read through a signalfd);
-//! 2. supervisor: open a PTY if the caller is on a terminal;
-//! 3. clone into new user, mount, pid, ipc, uts, cgroup (and net) namespaces;
-//! 4. supervisor: write setgroups=deny, then the uid/gid maps (caller's ids
-//!    mapped to themselves), then release the child;
-//! 5. pid 1: build the view (mount.rs), bring up lo, fork the command;
-//! 6. command: session + PTY, rlimits, close-on-exec for every fd, then
-//!    capabilities, Landlock, seccomp (last), execve;
-//! 7. supervisor: relay the PTY, forward signals, enforce --timeout, pass the
-//!    exit status through.
+//! One entry, [`run`]; the order is `supervisor`'s, one step per line:
+//! run directories, the landlock-only relay's port, the terminal, the error
+//! and "go" pipes, signals (a signalfd, so none is lost between clone and the
+//! event loop), cgroup, then the clone into new user, mount, pid, ipc, uts,
+//! cgroup (and net) namespaces — or, in landlock-only mode, the guardian's
+//! fork — the cgroup join, the uid/gid maps, the egress proxy, the "go".
+//! Then `init` (pid 1) builds the view (`mount`), brings up lo, starts the
+//! relay and forks the `command`, which takes its session and PTY, applies
+//! rlimits, marks every descriptor close-on-exec, drops capabilities (read
+//! back), applies Landlock, loads the plan's seccomp program, and execs. The
+//! supervisor reads what was enforced from the error pipe (`report`),
+//! relays the PTY through the terminal filter, forwards signals, enforces
+//! `--timeout`, and passes the exit status through. Every step's result is
+//! checked; a failure ends the run with exit 125 naming the layer.
 
 // By process role:
 mod command; // the command's process: layers, execve
