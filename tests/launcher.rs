@@ -1091,7 +1091,7 @@ fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
         let script = format!(
             "cat .env config/server.key; cat src/main.py; echo edit >> src/main.py && echo ws-write-ok; \
              echo t > \"$TMPDIR/x\" && echo private-tmp-ok; cat {ht}; touch /tmp/airlock-ll-new 2>&1; \
-             {grep}; echo done",
+             {grep}; echo \"TMPDIR=$TMPDIR\"; echo done",
             ht = host_tmp.display(),
             grep = grep_all(&[&f.home])
         );
@@ -1110,17 +1110,21 @@ fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
             !std::path::Path::new("/tmp/airlock-ll-new").exists(),
             "{who:?}: host /tmp is not writable"
         );
-        let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .flatten()
-            .filter(|e| {
-                e.file_name().to_string_lossy().len() == 40
-                    && e.file_name().to_string_lossy().starts_with("airlock-")
-            })
-            .collect();
+        // This run's private tmp (other runs, of other tests or users of
+        // this machine, may have theirs at this moment).
+        let tmpdir = s
+            .lines()
+            .find_map(|l| l.strip_prefix("TMPDIR="))
+            .map(std::path::PathBuf::from)
+            .expect("the run printed its TMPDIR");
         assert!(
-            leftovers.is_empty(),
-            "the private tmp dir is removed: {leftovers:?}"
+            tmpdir.starts_with(std::env::temp_dir())
+                && tmpdir.to_string_lossy().contains("airlock-"),
+            "{tmpdir:?}"
+        );
+        assert!(
+            !tmpdir.exists(),
+            "the private tmp dir is removed: {tmpdir:?}"
         );
     }
     std::fs::remove_file(&host_tmp).ok();
