@@ -29,7 +29,7 @@ if [[ ! -f "$stamp" ]]; then
     mkdir -p "$DIR"
     echo "generating the corpus in $DIR ..." >&2
     AIRLOCK_CORPUS="$DIR" VARIANTS="$VARIANTS" FILLER="$FILLER" KIB="$KIB" \
-        cargo test --quiet --test scan write_corpus -- --ignored >/dev/null
+        cargo test --quiet --test it scan::write_corpus -- --ignored >/dev/null
     touch "$stamp"
 fi
 CORPUS="$DIR/corpus"

@@ -2,7 +2,7 @@
 //! sandbox, names mapped to them with `network.hosts`, a command inside that
 //! only has its own loopback and the proxy relay.
 
-mod common;
+use crate::common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -2,8 +2,8 @@
 //! tempdir. Credentials are generated from pieces at run time; none is a
 //! literal in this file.
 
-mod common;
-mod corpus;
+use crate::common;
+use crate::corpus;
 
 use serde_json::Value;
 use std::fs;
@@ -739,7 +739,7 @@ fn labelled_corpus_meets_the_recall_and_precision_targets() {
     }
 }
 
-/// `AIRLOCK_CORPUS=DIR cargo test --test scan write_corpus -- --ignored`:
+/// `AIRLOCK_CORPUS=DIR cargo test --test it scan::write_corpus -- --ignored`:
 /// the benchmark's corpus in DIR/corpus, labels in DIR/labels.tsv.
 #[test]
 #[ignore = "writes a benchmark corpus; run by scripts/bench-scan.sh"]

@@ -5,7 +5,7 @@
 //! checks on the host afterwards — with a control run without airlock that
 //! shows the same attack works when nothing stops it.
 
-mod common;
+use crate::common;
 use common::*;
 use std::path::Path;
 use std::process::Command;

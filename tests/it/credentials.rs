@@ -9,7 +9,7 @@
 //! 127.0.0.1 with the profile's `hosts`; nothing is ever resolved or sent
 //! beyond loopback.
 
-mod common;
+use crate::common;
 use common::*;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -65,7 +65,12 @@ fn isolated(name: &str, body: impl FnOnce()) {
     c.args(&args)
         .arg("--")
         .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            &qualified(name),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INSIDE, "1");
     if !root {
         c.env(ONLY_ME, "1");
@@ -718,4 +723,13 @@ fn credential_errors_name_file_line_and_key() {
     let out = f.run_sh(As::Me, &["--profile", prof.to_str().unwrap()], "echo ran");
     assert_eq!(out.status.code(), Some(125), "{}", show(&out));
     assert!(stderr(&out).contains("NOT_SET_ANYWHERE"), "{}", show(&out));
+}
+
+/// A test's name as the test harness knows it (`module::name` in the one
+/// integration binary).
+fn qualified(name: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
 }

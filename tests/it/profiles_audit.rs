@@ -1,6 +1,6 @@
 //! Audit records, agent profiles, and the CI-runner behaviour, through the real binary.
 
-mod common;
+use crate::common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! Every probe that expects a denial has a control run without airlock that
 //! proves the same probe succeeds there.
 
-mod common;
+use crate::common;
 use common::*;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -1117,11 +1117,7 @@ fn landlock_only_mode_hides_workspace_secrets_and_host_tmp_and_home() {
             .find_map(|l| l.strip_prefix("TMPDIR="))
             .map(std::path::PathBuf::from)
             .expect("the run printed its TMPDIR");
-        assert!(
-            tmpdir.starts_with(std::env::temp_dir())
-                && tmpdir.to_string_lossy().contains("airlock-"),
-            "{tmpdir:?}"
-        );
+        assert!(tmpdir.to_string_lossy().contains("/airlock-"), "{tmpdir:?}");
         assert!(
             !tmpdir.exists(),
             "the private tmp dir is removed: {tmpdir:?}"

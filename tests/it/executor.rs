@@ -2,7 +2,7 @@
 //! record says what the kernel reported, not what was asked. Faults are
 //! injected with `AIRLOCK_FAULT` (debug builds only; see src/sandbox/fault.rs).
 
-mod common;
+use crate::common;
 use common::*;
 
 const MODES: [&str; 2] = ["full", "landlock-only"];

@@ -3,7 +3,7 @@
 //! uid 65534. Every token is generated at run time (GitHub classic-PAT format
 //! with a valid CRC32), so this file holds none; none may appear in any output.
 
-mod common;
+use crate::common;
 
 use common::{show, stderr, stdout, As, Fixture, BIN, NOBODY};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! errno or signal. Run as root and as an ordinary user:
 //! `setpriv --reuid=65534 --regid=65534 --clear-groups target/debug/deps/kernel_layers-…`.
 
-mod common;
+use crate::common;
 use airlock::plan::landlock::{self, LandlockInput};
 use airlock::plan::seccomp;
 use airlock::profile::types::{Seccomp, SeccompAction};

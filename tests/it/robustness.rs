@@ -1,7 +1,7 @@
 //! Robust under bad input and faults: nothing of a run survives its
 //! supervisor, no input panics, closed pipes end quietly.
 
-mod common;
+use crate::common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

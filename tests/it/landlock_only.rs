@@ -4,7 +4,7 @@
 //! namespaces are refused (airlock inside airlock), as the current user and
 //! as nobody, with a control run showing the probe can succeed.
 
-mod common;
+use crate::common;
 use common::*;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;

@@ -7,7 +7,7 @@
 //! looked up. Without user namespaces the tests are skipped loudly (or fail,
 //! with AIRLOCK_NO_SKIP=1).
 
-mod common;
+use crate::common;
 use airlock::profile::types::{AllowEntry, Network};
 use airlock::proxy::{self, Decision, Policy, ProxyHandle, ProxyLimits};
 use std::io::{Read, Write};
@@ -50,7 +50,12 @@ fn isolated(name: &str, body: impl FnOnce()) {
     let out = Command::new("unshare")
         .args(["--net", "--map-root-user", "--"])
         .arg(exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            &qualified(name),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INSIDE, "1")
         .output()
         .expect("run test in namespace");
@@ -866,4 +871,13 @@ fn origin_form_without_credential_routes_is_answered_not_forwarded() {
             );
         },
     );
+}
+
+/// A test's name as the test harness knows it (`module::name` in the one
+/// integration binary).
+fn qualified(name: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
 }

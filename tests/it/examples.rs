@@ -5,7 +5,7 @@
 //! names the fix when a seccomp filter refuses namespaces (airlock inside
 //! airlock).
 
-mod common;
+use crate::common;
 
 use common::{show, stderr, stdout, users, As, Fixture, BIN};
 use serde_norway::Value as Yaml;
