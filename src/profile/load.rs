@@ -426,6 +426,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         mode,
         allow,
         hosts,
+        quiet,
         connect_ports,
         bind_ports,
     } = network;
@@ -433,6 +434,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     over(&mut n.mode, mode);
     extend(&mut n.allow, allow);
     n.hosts.extend(hosts);
+    extend(&mut n.quiet, quiet);
     extend(&mut n.connect_ports, connect_ports);
     extend(&mut n.bind_ports, bind_ports);
 

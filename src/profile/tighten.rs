@@ -261,6 +261,8 @@ fn check_network(n: &Network, t: &Network) -> Check {
         mode,
         allow,
         hosts,
+        // Only silences the notice of a refusal; the refusal stays audited.
+        quiet: _,
         connect_ports,
         bind_ports,
     } = n;

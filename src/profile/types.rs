@@ -165,6 +165,11 @@ pub struct Network {
     /// Static name → address map used by the proxy resolver (like --add-host).
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
+    /// Hosts ("host" or "*.suffix") refused like every host not allowed, but
+    /// without the notice on the terminal (an agent's telemetry): the refusal
+    /// is still in the audit record. Never allows anything.
+    #[serde(default)]
+    pub quiet: Vec<String>,
     /// TCP ports the command may connect to when the host network is shared (Landlock ABI 4+).
     #[serde(default)]
     pub connect_ports: Vec<u16>,

@@ -85,7 +85,9 @@ impl Shared {
         // The first refusal of each host gets one line on the terminal: an
         // agent shows "failed to authenticate" or retries forever, and the
         // user should know it was airlock and how to allow the host.
-        if !d.allowed && !d.host.is_empty() {
+        // Hosts the profile names in `network.quiet` (telemetry) are refused
+        // without it.
+        if !d.allowed && !d.host.is_empty() && !self.policy.is_quiet(&d.host) {
             let mut seen = lock(&self.noticed);
             if seen.len() < 256 && seen.insert(d.host.clone()) {
                 let host = crate::error::redact_message(&d.host);
