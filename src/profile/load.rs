@@ -373,7 +373,10 @@ pub fn merge(base: &mut Profile, child: Profile) {
         limits,
         terminal,
         credentials,
+        command,
     } = child;
+    // Per program, the child's arguments replace the parent's.
+    base.command.insert_args.extend(command.insert_args);
     over(&mut base.name, name);
     over(&mut base.description, description);
     over(&mut base.mode, mode);

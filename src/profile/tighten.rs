@@ -118,7 +118,13 @@ pub fn check(p: &Profile, t: &Profile) -> Check {
         limits,
         terminal,
         credentials,
+        command,
     } = p;
+    forbid(
+        &command.insert_args,
+        "command.insert_args",
+        "it would change the command airlock starts",
+    )?;
     forbid(
         credentials,
         "credentials",

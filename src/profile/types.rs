@@ -45,6 +45,38 @@ pub struct Profile {
     /// into requests to one upstream (see `Credential`). Trusted profiles only.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    #[serde(default)]
+    pub command: CommandArgs,
+}
+
+/// What airlock adds to the command line of a known program.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandArgs {
+    /// Program file name -> arguments inserted right after it when the command
+    /// is that program (`codex` -> `-c sandbox_mode="danger-full-access"`: an
+    /// agent whose own sandbox cannot work inside airlock's is told to leave
+    /// sandboxing to airlock). The same in every mode; shown by `--dry-run`.
+    /// Only a trusted profile can set them.
+    #[serde(default)]
+    pub insert_args: BTreeMap<String, Vec<String>>,
+}
+
+impl CommandArgs {
+    /// `argv` with the arguments for its program (by file name) inserted after
+    /// `argv[0]`; unchanged when the program is not named.
+    pub fn apply(&self, argv: &[String]) -> Vec<String> {
+        let Some((program, rest)) = argv.split_first() else {
+            return Vec::new();
+        };
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let mut out = vec![program.clone()];
+        if let Some(extra) = self.insert_args.get(name) {
+            out.extend(extra.iter().cloned());
+        }
+        out.extend(rest.iter().cloned());
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
