@@ -737,7 +737,9 @@ mod tests {
         assert!(p.is_quiet("Eu.Stats.Example."));
         assert!(!p.is_quiet("stats.example"));
         assert!(!p.is_quiet("api.example.com"));
-        assert!(p.authorize("telemetry.example.com", 443, "CONNECT").is_err());
+        assert!(p
+            .authorize("telemetry.example.com", 443, "CONNECT")
+            .is_err());
         assert!(p.authorize("a.stats.example", 443, "CONNECT").is_err());
         let net = Network {
             quiet: vec!["t.example.com:443".into()],
