@@ -20,6 +20,7 @@ pub mod landlock;
 pub mod limits;
 pub mod livemask;
 pub mod mount;
+pub mod outfilter;
 pub mod pty;
 pub mod seccomp;
 pub mod termfilter;
@@ -184,6 +185,15 @@ fn supervise(plan: &Plan, run_id: &str) -> Result<Outcome, LayerError> {
         )
     } else {
         None
+    };
+    // Without a PTY, a terminal on stdout/stderr still gets only filtered
+    // output: the command writes to a pipe, never to the terminal itself.
+    // Made before the child exists (it inherits the pipes); undone on return.
+    let _out_filter = if interactive {
+        None
+    } else {
+        outfilter::OutputFilter::start(&plan.terminal.passthrough)
+            .map_err(|e| LayerError::new("terminal", e))?
     };
     let (err_r, err_w) = pipe_cloexec()?;
     let (sync_r, sync_w) = pipe_cloexec()?;
