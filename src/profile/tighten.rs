@@ -535,6 +535,10 @@ mod tests {
             "[terminal]\npassthrough = [\"osc52\"]",
             "terminal.passthrough",
         ),
+        (
+            "[command]\ninsert_args = { codex = [\"--dangerously-bypass-approvals-and-sandbox\"] }",
+            "command.insert_args",
+        ),
     ];
 
     fn trusted() -> Profile {
@@ -561,6 +565,7 @@ mod tests {
              protect = [\"backups\"]\npersistence_ro = [\".husky\", \"tools/hooks\"]\ndrop = [\"/opt\"]",
             "[filesystem]\npersistence = \"revert\"",
             "[network]\nmode = \"none\"",
+            "[network]\nquiet = [\"telemetry.example.com\"]",
             "[landlock]\nmin_abi = 5\nbest_effort = false",
             "[seccomp]\naction = \"kill\"\ndeny = [\"chroot\"]",
             "[secrets]\non_secret = \"block\"\nscan = true",

@@ -474,3 +474,35 @@ pub struct Credential {
     /// with the phantom as the URL's password (use inject = "basic").
     pub git_insteadof: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CommandArgs;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn insert_args_go_after_the_named_program_only() {
+        let c = CommandArgs {
+            insert_args: [("codex".to_string(), argv(&["-c", "x=1"]))].into(),
+        };
+        assert_eq!(
+            c.apply(&argv(&["codex", "exec", "hi"])),
+            argv(&["codex", "-c", "x=1", "exec", "hi"])
+        );
+        assert_eq!(
+            c.apply(&argv(&["/usr/bin/codex"])),
+            argv(&["/usr/bin/codex", "-c", "x=1"])
+        );
+        for other in [
+            &["codexx"][..],
+            &["sh", "-c", "codex"][..],
+            &["./bin/codex-wrapper"][..],
+        ] {
+            assert_eq!(c.apply(&argv(other)), argv(other));
+        }
+        assert!(c.apply(&[]).is_empty());
+    }
+}
