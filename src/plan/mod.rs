@@ -458,7 +458,7 @@ pub fn build(
         },
         mode,
         mode_reason,
-        command: req.command.clone(),
+        command: p.command.apply(&req.command),
         cwd: fs.cwd.clone(),
         workspace: fs.workspace.clone(),
         home: host.home.clone(),

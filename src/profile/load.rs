@@ -369,7 +369,10 @@ pub fn merge(base: &mut Profile, child: Profile) {
         limits,
         terminal,
         credentials,
+        command,
     } = child;
+    // Per program, the child's arguments replace the parent's.
+    base.command.insert_args.extend(command.insert_args);
     over(&mut base.name, name);
     over(&mut base.description, description);
     over(&mut base.mode, mode);
@@ -422,6 +425,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
         mode,
         allow,
         hosts,
+        quiet,
         connect_ports,
         bind_ports,
     } = network;
@@ -429,6 +433,7 @@ pub fn merge(base: &mut Profile, child: Profile) {
     over(&mut n.mode, mode);
     extend(&mut n.allow, allow);
     n.hosts.extend(hosts);
+    extend(&mut n.quiet, quiet);
     extend(&mut n.connect_ports, connect_ports);
     extend(&mut n.bind_ports, bind_ports);
 

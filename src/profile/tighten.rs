@@ -118,7 +118,13 @@ pub fn check(p: &Profile, t: &Profile) -> Check {
         limits,
         terminal,
         credentials,
+        command,
     } = p;
+    forbid(
+        &command.insert_args,
+        "command.insert_args",
+        "it would change the command airlock starts",
+    )?;
     forbid(
         credentials,
         "credentials",
@@ -261,6 +267,8 @@ fn check_network(n: &Network, t: &Network) -> Check {
         mode,
         allow,
         hosts,
+        // Only silences the notice of a refusal; the refusal stays audited.
+        quiet: _,
         connect_ports,
         bind_ports,
     } = n;
@@ -527,6 +535,10 @@ mod tests {
             "[terminal]\npassthrough = [\"osc52\"]",
             "terminal.passthrough",
         ),
+        (
+            "[command]\ninsert_args = { codex = [\"--dangerously-bypass-approvals-and-sandbox\"] }",
+            "command.insert_args",
+        ),
     ];
 
     fn trusted() -> Profile {
@@ -553,6 +565,7 @@ mod tests {
              protect = [\"backups\"]\npersistence_ro = [\".husky\", \"tools/hooks\"]\ndrop = [\"/opt\"]",
             "[filesystem]\npersistence = \"revert\"",
             "[network]\nmode = \"none\"",
+            "[network]\nquiet = [\"telemetry.example.com\"]",
             "[landlock]\nmin_abi = 5\nbest_effort = false",
             "[seccomp]\naction = \"kill\"\ndeny = [\"chroot\"]",
             "[secrets]\non_secret = \"block\"\nscan = true",

@@ -45,6 +45,38 @@ pub struct Profile {
     /// into requests to one upstream (see `Credential`). Trusted profiles only.
     #[serde(default)]
     pub credentials: Vec<Credential>,
+    #[serde(default)]
+    pub command: CommandArgs,
+}
+
+/// What airlock adds to the command line of a known program.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandArgs {
+    /// Program file name -> arguments inserted right after it when the command
+    /// is that program (`codex` -> `-c sandbox_mode="danger-full-access"`: an
+    /// agent whose own sandbox cannot work inside airlock's is told to leave
+    /// sandboxing to airlock). The same in every mode; shown by `--dry-run`.
+    /// Only a trusted profile can set them.
+    #[serde(default)]
+    pub insert_args: BTreeMap<String, Vec<String>>,
+}
+
+impl CommandArgs {
+    /// `argv` with the arguments for its program (by file name) inserted after
+    /// `argv[0]`; unchanged when the program is not named.
+    pub fn apply(&self, argv: &[String]) -> Vec<String> {
+        let Some((program, rest)) = argv.split_first() else {
+            return Vec::new();
+        };
+        let name = program.rsplit('/').next().unwrap_or(program);
+        let mut out = vec![program.clone()];
+        if let Some(extra) = self.insert_args.get(name) {
+            out.extend(extra.iter().cloned());
+        }
+        out.extend(rest.iter().cloned());
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -165,6 +197,11 @@ pub struct Network {
     /// Static name → address map used by the proxy resolver (like --add-host).
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
+    /// Hosts ("host" or "*.suffix") refused like every host not allowed, but
+    /// without the notice on the terminal (an agent's telemetry): the refusal
+    /// is still in the audit record. Never allows anything.
+    #[serde(default)]
+    pub quiet: Vec<String>,
     /// TCP ports the command may connect to when the host network is shared (Landlock ABI 4+).
     #[serde(default)]
     pub connect_ports: Vec<u16>,
@@ -423,4 +460,36 @@ pub struct Credential {
     /// through the route: `url.<route>.insteadOf` via `GIT_CONFIG_*` variables,
     /// with the phantom as the URL's password (use inject = "basic").
     pub git_insteadof: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CommandArgs;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn insert_args_go_after_the_named_program_only() {
+        let c = CommandArgs {
+            insert_args: [("codex".to_string(), argv(&["-c", "x=1"]))].into(),
+        };
+        assert_eq!(
+            c.apply(&argv(&["codex", "exec", "hi"])),
+            argv(&["codex", "-c", "x=1", "exec", "hi"])
+        );
+        assert_eq!(
+            c.apply(&argv(&["/usr/bin/codex"])),
+            argv(&["/usr/bin/codex", "-c", "x=1"])
+        );
+        for other in [
+            &["codexx"][..],
+            &["sh", "-c", "codex"][..],
+            &["./bin/codex-wrapper"][..],
+        ] {
+            assert_eq!(c.apply(&argv(other)), argv(other));
+        }
+        assert!(c.apply(&[]).is_empty());
+    }
 }

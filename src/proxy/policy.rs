@@ -57,6 +57,8 @@ pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
 pub struct Policy {
     rules: Vec<Rule>,
     hosts: BTreeMap<String, IpAddr>,
+    /// `network.quiet`: refusals of these hosts are not announced.
+    quiet: Vec<Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +316,30 @@ impl Policy {
                 .map_err(|_| format!("network.hosts.\"{name}\": `{addr}` is not an IP address"))?;
             hosts.insert(key, ip);
         }
-        Ok(Policy { rules, hosts })
+        let mut quiet = Vec::new();
+        for (i, h) in net.quiet.iter().enumerate() {
+            let rule = Rule::parse(h, &[]).map_err(|e| format!("network.quiet[{i}]: {e}"))?;
+            if rule.port.is_some() {
+                return Err(format!(
+                    "network.quiet[{i}]: `{h}`: a quiet entry names a host, not a port"
+                ));
+            }
+            quiet.push(rule);
+        }
+        Ok(Policy {
+            rules,
+            hosts,
+            quiet,
+        })
+    }
+
+    /// Whether a refusal of `host` goes without a notice (`network.quiet`).
+    pub fn is_quiet(&self, host: &str) -> bool {
+        let Ok(host) = normalize_host(host) else {
+            return false;
+        };
+        let ip = host.parse::<IpAddr>().ok();
+        self.quiet.iter().any(|r| r.matches_host(&host, ip))
     }
 
     /// Decides on `host:port` for `method` ("CONNECT" for tunnels) from the
@@ -659,6 +684,31 @@ mod tests {
             ..Network::default()
         };
         assert!(Policy::from_profile(&net).is_err());
+    }
+
+    #[test]
+    fn quiet_hosts_are_still_refused_and_only_silenced() {
+        let net = Network {
+            allow: vec![h("api.example.com")],
+            quiet: vec!["telemetry.example.com".into(), "*.stats.example".into()],
+            ..Network::default()
+        };
+        let p = Policy::from_profile(&net).expect("valid policy");
+        assert!(p.is_quiet("telemetry.example.com"));
+        assert!(p.is_quiet("Eu.Stats.Example."));
+        assert!(!p.is_quiet("stats.example"));
+        assert!(!p.is_quiet("api.example.com"));
+        assert!(p
+            .authorize("telemetry.example.com", 443, "CONNECT")
+            .is_err());
+        assert!(p.authorize("a.stats.example", 443, "CONNECT").is_err());
+        let net = Network {
+            quiet: vec!["t.example.com:443".into()],
+            ..Network::default()
+        };
+        assert!(Policy::from_profile(&net)
+            .unwrap_err()
+            .starts_with("network.quiet[0]"));
     }
 
     #[test]

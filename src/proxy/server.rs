@@ -85,15 +85,26 @@ impl Shared {
         // The first refusal of each host gets one line on the terminal: an
         // agent shows "failed to authenticate" or retries forever, and the
         // user should know it was airlock and how to allow the host.
-        if !d.allowed && !d.host.is_empty() {
+        // Hosts the profile names in `network.quiet` (telemetry) are refused
+        // without it.
+        if !d.allowed && !d.host.is_empty() && !self.policy.is_quiet(&d.host) {
             let mut seen = lock(&self.noticed);
             if seen.len() < 256 && seen.insert(d.host.clone()) {
                 let host = crate::error::redact_message(&d.host);
-                eprintln!(
-                    "airlock: refused egress to {host}:{} ({}) — to allow it, add \"{host}\" to network.allow in a profile of your own that extends this one",
-                    d.port,
-                    crate::error::redact_message(&d.reason),
-                );
+                let reason = crate::error::redact_message(&d.reason);
+                match &d.rule {
+                    // Allowed by an entry, then refused (no address, a
+                    // special address, a method): adding it again would not help.
+                    Some(rule) => eprintln!(
+                        "airlock: egress to {host}:{} (allowed by network.allow entry \"{}\") did not go through: {reason}",
+                        d.port,
+                        crate::error::redact_message(rule),
+                    ),
+                    None => eprintln!(
+                        "airlock: refused egress to {host}:{} ({reason}) — to allow it, add \"{host}\" to network.allow in a profile of your own that extends this one",
+                        d.port,
+                    ),
+                }
             }
         }
         let mut v = lock(&self.decisions);

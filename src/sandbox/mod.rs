@@ -33,6 +33,7 @@ pub mod landlock;
 pub mod limits;
 pub mod livemask;
 pub mod mount;
+pub mod outfilter;
 pub mod pty;
 pub mod seccomp;
 pub mod termfilter;

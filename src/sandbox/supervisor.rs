@@ -38,7 +38,8 @@ pub(super) fn supervise(
     };
     let dirs = RunDirs::create(plan)?; // 1. run directories (proxy socket, private tmp)
     let relay = outside_relay(plan)?; // 2. landlock-only: the relay's port on the host
-    let term = Terminal::prepare(plan)?; // 3. the PTY (or the socket pid 1 sends it over)
+    let term = Terminal::prepare(plan)?; // 3. the PTY (or the socket pid 1 sends it over),
+    let mut out_filter = output_filter(plan, &term)?; //  or filtered pipes for a terminal on stdout/stderr
     let (err_r, err_w) = pipe()?; // 4. the error pipe (EOF = execve happened)
     let (sync_r, sync_w) = pipe()?; //    and the "go" pipe (id maps written)
     let sigs = Signals::block()?; // 5. signals, read through a signalfd from now on
@@ -53,6 +54,9 @@ pub(super) fn supervise(
     };
     let child = Child::start(plan, &ch, &sync_r)?; // 7. clone (full) or fork the guardian
     drop((err_w, sync_r)); //    the child's ends
+    if let Some(f) = out_filter.as_mut() {
+        f.spawn().map_err(|e| LayerError::new("terminal", e))?; //    the output filter's thread
+    }
     let mut term = term.parent_side();
     // 8–11. cgroup, id maps, proxy, go. When one fails, the child may have
     // failed first (it exits, and writing its maps then fails too): its own
@@ -218,6 +222,8 @@ fn outside_relay(plan: &Plan) -> Result<Option<std::net::TcpListener>, LayerErro
 /// Full mode opens the PTY inside (pid 1 passes the master back over a
 /// socket pair); landlock-only mode has no devpts of its own and opens it here.
 struct Terminal {
+    /// stdin and stdout are terminals: a PTY is relayed.
+    interactive: bool,
     master: Option<OwnedFd>,
     slave: Option<OwnedFd>,
     /// Full mode: our end of the socket pair, and the child's.
@@ -230,6 +236,7 @@ impl Terminal {
         let interactive =
             nix::unistd::isatty(0).unwrap_or(false) && nix::unistd::isatty(1).unwrap_or(false);
         let mut t = Terminal {
+            interactive,
             master: None,
             slave: None,
             sock: None,
@@ -283,6 +290,20 @@ impl Terminal {
             self.master = pty::recv_fd(ours.as_raw_fd());
         }
     }
+}
+
+/// Without a PTY, a terminal on stdout/stderr still gets only filtered
+/// output: the command writes to a pipe, never to the terminal itself.
+/// Made before the child exists (it inherits the pipes); undone when dropped.
+fn output_filter(
+    plan: &Plan,
+    term: &Terminal,
+) -> Result<Option<super::outfilter::OutputFilter>, LayerError> {
+    if term.interactive {
+        return Ok(None);
+    }
+    super::outfilter::OutputFilter::prepare(&plan.terminal.passthrough)
+        .map_err(|e| LayerError::new("terminal", e))
 }
 
 /// Block the signals the supervisor forwards (and SIGCHLD), read them

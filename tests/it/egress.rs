@@ -140,6 +140,14 @@ fn egress_goes_only_where_the_allow_list_says() {
             "{mode} {who:?}: {err}"
         );
         assert!(err.contains("network.allow"), "{mode} {who:?}: {err}");
+        // A host on the allow-list that is refused later (its address is
+        // link-local) is not told to be added to the allow-list again.
+        assert!(
+            err.contains("egress to meta.test:")
+                && err.contains("(allowed by network.allow entry \"meta.test:")
+                && !err.contains("add \"meta.test\""),
+            "{mode} {who:?}: {err}"
+        );
         assert!(
             s.contains("readonly-delete: ERR 403"),
             "{mode} {who:?}: {s}"

@@ -890,6 +890,84 @@ fn interactive_run_gets_a_fresh_pty_not_the_callers_terminal() {
     assert_eq!(st.code(), Some(5), "{out}");
 }
 
+/// stdout and stderr a terminal but stdin a pipe (`echo x | airlock run -- cmd`
+/// in a terminal): no PTY is relayed, and what the command prints still
+/// passes the terminal filter, so it cannot write the clipboard (OSC 52).
+#[test]
+fn output_to_a_terminal_is_filtered_without_a_pty() {
+    let f = Fixture::new();
+    let driver = r#"
+import os, pty, sys
+argv = sys.argv[1:]
+master, slave = pty.openpty()
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.dup2(r, 0); os.dup2(slave, 1); os.dup2(slave, 2)
+    os.close(r); os.close(w); os.close(master); os.close(slave)
+    os.execvp(argv[0], argv)
+os.close(r); os.close(slave)
+os.write(w, b"piped-in\n"); os.close(w)
+out = b""
+while True:
+    try:
+        b = os.read(master, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    out += b
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(repr(out) + "\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
+"#;
+    let cmd = r#"test -t 0 || echo stdin-not-tty; cat; printf 'A\033]52;c;Q0FOQVJZ\007B\n'; printf 'E\033]52;c;Q0FOQVJZ\007F\n' >&2; exit 3"#;
+    for mode in ["full", "landlock-only"] {
+        for who in users() {
+            let uid = match who {
+                As::Me => nix::unistd::geteuid().as_raw(),
+                As::Nobody => NOBODY,
+            };
+            chown_tree(f.dir.path(), uid);
+            let mut c = Command::new("python3");
+            c.arg("-c").arg(driver);
+            if who == As::Nobody {
+                c.args([
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    "--",
+                ]);
+            }
+            let out = c
+                .args([BIN, "run", "--mode", mode, "--", "sh", "-c", cmd])
+                .current_dir(&f.ws)
+                .env_clear()
+                .env("HOME", &f.home)
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .env("TERM", "xterm")
+                .output()
+                .unwrap();
+            let s = stdout(&out);
+            assert!(
+                s.contains("stdin-not-tty") && s.contains("piped-in"),
+                "{mode} {who:?}: stdin stays the pipe: {}",
+                show(&out)
+            );
+            assert!(
+                s.contains("AB") && s.contains("EF") && s.contains("EXIT=3"),
+                "{mode} {who:?}: {}",
+                show(&out)
+            );
+            assert!(
+                !s.contains("]52") && !s.contains("Q0FOQVJZ"),
+                "{mode} {who:?}: OSC 52 reached the terminal: {}",
+                show(&out)
+            );
+        }
+    }
+}
+
 /// Drive airlock on a real terminal (a PTY made by python), type into it, and
 /// collect what it shows and how it exits.
 fn on_terminal(f: &Fixture, script: &str) -> (String, i32) {

@@ -7,6 +7,7 @@ mod common;
 #[path = "../corpus/mod.rs"]
 mod corpus;
 
+mod agents;
 mod boundary;
 mod credentials;
 mod egress;
