@@ -1,6 +1,10 @@
 //! Just enough HTTP/1.x for a forward proxy: bounded request/response heads,
 //! absolute-form → origin-form rewriting, hop-by-hop header removal and body
 //! framing (so a pipelined second request never reaches the origin unchecked).
+//!
+//! httparse tokenises the request line, status line and header fields, with
+//! every leniency it offers turned off; the head's bounds, the refusals
+//! httparse does not make, and all body framing stay airlock's own.
 
 use std::io::{self, BufRead, Read, Write};
 
@@ -476,10 +480,7 @@ pub(crate) struct Response {
 
 /// A response head tokenised by httparse: (status, HTTP/1.0, headers).
 fn tokenise_response(head: &[u8]) -> Result<(u16, bool, Headers), &'static str> {
-    if head.is_empty() {
-        return Err("empty response");
-    }
-    if starts_blank(head) {
+    if head.is_empty() || starts_blank(head) {
         return Err("empty response");
     }
     let mut slots = header_slots(head);
@@ -489,11 +490,10 @@ fn tokenise_response(head: &[u8]) -> Result<(u16, bool, Headers), &'static str> 
         Ok(_) => return Err("incomplete response head"),
         Err(e) => {
             let line = first_line(head);
-            let code_ok = line
-                .get(9..12)
-                .filter(|c| c.iter().all(u8::is_ascii_digit))
-                .and_then(|c| std::str::from_utf8(c).ok()?.parse::<u16>().ok())
-                .is_some_and(|c| (100..600).contains(&c));
+            let code_ok = matches!(
+                line.get(9..12),
+                Some([b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'])
+            );
             return Err(match e {
                 httparse::Error::HeaderName | httparse::Error::HeaderValue => header_error(head, e),
                 httparse::Error::NewLine if !head.starts_with(b"\r") => "invalid header name",
