@@ -1,8 +1,11 @@
 //! Just enough HTTP/1.x for a forward proxy: bounded request/response heads,
 //! absolute-form → origin-form rewriting, hop-by-hop header removal and body
 //! framing (so a pipelined second request never reaches the origin unchecked).
+//!
+//! httparse tokenises the request line, status line and header fields, with
+//! every leniency it offers turned off; the head's bounds, the refusals
+//! httparse does not make, and all body framing stay airlock's own.
 
-use super::policy::is_tchar;
 use std::io::{self, BufRead, Read, Write};
 
 /// Largest request or response head accepted.
@@ -76,39 +79,142 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     None
 }
 
-/// Head lines without their line endings; the blank terminator excluded.
-pub(crate) fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .take_while(|l| !l.is_empty())
-}
-
 pub(crate) type Headers = Vec<(String, Vec<u8>)>;
 
-pub(crate) fn parse_headers<'a>(
-    it: impl Iterator<Item = &'a [u8]>,
-) -> Result<Headers, &'static str> {
-    let mut out = Vec::new();
-    for line in it {
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-            return Err("obsolete header line folding");
+/// httparse with every leniency off. They are off by default; spelled out so
+/// the stance does not hang on a default: no obs-fold, no whitespace before a
+/// colon or before the first header, single spaces in the request and status
+/// lines, and an invalid header line is an error rather than skipped.
+fn strict() -> httparse::ParserConfig {
+    let mut c = httparse::ParserConfig::default();
+    c.allow_spaces_after_header_name_in_responses(false)
+        .allow_obsolete_multiline_headers_in_responses(false)
+        .allow_multiple_spaces_in_request_line_delimiters(false)
+        .allow_multiple_spaces_in_response_status_delimiters(false)
+        .allow_space_before_first_header_name(false)
+        .ignore_invalid_headers_in_requests(false)
+        .ignore_invalid_headers_in_responses(false);
+    c
+}
+
+/// One header slot per line: no count cap beyond the head's size (`MAX_HEAD`),
+/// as before httparse, so `TooManyHeaders` cannot happen.
+fn header_slots(head: &[u8]) -> Vec<httparse::Header<'_>> {
+    vec![httparse::EMPTY_HEADER; head.iter().filter(|&&b| b == b'\n').count()]
+}
+
+/// httparse skips blank lines before the request or status line; airlock
+/// refuses them (they are where a desynchronised peer's leftovers show up).
+fn starts_blank(head: &[u8]) -> bool {
+    head.starts_with(b"\n") || head.starts_with(b"\r\n")
+}
+
+/// Owned headers with lower-case names. httparse has checked the syntax; the
+/// value checks it does not make are airlock's own (see `header_value_ok`).
+fn own_headers(parsed: &[httparse::Header<'_>]) -> Result<Headers, &'static str> {
+    parsed
+        .iter()
+        .map(|h| {
+            if !header_value_ok(h.value) {
+                return Err("invalid header value");
+            }
+            Ok((h.name.to_ascii_lowercase(), h.value.to_vec()))
+        })
+        .collect()
+}
+
+/// httparse refuses NUL, bare CR and the other controls in a value; kept as
+/// airlock's own rule so the refusal does not depend on httparse's byte
+/// table (its SIMD paths included).
+fn header_value_ok(v: &[u8]) -> bool {
+    !v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n')
+}
+
+/// The first line of a head without its line ending.
+fn first_line(head: &[u8]) -> &[u8] {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Which header rule a head broke, for the 400/502 text: the first folded
+/// or colon-less line, else httparse's kind ("header name" or "value").
+fn header_error(head: &[u8], e: httparse::Error) -> &'static str {
+    let fields = head
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .take_while(|l| !l.is_empty());
+    for l in fields {
+        if l.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return "obsolete header line folding";
         }
-        let colon = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or("header line without a colon")?;
-        let name = &line[..colon];
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-            return Err("invalid header name");
+        if !l.contains(&b':') {
+            return "header line without a colon";
         }
-        let value = line[colon + 1..].trim_ascii();
-        if value.iter().any(|&b| b == 0 || b == b'\r') {
-            return Err("invalid header value");
-        }
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
-        out.push((name, value.to_vec()));
     }
-    Ok(out)
+    if e == httparse::Error::HeaderValue {
+        "invalid header value"
+    } else {
+        "invalid header name"
+    }
+}
+
+type TargetCheck = fn(&str) -> Result<(), &'static str>;
+
+/// A request head tokenised by httparse: (method, target, HTTP/1.0, headers).
+fn tokenise_request(
+    head: &[u8],
+    check_target: TargetCheck,
+) -> Result<(String, String, bool, Headers), &'static str> {
+    if head.is_empty() || starts_blank(head) {
+        return Err("empty request");
+    }
+    let mut slots = header_slots(head);
+    let mut req = httparse::Request::new(&mut slots);
+    match strict().parse_request(&mut req, head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err("incomplete request head"),
+        Err(e) => return Err(request_error(head, e, &req, check_target)),
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err("malformed request line");
+    };
+    check_target(target)?;
+    let headers = own_headers(req.headers)?;
+    Ok((method.to_string(), target.to_string(), minor == 0, headers))
+}
+
+/// httparse's error in the words airlock used before it, in the same order:
+/// the request line, then `check_target`, then the first bad header line.
+fn request_error(
+    head: &[u8],
+    e: httparse::Error,
+    req: &httparse::Request<'_, '_>,
+    check_target: TargetCheck,
+) -> &'static str {
+    use httparse::Error as E;
+    let line = first_line(head);
+    if std::str::from_utf8(line).is_err() {
+        return "request line is not text";
+    }
+    let line_ok =
+        req.path.is_some() && (line.ends_with(b" HTTP/1.1") || line.ends_with(b" HTTP/1.0"));
+    if matches!(e, E::HeaderName | E::HeaderValue) || (e == E::NewLine && line_ok) {
+        return req
+            .path
+            .map_or(Ok(()), check_target)
+            .err()
+            .unwrap_or_else(|| header_error(head, e));
+    }
+    if line.split(|&b| b == b' ').count() != 3 {
+        "malformed request line"
+    } else if req.method.is_none() {
+        "invalid method"
+    } else if e == E::Token {
+        "invalid request target"
+    } else {
+        "unsupported HTTP version"
+    }
 }
 
 pub(crate) fn header<'a>(h: &'a Headers, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
@@ -139,31 +245,20 @@ pub(crate) fn is_origin_form(head: &[u8]) -> bool {
 
 /// Parses an origin-form request head.
 pub(crate) fn parse_origin_request(head: &[u8]) -> Result<OriginRequest, &'static str> {
-    let mut it = lines(head);
-    let line = it.next().ok_or("empty request")?;
-    let line = std::str::from_utf8(line).map_err(|_| "request line is not text")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line");
-    };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return Err("invalid method");
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err("unsupported HTTP version");
-    }
+    let (method, target, http10, headers) = tokenise_request(head, origin_target)?;
+    Ok(OriginRequest {
+        method,
+        target,
+        http10,
+        headers,
+    })
+}
+
+fn origin_target(target: &str) -> Result<(), &'static str> {
     if !target.starts_with('/') || target.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'#') {
         return Err("invalid request target");
     }
-    let headers = parse_headers(it)?;
-    Ok(OriginRequest {
-        method: method.to_string(),
-        target: target.to_string(),
-        http10: version == "HTTP/1.0",
-        headers,
-    })
+    Ok(())
 }
 
 /// Where a parsed request wants to go.
@@ -199,33 +294,18 @@ pub(crate) enum Framing {
 
 /// Parses a request head. Errors are short texts for a 400 body.
 pub(crate) fn parse_request(head: &[u8]) -> Result<Request, &'static str> {
-    let mut it = lines(head);
-    let line = it.next().ok_or("empty request")?;
-    let line = std::str::from_utf8(line).map_err(|_| "request line is not text")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("malformed request line");
-    };
-    if method.is_empty() || !method.bytes().all(is_tchar) {
-        return Err("invalid method");
-    }
-    if version != "HTTP/1.1" && version != "HTTP/1.0" {
-        return Err("unsupported HTTP version");
-    }
-    let headers = parse_headers(it)?;
+    let (method, target, _http10, headers) = tokenise_request(head, |_| Ok(()))?;
     let target = if method == "CONNECT" {
-        let (host, port) = split_authority(target)?;
+        let (host, port) = split_authority(&target)?;
         Target::Connect {
             host,
             port: port.ok_or("CONNECT needs host:port")?,
         }
     } else {
-        parse_absolute(target)?
+        parse_absolute(&target)?
     };
     Ok(Request {
-        method: method.to_string(),
+        method,
         target,
         headers,
     })
@@ -390,24 +470,50 @@ pub(crate) fn upstream_request_head(req: &Request, authority: &str, path: &str) 
 #[derive(Debug)]
 pub(crate) struct Response {
     pub status: u16,
+    pub http10: bool,
+    /// The origin's headers as received (names lower-cased).
+    pub headers: Headers,
     /// The rewritten head to send to the client.
     pub head: Vec<u8>,
     pub framing: Framing,
 }
 
-/// Parses an origin's response head and rewrites it for the client.
-pub(crate) fn parse_response(head: &[u8], request_method: &str) -> Result<Response, &'static str> {
-    let mut it = lines(head);
-    let line = it.next().ok_or("empty response")?;
-    if !(line.starts_with(b"HTTP/1.1 ") || line.starts_with(b"HTTP/1.0 ")) || line.len() < 12 {
-        return Err("malformed status line");
+/// A response head tokenised by httparse: (status, HTTP/1.0, headers).
+fn tokenise_response(head: &[u8]) -> Result<(u16, bool, Headers), &'static str> {
+    if head.is_empty() || starts_blank(head) {
+        return Err("empty response");
     }
-    let status = std::str::from_utf8(&line[9..12])
-        .ok()
-        .and_then(|s| s.parse::<u16>().ok())
+    let mut slots = header_slots(head);
+    let mut resp = httparse::Response::new(&mut slots);
+    match strict().parse_response(&mut resp, head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(_) => return Err("incomplete response head"),
+        Err(e) => {
+            let line = first_line(head);
+            let code_ok = matches!(
+                line.get(9..12),
+                Some([b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'])
+            );
+            return Err(match e {
+                httparse::Error::HeaderName | httparse::Error::HeaderValue => header_error(head, e),
+                httparse::Error::NewLine if !head.starts_with(b"\r") => "invalid header name",
+                httparse::Error::Status if line.len() >= 12 && !code_ok => "malformed status code",
+                _ => "malformed status line",
+            });
+        }
+    }
+    // httparse takes any three digits.
+    let status = resp
+        .code
         .filter(|s| (100..600).contains(s))
         .ok_or("malformed status code")?;
-    let headers = parse_headers(it)?;
+    let headers = own_headers(resp.headers)?;
+    Ok((status, resp.version == Some(0), headers))
+}
+
+/// Parses an origin's response head and rewrites it for the client.
+pub(crate) fn parse_response(head: &[u8], request_method: &str) -> Result<Response, &'static str> {
+    let (status, http10, headers) = tokenise_response(head)?;
     let framing = if request_method == "HEAD" || status < 200 || status == 204 || status == 304 {
         Framing::None
     } else {
@@ -431,7 +537,8 @@ pub(crate) fn parse_response(head: &[u8], request_method: &str) -> Result<Respon
         }
     };
     let mut out = Vec::with_capacity(head.len() + 32);
-    out.extend_from_slice(line);
+    // The status line as received: httparse checked every byte of it.
+    out.extend_from_slice(first_line(head));
     out.extend_from_slice(b"\r\n");
     push_headers(&mut out, &headers, true);
     if status >= 200 {
@@ -440,9 +547,16 @@ pub(crate) fn parse_response(head: &[u8], request_method: &str) -> Result<Respon
     out.extend_from_slice(b"\r\n");
     Ok(Response {
         status,
+        http10,
+        headers,
         head: out,
         framing,
     })
+}
+
+/// The status line's text after `HTTP/1.x` (the space, code and reason).
+pub(crate) fn status_rest(head: &[u8]) -> &[u8] {
+    first_line(head).get(8..).unwrap_or_default()
 }
 
 /// Copies one body with the given framing; returns bytes written.
@@ -655,6 +769,222 @@ mod tests {
         let r = parse_response(b"HTTP/1.1 100 Continue\r\n\r\n", "POST").expect("ok");
         assert_eq!((r.status, r.framing), (100, Framing::None));
         assert!(parse_response(b"SSH-2.0-x\r\n\r\n", "GET").is_err());
+    }
+
+    // httparse leniencies airlock closes again, one test each.
+
+    /// httparse skips blank lines before the request or status line.
+    #[test]
+    fn blank_lines_before_the_start_line_are_refused() {
+        for head in [
+            &b"\r\nGET http://a/ HTTP/1.1\r\n\r\n"[..],
+            b"\nGET http://a/ HTTP/1.1\n\n",
+        ] {
+            assert_eq!(parse_request(head).err(), Some("empty request"));
+        }
+        assert_eq!(
+            parse_origin_request(b"\r\nGET /r/x HTTP/1.1\r\n\r\n").err(),
+            Some("empty request")
+        );
+        assert_eq!(
+            parse_response(b"\r\nHTTP/1.1 200 OK\r\n\r\n", "GET").err(),
+            Some("empty response")
+        );
+    }
+
+    /// httparse takes any three digits as a status code.
+    #[test]
+    fn status_codes_outside_100_to_599_are_refused() {
+        for line in [
+            "HTTP/1.1 000 X",
+            "HTTP/1.1 099 X",
+            "HTTP/1.1 600 X",
+            "HTTP/1.1 999",
+        ] {
+            let head = format!("{line}\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(
+                parse_response(head.as_bytes(), "GET").err(),
+                Some("malformed status code"),
+                "{line}"
+            );
+        }
+    }
+
+    /// httparse can fold lines, allow a space before the colon and extra
+    /// spaces in the status line of a response; all stay off.
+    #[test]
+    fn response_header_leniencies_stay_off() {
+        let f = |h: &[u8]| parse_response(h, "GET").err();
+        assert_eq!(
+            f(b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n"),
+            Some("obsolete header line folding")
+        );
+        assert_eq!(
+            f(b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\n"),
+            Some("invalid header name")
+        );
+        assert_eq!(
+            f(b"HTTP/1.1 200 OK\r\n Content-Length: 5\r\n\r\n"),
+            Some("obsolete header line folding")
+        );
+        assert_eq!(
+            f(b"HTTP/1.1  200 OK\r\n\r\n"),
+            Some("malformed status code")
+        );
+    }
+
+    /// httparse can take several spaces between request-line parts or a
+    /// space before a colon; neither passes.
+    #[test]
+    fn request_line_and_names_stay_strict() {
+        assert_eq!(
+            parse_request(b"GET  http://a/ HTTP/1.1\r\n\r\n").err(),
+            Some("malformed request line")
+        );
+        assert_eq!(
+            parse_request(b"GET http://a/  HTTP/1.1\r\n\r\n").err(),
+            Some("malformed request line")
+        );
+        assert_eq!(
+            parse_request(b"POST http://a/ HTTP/1.1\r\nContent-Length : 5\r\n\r\n").err(),
+            Some("invalid header name")
+        );
+    }
+
+    /// httparse can skip an invalid header line; skipping one could hide a
+    /// framing header from airlock that the origin reads.
+    #[test]
+    fn invalid_header_lines_are_refused_not_skipped() {
+        let head =
+            b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(parse_request(head).err(), Some("invalid header name"));
+        let head = b"HTTP/1.1 200 OK\r\nX\x01Y: 1\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(
+            parse_response(head, "GET").err(),
+            Some("invalid header name")
+        );
+    }
+
+    /// httparse accepts `#` in a target; an origin-form target must not
+    /// carry one, checked before the headers as it was.
+    #[test]
+    fn origin_form_target_with_a_fragment_is_refused() {
+        assert_eq!(
+            parse_origin_request(b"GET /r/x#y HTTP/1.1\r\n\r\n").err(),
+            Some("invalid request target")
+        );
+        assert_eq!(
+            parse_origin_request(b"GET /r/x#y HTTP/1.1\r\nBad Name: 1\r\n\r\n").err(),
+            Some("invalid request target")
+        );
+        let r = parse_request(b"GET http://a/p#frag HTTP/1.1\r\n\r\n").expect("ok");
+        assert!(matches!(r.target, Target::Absolute { ref path, .. } if path == "/p"));
+    }
+
+    /// httparse stops at the first blank line and reports where; the head it
+    /// read must be the whole head airlock delimited.
+    #[test]
+    fn the_parsed_head_is_the_delimited_head() {
+        assert!(
+            parse_request(b"GET http://a/ HTTP/1.1\r\n\r\nGET http://b/ HTTP/1.1\r\n\r\n").is_err()
+        );
+        assert!(parse_request(b"GET http://a/ HTTP/1.1\r\nHost: a\r\n").is_err());
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\n\r\nX", "GET").is_err());
+    }
+
+    /// What httparse refuses that the hand-written parser let through:
+    /// control bytes (a bare CR included) in a target, a value or a reason
+    /// phrase, and a status code not followed by a space or the line end.
+    #[test]
+    fn control_bytes_and_glued_status_codes_are_refused() {
+        for head in [
+            &b"GET http://a/ HTTP/1.1\r\nContent-Length: 3\r\r\n\r\n"[..],
+            b"GET http://a/ HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nX: a\x7fb\r\n\r\n",
+            b"GET http://a\x0c/ HTTP/1.1\r\n\r\n",
+            b"CONNECT \ta:443 HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(
+                parse_request(head).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        for head in [
+            &b"HTTP/1.1 200 O\rK\r\n\r\n"[..],
+            b"HTTP/1.1 200 O\x01K\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: \x0b\r\n\r\n",
+        ] {
+            assert!(
+                parse_response(head, "GET").is_err(),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    /// The 400/502 texts are the ones written before httparse.
+    #[test]
+    fn refusals_keep_their_wording() {
+        let cases: [(&[u8], &str); 9] = [
+            (
+                b"G\xffT http://a/ HTTP/1.1\r\n\r\n",
+                "request line is not text",
+            ),
+            (b"GET http://a/\r\n\r\n", "malformed request line"),
+            (b"G(T http://a/ HTTP/1.1\r\n\r\n", "invalid method"),
+            (
+                b"GET http://a/ HTTP/2.0\r\n\r\n",
+                "unsupported HTTP version",
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n",
+                "obsolete header line folding",
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\nNoColon\r\n\r\n",
+                "header line without a colon",
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\n: v\r\n\r\n",
+                "invalid header name",
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+                "invalid header value",
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\nX: a\rb\r\n\r\n",
+                "invalid header value",
+            ),
+        ];
+        for (head, want) in cases {
+            assert_eq!(
+                parse_request(head).err(),
+                Some(want),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        assert_eq!(
+            parse_response(b"SSH-2.0-x\r\n\r\n", "GET").err(),
+            Some("malformed status line")
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 2x0 OK\r\n\r\n", "GET").err(),
+            Some("malformed status code")
+        );
+    }
+
+    /// Bare LF line endings were accepted before httparse and still are.
+    #[test]
+    fn bare_lf_line_endings_still_parse() {
+        let r = parse_request(b"POST http://a/ HTTP/1.1\nContent-Length: 2\n\n").expect("ok");
+        assert_eq!(request_framing(&r.headers), Ok(Framing::Length(2)));
+        let r = parse_response(b"HTTP/1.0 200 OK\nContent-Length: 1\n\n", "GET").expect("ok");
+        assert_eq!((r.http10, r.framing), (true, Framing::Length(1)));
     }
 
     /// Arbitrary and mutated input never panics the parsers.

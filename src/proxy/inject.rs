@@ -1680,19 +1680,16 @@ fn response_head(
     http10: bool,
 ) -> Result<(u16, Vec<u8>, Framing, bool), &'static str> {
     let parsed = http::parse_response(head, method)?;
-    let mut it = http::lines(head);
-    let line = it.next().ok_or("empty response")?;
-    let headers = http::parse_headers(it)?;
-    let close = http::connection_tokens(&headers)
+    let close = http::connection_tokens(&parsed.headers)
         .iter()
         .any(|t| t == "close")
-        || line.starts_with(b"HTTP/1.0");
-    let listed = http::connection_tokens(&headers);
+        || parsed.http10;
+    let listed = http::connection_tokens(&parsed.headers);
     let mut out = Vec::with_capacity(head.len() + 32);
     out.extend_from_slice(b"HTTP/1.1");
-    out.extend_from_slice(&line[8..]);
+    out.extend_from_slice(http::status_rest(head));
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &headers {
+    for (name, value) in &parsed.headers {
         if http::HOP_BY_HOP.contains(&name.as_str()) || listed.contains(name) {
             continue;
         }
