@@ -20,6 +20,9 @@ pub struct Host {
     /// The container runtime we appear to be inside, if any.
     pub container: Option<String>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    /// `$SSH_AUTH_SOCK`: where the ssh-agent socket is (granted only when a
+    /// profile names `ssh-agent`).
+    pub ssh_auth_sock: Option<PathBuf>,
     /// Total RAM (MemTotal), 0 if unknown.
     pub mem_bytes: u64,
     /// airlock's own config and cache directories: never writable inside.
@@ -199,6 +202,7 @@ impl Host {
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
             container: probe_container(),
             xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+            ssh_auth_sock: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             mem_bytes: probe_mem_bytes(),
             airlock_dirs,
             userns_facts: probe_userns_facts(),

@@ -289,6 +289,7 @@ mod tests {
             cgroup_v2: true,
             container: container.map(str::to_string),
             xdg_runtime_dir: None,
+            ssh_auth_sock: None,
             mem_bytes: 8 << 30,
             airlock_dirs: vec![],
             userns_facts: facts,

@@ -54,7 +54,7 @@ pub fn prepare(req: &Request, opts: &Options) -> Result<Prepared, Error> {
     } else {
         Host::probe_cheap()
     };
-    let facts = Facts::of_this_process();
+    let facts = facts_of_this_process();
     let view = plan::fs::view(&profile.profile, req, &host)?;
     let report = match view.scan_request(opts.progress) {
         Some(s) => Some(
@@ -358,5 +358,18 @@ impl crate::sandbox::egress::Egress for ProxyEgress<'_> {
 impl crate::sandbox::egress::EgressRun for crate::proxy::ProxyHandle {
     fn shutdown(self: Box<Self>) -> Vec<crate::outcome::Decision> {
         crate::proxy::ProxyHandle::shutdown(*self)
+    }
+}
+
+/// What the plan needs to know of this process (the plan reads none of it itself).
+fn facts_of_this_process() -> Facts {
+    Facts {
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+        audit_log_env: std::env::var_os("AIRLOCK_AUDIT_LOG")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from),
+        temp_dir: std::env::temp_dir(),
     }
 }

@@ -1004,10 +1004,9 @@ fn exposed_roots(mounts: &[Mount]) -> Vec<PathBuf> {
 
 /// Where a named socket lives on this host, and the variable that points at it.
 fn socket_paths(name: &str, host: &Host) -> Vec<(Option<PathBuf>, Option<&'static str>)> {
-    let env_path = |v: &str| std::env::var_os(v).map(PathBuf::from);
     let runtime = host.xdg_runtime_dir.clone();
     match name {
-        "ssh-agent" => vec![(env_path("SSH_AUTH_SOCK"), Some("SSH_AUTH_SOCK"))],
+        "ssh-agent" => vec![(host.ssh_auth_sock.clone(), Some("SSH_AUTH_SOCK"))],
         "gpg-agent" => vec![(runtime.map(|r| r.join("gnupg")), Some("GPG_AGENT_INFO"))],
         "docker" => vec![(Some("/var/run/docker.sock".into()), Some("DOCKER_HOST"))],
         "podman" => vec![(

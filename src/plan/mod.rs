@@ -225,21 +225,6 @@ pub struct Facts {
     pub temp_dir: PathBuf,
 }
 
-impl Facts {
-    /// Read them from this process.
-    pub fn of_this_process() -> Facts {
-        Facts {
-            env: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
-            audit_log_env: std::env::var_os("AIRLOCK_AUDIT_LOG")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
-            temp_dir: std::env::temp_dir(),
-        }
-    }
-}
-
 /// Build the plan from the resolved profile, the request, the host's facts,
 /// the view ([`fs::view`]) and the pre-flight scan's report (None: the scan
 /// was off). Errors here are configuration errors (exit 125), found before
