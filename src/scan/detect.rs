@@ -90,6 +90,12 @@ impl<'a> FileContext<'a> {
             .is_some_and(|(_, ext)| CODE.iter().any(|c| ext.eq_ignore_ascii_case(c)))
     }
 
+    /// `.env`, `.env.local`, `prod.env`: `KEY=value` lines whose values are
+    /// literals, never expressions.
+    fn is_env_file(&self) -> bool {
+        self.name.starts_with(".env") || self.name.ends_with(".env")
+    }
+
     /// Minified bundles and source maps: one huge line of identifiers and
     /// strings where `token:"..."` means nothing. Only the generic rule skips them.
     fn is_minified(&self) -> bool {
@@ -192,7 +198,7 @@ impl RuleSet {
                     continue;
                 }
             }
-            if rule.validate == Some(Validate::Assignment) && ctx.is_minified() {
+            if is_assignment(rule) && ctx.is_minified() {
                 continue;
             }
             let mut at = 0;
@@ -250,7 +256,7 @@ impl RuleSet {
         if rule.validate == Some(Validate::Url) && !url_ok(&hay[whole.clone()], value) {
             return false;
         }
-        if rule.validate == Some(Validate::Assignment) {
+        if is_assignment(rule) {
             let after = hay.get(secret.end).copied();
             let before_key = key
                 .as_ref()
@@ -266,7 +272,10 @@ impl RuleSet {
                 return false;
             }
             let key = key.map_or(&b""[..], |k| &hay[k]);
-            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
+            let vendor = rule.validate == Some(Validate::Vendor);
+            if !assignment_ok(ctx, key, value, after, vendor)
+                || line_len(hay, &secret) > MAX_GENERIC_LINE
+            {
                 return false;
             }
             value = strip_quotes(value);
@@ -294,10 +303,13 @@ impl RuleSet {
         }
         // Docstrings and doctests in code: an example, not configuration.
         // Last, because it looks back over the file.
-        !(rule.validate == Some(Validate::Assignment)
-            && ctx.is_code()
-            && in_doc_example(ctx, hay, secret.start))
+        !(is_assignment(rule) && ctx.is_code() && in_doc_example(ctx, hay, secret.start))
     }
+}
+
+/// The generic rule and the vendor `key = value` rules share one filter.
+fn is_assignment(rule: &Rule) -> bool {
+    matches!(rule.validate, Some(Validate::Assignment | Validate::Vendor))
 }
 
 fn secret_span(c: &Compiled, locs: &CaptureLocations) -> Option<Range<usize>> {
@@ -486,7 +498,13 @@ fn embedded_in_blob(hay: &[u8], span: &Range<usize>) -> bool {
 
 /// The generic `key = value` rule: the key must name a credential (not its
 /// hash, id, URL or length) and the value must look like a literal secret.
-fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -> bool {
+fn assignment_ok(
+    ctx: &FileContext,
+    key: &[u8],
+    raw: &[u8],
+    after: Option<u8>,
+    vendor: bool,
+) -> bool {
     const KEY_NOT_SECRET: &[&str] = &[
         "hash",
         "sha",
@@ -611,7 +629,9 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         ) {
             return false;
         }
-        if looks_like_identifier(value) {
+        // In an env file a bare value is a literal, and a vendor's value
+        // shape (`M….….…`) is not `some.attribute`.
+        if looks_like_identifier(value) && !(vendor || ctx.is_env_file()) {
             return false;
         }
     }
@@ -642,17 +662,20 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     // `"challengePassword"`, `"_RSAPrivateKey"`, `scmVersion=`: a name or a
     // type annotation, not a secret.
     let alpha_name = looks_like_name(v.trim_end_matches('='));
-    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
+    // (A vendor's base64 secret may start with `/`: its shape was matched.)
+    if (v.starts_with('/') && !vendor)
+        || v.starts_with(['~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
         || alpha_name
         || v.contains("::")
         || v.contains("://")
         || v.contains(['(', ')', '[', ']'])
-        || is_uuid(v)
+        || (is_uuid(v) && !vendor)
         || is_integrity(v)
     {
         return false;
     }
-    looks_random(value)
+    // A UUID's 32 hex digits need not reach the entropy floor by chance.
+    looks_random(value) || (vendor && is_uuid(v))
 }
 
 /// A password found by its position (`-p…`, `.pgpass`'s fifth field,

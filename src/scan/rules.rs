@@ -34,6 +34,26 @@ struct RuleDef {
     min_classes: Option<u8>,
     validate: Option<Validate>,
     package_trees: Option<InPackages>,
+    /// Vendor words: the rule is `<key naming the vendor> = <value>`, built
+    /// from `VENDOR_TEMPLATE` with `value` and checked like the generic
+    /// assignment rule (key-name, quoting, doc and entropy filters).
+    #[serde(default)]
+    context: Vec<String>,
+    /// The value's shape, for `context` rules.
+    value: Option<String>,
+}
+
+/// `<key that names the vendor> = <value>` in code, YAML, JSON, TOML, INI or
+/// a shell/env file. `CTX` is the vendor words, `VAL` the value's shape
+/// (case-sensitive); the value may be quoted.
+const VENDOR_TEMPLATE: &str = r#"(?i)(?:^|[^A-Za-z0-9_.-])(?P<key>[A-Za-z0-9_.-]{0,30}?(?:CTX)[A-Za-z0-9_.-]{0,30}?)["']?[ \t]*(?::=|=>|=|:)[ \t]*(?P<value>"(?-i:VAL)"|'(?-i:VAL)'|(?-i:VAL))(?:[^A-Za-z0-9_.+/=-]|$)"#;
+
+/// The regex of a `context` rule.
+fn vendor_regex(context: &[String], value: &str) -> String {
+    let ctx: Vec<String> = context.iter().map(|c| regex::escape(c)).collect();
+    VENDOR_TEMPLATE
+        .replace("CTX", &ctx.join("|"))
+        .replace("VAL", value)
 }
 
 /// Where a rule runs inside package-manager trees (see `trees.rs`).
@@ -56,6 +76,9 @@ pub enum Validate {
     BasicAuthB64,
     /// The generic `key = value` rule: key-name and value-shape filters.
     Assignment,
+    /// A vendor's `key = value` (`context` rules): the assignment filters,
+    /// except that a UUID is a value (several vendors issue UUID keys).
+    Vendor,
     /// A URL with a password: not a documentation host, not `user:user`.
     Url,
     /// A password outside `key = value` (command lines, .pgpass, wp-config):
@@ -218,6 +241,8 @@ impl RuleSet {
                 validate: None,
                 // A user's rule is the user's policy: it runs everywhere.
                 package_trees: Some(InPackages::Any),
+                context: Vec::new(),
+                value: None,
             });
         }
         let known_examples = file
@@ -231,11 +256,19 @@ impl RuleSet {
         let mut pattern_rule = Vec::new();
         let mut bin_patterns: Vec<String> = Vec::new();
         let mut bin_pattern_rule = Vec::new();
-        for (i, d) in defs.into_iter().enumerate() {
+        for (i, mut d) in defs.into_iter().enumerate() {
             let rule_err = |msg: String| ScanError::Rule {
                 id: d.id.clone(),
                 msg,
             };
+            if !d.context.is_empty() {
+                let Some(value) = d.value.as_deref() else {
+                    return Err(rule_err("`context` needs `value`".into()));
+                };
+                d.regex = Some(vendor_regex(&d.context, value));
+                d.nocase_keywords.extend(d.context.iter().cloned());
+                d.validate.get_or_insert(Validate::Vendor);
+            }
             if d.regex.is_none() && d.file_name.is_none() {
                 return Err(rule_err("needs `regex` or `file_name`".into()));
             }
