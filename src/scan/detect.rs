@@ -116,6 +116,12 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Scratch {
     triggered: Vec<bool>,
+    /// Per rule: where its keywords start in this file, ascending.
+    at: Vec<Vec<usize>>,
+    /// Rules triggered in this file (to reset `triggered` and `at`).
+    touched: Vec<usize>,
+    /// The byte ranges one rule's regex searches.
+    windows: Vec<Range<usize>>,
     locs: Vec<Option<CaptureLocations>>,
     spans: Vec<Range<usize>>,
 }
@@ -124,9 +130,49 @@ impl Scratch {
     pub fn new(rules: &RuleSet) -> Scratch {
         Scratch {
             triggered: vec![false; rules.rules.len()],
+            at: vec![Vec::new(); rules.rules.len()],
+            touched: Vec::new(),
+            windows: Vec::new(),
             locs: vec![None; rules.rules.len()],
             spans: Vec::new(),
         }
+    }
+}
+
+/// Where a rule's regex looks: the line of each keyword and the line after
+/// (a `key:` whose value wraps), merged; for a multi-line rule from the first
+/// keyword's line to the end. A regex over the whole file costs far more than
+/// the keyword scan on code that says `token` once in a while.
+fn windows(hay: &[u8], at: &[usize], multiline: bool, out: &mut Vec<Range<usize>>) {
+    out.clear();
+    let line_start = |p: usize| {
+        hay[..p]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    let line_end = |p: usize| {
+        hay[p.min(hay.len())..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(hay.len(), |i| p + i + 1)
+    };
+    if multiline {
+        if let Some(&first) = at.first() {
+            out.push(line_start(first)..hay.len());
+        }
+        return;
+    }
+    for &p in at {
+        if out.last().is_some_and(|w| p < w.end) {
+            // Same window: extend to the line after this keyword's line.
+            let end = line_end(line_end(p));
+            if let Some(w) = out.last_mut() {
+                w.end = w.end.max(end);
+            }
+            continue;
+        }
+        out.push(line_start(p)..line_end(line_end(p)));
     }
 }
 
@@ -163,18 +209,29 @@ impl RuleSet {
 
     /// Scan one file's content, appending findings to `out`.
     pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
-        // One pass of the keyword automaton decides which regexes run at all.
-        s.triggered.iter_mut().for_each(|t| *t = false);
-        let mut any = false;
-        let (prefilter, pattern_rule) = if ctx.binary {
-            (&self.binary_prefilter, &self.binary_pattern_rule)
+        // One pass of the keyword automaton decides which regexes run at
+        // all, and where.
+        for r in s.touched.drain(..) {
+            s.triggered[r] = false;
+            s.at[r].clear();
+        }
+        let (prefilter, pattern_rules) = if ctx.binary {
+            (&self.binary_prefilter, &self.binary_pattern_rules)
         } else {
-            (self.prefilter_for(hay.len()), &self.pattern_rule)
+            (self.prefilter_for(hay.len()), &self.pattern_rules)
         };
         for m in prefilter.find_overlapping_iter(hay) {
-            s.triggered[pattern_rule[m.pattern().as_usize()]] = true;
-            any = true;
+            for &r in &pattern_rules[m.pattern().as_usize()] {
+                if !s.triggered[r] {
+                    s.triggered[r] = true;
+                    s.touched.push(r);
+                }
+                if s.at[r].last().is_none_or(|&p| p < m.start()) {
+                    s.at[r].push(m.start());
+                }
+            }
         }
+        let any = !s.touched.is_empty();
         // Rules tied to a file name (`.pgpass`, a bare `token` file) run on
         // such files whatever keywords they hold.
         let by_name =
@@ -201,15 +258,32 @@ impl RuleSet {
             if is_assignment(rule) && ctx.is_minified() {
                 continue;
             }
+            // Triggered by its name or always on: the whole file.
+            if s.triggered[i] {
+                windows(hay, &s.at[i], rule.multiline, &mut s.windows);
+            } else {
+                s.windows.clear();
+                s.windows.push(0..hay.len());
+            }
             let mut at = 0;
             let mut lines = LineCounter::default();
-            while at <= hay.len() && out.len() - first < MAX_HITS_PER_FILE {
+            let mut w = 0;
+            while w < s.windows.len() && out.len() - first < MAX_HITS_PER_FILE {
+                let window = s.windows[w].clone();
+                at = at.max(window.start);
+                if at > window.end {
+                    w += 1;
+                    continue;
+                }
                 // Find the match with the lazy DFA first, then resolve groups
                 // on the match alone: asking for captures over the whole file
                 // makes the regex engine backtrack (and clear its visited set)
-                // across everything after `at`, once per candidate.
-                let Some(whole) = re.find_at(hay, at) else {
-                    break;
+                // across everything after `at`, once per candidate. The
+                // window ends after a newline (or at the end of the file),
+                // so the rules' boundaries see what they would in the file.
+                let Some(whole) = re.find_at(&hay[..window.end], at) else {
+                    w += 1;
+                    continue;
                 };
                 let grouped = locs.len() > 1
                     && re
@@ -886,7 +960,8 @@ pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
         [0xFE, 0xFF, rest @ ..] => (false, rest),
         _ => {
             let head = &bytes[..bytes.len().min(4096) & !1];
-            if head.len() < 8 {
+            // No NUL at all (most files): not UTF-16, at memchr speed.
+            if head.len() < 8 || !head.contains(&0) {
                 return false;
             }
             let pairs = head.len() / 2;
