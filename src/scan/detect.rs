@@ -226,7 +226,7 @@ impl RuleSet {
                     s.triggered[r] = true;
                     s.touched.push(r);
                 }
-                if s.at[r].last().is_none_or(|&p| p < m.start()) {
+                if s.at[r].last().map_or(true, |&p| p < m.start()) {
                     s.at[r].push(m.start());
                 }
             }
@@ -955,27 +955,42 @@ fn is_integrity(v: &str) -> bool {
 /// UTF-16 text (a BOM, or ASCII interleaved with NULs in the first 4 KiB)
 /// decoded into `out` as UTF-8. False (and `out` untouched) for anything else.
 pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
-    let (little, body) = match bytes {
-        [0xFF, 0xFE, rest @ ..] => (true, rest),
-        [0xFE, 0xFF, rest @ ..] => (false, rest),
+    match utf16_kind(bytes) {
+        Some((little, bom)) => {
+            decode_utf16(&bytes[bom..], little, out);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Is this UTF-16, and which byte order: `(little_endian, BOM length)`.
+pub fn utf16_kind(bytes: &[u8]) -> Option<(bool, usize)> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some((true, 2)),
+        [0xFE, 0xFF, ..] => Some((false, 2)),
         _ => {
             let head = &bytes[..bytes.len().min(4096) & !1];
             // No NUL at all (most files): not UTF-16, at memchr speed.
             if head.len() < 8 || !head.contains(&0) {
-                return false;
+                return None;
             }
             let pairs = head.len() / 2;
             let zero_at = |k: usize| head.iter().skip(k).step_by(2).filter(|b| **b == 0).count();
             let (even, odd) = (zero_at(0), zero_at(1));
             if odd * 10 >= pairs * 9 && even * 10 <= pairs {
-                (true, bytes)
+                Some((true, 0))
             } else if even * 10 >= pairs * 9 && odd * 10 <= pairs {
-                (false, bytes)
+                Some((false, 0))
             } else {
-                return false;
+                None
             }
         }
-    };
+    }
+}
+
+/// UTF-16 code units (`body`, even offset) to UTF-8 in `out`.
+pub fn decode_utf16(body: &[u8], little: bool, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(body.len() / 2);
     let units = body.chunks_exact(2).map(|c| {
@@ -990,7 +1005,6 @@ pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
         let ch = ch.unwrap_or(char::REPLACEMENT_CHARACTER);
         out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
     }
-    true
 }
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

@@ -212,6 +212,15 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     findings.sort();
     findings.dedup();
     skipped.extend(collected.skipped);
+    for (root, (files, bytes)) in collected.build_skipped {
+        skipped.push(Skipped {
+            path: root,
+            reason: format!(
+                "build cache (CACHEDIR.TAG): {files} compiler output file(s), {bytes} bytes of \
+                 object code and archives, not read"
+            ),
+        });
+    }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(ScanReport {
         findings,
