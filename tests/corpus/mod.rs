@@ -741,6 +741,7 @@ fn prefixed_formats(r: &mut Rng) -> Vec<Prefixed> {
         p("alibaba", "aliyun.ini", "[default]\nak = {}\n", j("LT", "AI") + &r.s(ALNUM, 20)),
         p("tencent", "tencent.ini", "[default]\nsecret_id = {}\n", j("AK", "ID") + &r.s(ALNUM, 32)),
         p("azure-ad", "appsettings.json", "{{\"ClientCredential\": \"{}\"}}\n", format!("{}{}{}", r.s(ALNUM, 3), r.s(DIGITS, 1), j("Q", "~")) + &r.s(ALNUM, 34)),
+        p("authress", "authress.json", "{{\"accessKey\": \"{}\"}}\n", format!("{}{}.{}.{}{}.{}", j("s", "c_"), r.s(ALNUM, 12), r.s(ALNUM, 5), j("ac", "c_"), r.s(ALNUM, 20), r.s(B64URL, 64))),
         p("clickhouse", "ch.yml", "key: {}\n", j("4b", "1d") + &r.s(ALNUM, 38)),
         p("clojars", "deploy.sh", "export CLOJARS_DEPLOY={}\n", j("CLOJARS", "_") + &r.s(LOWER_ALNUM, 60)),
         p("cloudflare", "origin.cfg", "origin_ca = {}\n", format!("{}{}-{}", j("v1.", "0-"), r.s(HEX, 24), r.s(HEX, 146))),
