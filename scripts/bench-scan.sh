@@ -7,6 +7,7 @@
 #   scripts/bench-scan.sh                      # 40 variants per format, 20k filler files of 8 KiB
 #   VARIANTS=10 FILLER=2000 scripts/bench-scan.sh
 #   DIR=/tmp/corpus RUNS=5 scripts/bench-scan.sh
+#   BIN=/path/to/other/airlock scripts/bench-scan.sh   # another build, same corpus
 #
 # The corpus is regenerated only when its parameters change. The kernel page
 # cache is warm for every timed run (one read first), so this measures the
@@ -20,8 +21,11 @@ KIB=${KIB:-8}
 RUNS=${RUNS:-3}
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-BIN=$PWD/target/release/airlock
+if [[ -z "${BIN:-}" ]]; then
+    cargo build --release --quiet
+    BIN=$PWD/target/release/airlock
+fi
+echo "binary: $BIN"
 
 stamp="$DIR/.params-$VARIANTS-$FILLER-$KIB"
 if [[ ! -f "$stamp" ]]; then
@@ -88,5 +92,8 @@ XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS" >/dev/null || true #
 warm=$(best env XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS")
 mbps() { python3 -c "print(f'{$bytes / 1048576 / max($1, 1) * 1000:.0f}')"; }
 echo "cold (--no-cache): ${cold} ms, $(mbps "$cold") MB/s"
+# CPU time of one cold run: on a shared machine wall time depends on the
+# other load, CPU seconds much less.
+/usr/bin/time -f "cold CPU: user %U s, sys %S s (one run)" "$BIN" scan --no-cache --format json "$CORPUS" 2>&1 >/dev/null | tail -1 || true
 echo "warm (cached, stat walk): ${warm} ms, $(mbps "$warm") MB/s equivalent"
 env XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("warm run: %d files, %d from cache" % (r["files_scanned"], r["files_from_cache"]))' || true

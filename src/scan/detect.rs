@@ -90,6 +90,12 @@ impl<'a> FileContext<'a> {
             .is_some_and(|(_, ext)| CODE.iter().any(|c| ext.eq_ignore_ascii_case(c)))
     }
 
+    /// `.env`, `.env.local`, `prod.env`: `KEY=value` lines whose values are
+    /// literals, never expressions.
+    fn is_env_file(&self) -> bool {
+        self.name.starts_with(".env") || self.name.ends_with(".env")
+    }
+
     /// Minified bundles and source maps: one huge line of identifiers and
     /// strings where `token:"..."` means nothing. Only the generic rule skips them.
     fn is_minified(&self) -> bool {
@@ -110,6 +116,12 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Scratch {
     triggered: Vec<bool>,
+    /// Per rule: where its keywords start in this file, ascending.
+    at: Vec<Vec<usize>>,
+    /// Rules triggered in this file (to reset `triggered` and `at`).
+    touched: Vec<usize>,
+    /// The byte ranges one rule's regex searches.
+    windows: Vec<Range<usize>>,
     locs: Vec<Option<CaptureLocations>>,
     spans: Vec<Range<usize>>,
 }
@@ -118,9 +130,49 @@ impl Scratch {
     pub fn new(rules: &RuleSet) -> Scratch {
         Scratch {
             triggered: vec![false; rules.rules.len()],
+            at: vec![Vec::new(); rules.rules.len()],
+            touched: Vec::new(),
+            windows: Vec::new(),
             locs: vec![None; rules.rules.len()],
             spans: Vec::new(),
         }
+    }
+}
+
+/// Where a rule's regex looks: the line of each keyword and the line after
+/// (a `key:` whose value wraps), merged; for a multi-line rule from the first
+/// keyword's line to the end. A regex over the whole file costs far more than
+/// the keyword scan on code that says `token` once in a while.
+fn windows(hay: &[u8], at: &[usize], multiline: bool, out: &mut Vec<Range<usize>>) {
+    out.clear();
+    let line_start = |p: usize| {
+        hay[..p]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1)
+    };
+    let line_end = |p: usize| {
+        hay[p.min(hay.len())..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(hay.len(), |i| p + i + 1)
+    };
+    if multiline {
+        if let Some(&first) = at.first() {
+            out.push(line_start(first)..hay.len());
+        }
+        return;
+    }
+    for &p in at {
+        if out.last().is_some_and(|w| p < w.end) {
+            // Same window: extend to the line after this keyword's line.
+            let end = line_end(line_end(p));
+            if let Some(w) = out.last_mut() {
+                w.end = w.end.max(end);
+            }
+            continue;
+        }
+        out.push(line_start(p)..line_end(line_end(p)));
     }
 }
 
@@ -157,18 +209,29 @@ impl RuleSet {
 
     /// Scan one file's content, appending findings to `out`.
     pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
-        // One pass of the keyword automaton decides which regexes run at all.
-        s.triggered.iter_mut().for_each(|t| *t = false);
-        let mut any = false;
-        let (prefilter, pattern_rule) = if ctx.binary {
-            (&self.binary_prefilter, &self.binary_pattern_rule)
+        // One pass of the keyword automaton decides which regexes run at
+        // all, and where.
+        for r in s.touched.drain(..) {
+            s.triggered[r] = false;
+            s.at[r].clear();
+        }
+        let (prefilter, pattern_rules) = if ctx.binary {
+            (&self.binary_prefilter, &self.binary_pattern_rules)
         } else {
-            (self.prefilter_for(hay.len()), &self.pattern_rule)
+            (self.prefilter_for(hay.len()), &self.pattern_rules)
         };
         for m in prefilter.find_overlapping_iter(hay) {
-            s.triggered[pattern_rule[m.pattern().as_usize()]] = true;
-            any = true;
+            for &r in &pattern_rules[m.pattern().as_usize()] {
+                if !s.triggered[r] {
+                    s.triggered[r] = true;
+                    s.touched.push(r);
+                }
+                if s.at[r].last().map_or(true, |&p| p < m.start()) {
+                    s.at[r].push(m.start());
+                }
+            }
         }
+        let any = !s.touched.is_empty();
         // Rules tied to a file name (`.pgpass`, a bare `token` file) run on
         // such files whatever keywords they hold.
         let by_name =
@@ -192,18 +255,35 @@ impl RuleSet {
                     continue;
                 }
             }
-            if rule.validate == Some(Validate::Assignment) && ctx.is_minified() {
+            if is_assignment(rule) && ctx.is_minified() {
                 continue;
+            }
+            // Triggered by its name or always on: the whole file.
+            if s.triggered[i] {
+                windows(hay, &s.at[i], rule.multiline, &mut s.windows);
+            } else {
+                s.windows.clear();
+                s.windows.push(0..hay.len());
             }
             let mut at = 0;
             let mut lines = LineCounter::default();
-            while at <= hay.len() && out.len() - first < MAX_HITS_PER_FILE {
+            let mut w = 0;
+            while w < s.windows.len() && out.len() - first < MAX_HITS_PER_FILE {
+                let window = s.windows[w].clone();
+                at = at.max(window.start);
+                if at > window.end {
+                    w += 1;
+                    continue;
+                }
                 // Find the match with the lazy DFA first, then resolve groups
                 // on the match alone: asking for captures over the whole file
                 // makes the regex engine backtrack (and clear its visited set)
-                // across everything after `at`, once per candidate.
-                let Some(whole) = re.find_at(hay, at) else {
-                    break;
+                // across everything after `at`, once per candidate. The
+                // window ends after a newline (or at the end of the file),
+                // so the rules' boundaries see what they would in the file.
+                let Some(whole) = re.find_at(&hay[..window.end], at) else {
+                    w += 1;
+                    continue;
                 };
                 let grouped = locs.len() > 1
                     && re
@@ -250,7 +330,7 @@ impl RuleSet {
         if rule.validate == Some(Validate::Url) && !url_ok(&hay[whole.clone()], value) {
             return false;
         }
-        if rule.validate == Some(Validate::Assignment) {
+        if is_assignment(rule) {
             let after = hay.get(secret.end).copied();
             let before_key = key
                 .as_ref()
@@ -266,7 +346,10 @@ impl RuleSet {
                 return false;
             }
             let key = key.map_or(&b""[..], |k| &hay[k]);
-            if !assignment_ok(ctx, key, value, after) || line_len(hay, &secret) > MAX_GENERIC_LINE {
+            let vendor = rule.validate == Some(Validate::Vendor);
+            if !assignment_ok(ctx, key, value, after, vendor)
+                || line_len(hay, &secret) > MAX_GENERIC_LINE
+            {
                 return false;
             }
             value = strip_quotes(value);
@@ -294,10 +377,13 @@ impl RuleSet {
         }
         // Docstrings and doctests in code: an example, not configuration.
         // Last, because it looks back over the file.
-        !(rule.validate == Some(Validate::Assignment)
-            && ctx.is_code()
-            && in_doc_example(ctx, hay, secret.start))
+        !(is_assignment(rule) && ctx.is_code() && in_doc_example(ctx, hay, secret.start))
     }
+}
+
+/// The generic rule and the vendor `key = value` rules share one filter.
+fn is_assignment(rule: &Rule) -> bool {
+    matches!(rule.validate, Some(Validate::Assignment | Validate::Vendor))
 }
 
 fn secret_span(c: &Compiled, locs: &CaptureLocations) -> Option<Range<usize>> {
@@ -486,7 +572,13 @@ fn embedded_in_blob(hay: &[u8], span: &Range<usize>) -> bool {
 
 /// The generic `key = value` rule: the key must name a credential (not its
 /// hash, id, URL or length) and the value must look like a literal secret.
-fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -> bool {
+fn assignment_ok(
+    ctx: &FileContext,
+    key: &[u8],
+    raw: &[u8],
+    after: Option<u8>,
+    vendor: bool,
+) -> bool {
     const KEY_NOT_SECRET: &[&str] = &[
         "hash",
         "sha",
@@ -611,7 +703,9 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
         ) {
             return false;
         }
-        if looks_like_identifier(value) {
+        // In an env file a bare value is a literal, and a vendor's value
+        // shape (`M….….…`) is not `some.attribute`.
+        if looks_like_identifier(value) && !(vendor || ctx.is_env_file()) {
             return false;
         }
     }
@@ -642,17 +736,20 @@ fn assignment_ok(ctx: &FileContext, key: &[u8], raw: &[u8], after: Option<u8>) -
     // `"challengePassword"`, `"_RSAPrivateKey"`, `scmVersion=`: a name or a
     // type annotation, not a secret.
     let alpha_name = looks_like_name(v.trim_end_matches('='));
-    if v.starts_with(['/', '~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
+    // (A vendor's base64 secret may start with `/`: its shape was matched.)
+    if (v.starts_with('/') && !vendor)
+        || v.starts_with(['~', '.', '@', '!', '*', '&', '{', '[', '(', ':'])
         || alpha_name
         || v.contains("::")
         || v.contains("://")
         || v.contains(['(', ')', '[', ']'])
-        || is_uuid(v)
+        || (is_uuid(v) && !vendor)
         || is_integrity(v)
     {
         return false;
     }
-    looks_random(value)
+    // A UUID's 32 hex digits need not reach the entropy floor by chance.
+    looks_random(value) || (vendor && is_uuid(v))
 }
 
 /// A password found by its position (`-p…`, `.pgpass`'s fifth field,
@@ -858,26 +955,42 @@ fn is_integrity(v: &str) -> bool {
 /// UTF-16 text (a BOM, or ASCII interleaved with NULs in the first 4 KiB)
 /// decoded into `out` as UTF-8. False (and `out` untouched) for anything else.
 pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
-    let (little, body) = match bytes {
-        [0xFF, 0xFE, rest @ ..] => (true, rest),
-        [0xFE, 0xFF, rest @ ..] => (false, rest),
+    match utf16_kind(bytes) {
+        Some((little, bom)) => {
+            decode_utf16(&bytes[bom..], little, out);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Is this UTF-16, and which byte order: `(little_endian, BOM length)`.
+pub fn utf16_kind(bytes: &[u8]) -> Option<(bool, usize)> {
+    match bytes {
+        [0xFF, 0xFE, ..] => Some((true, 2)),
+        [0xFE, 0xFF, ..] => Some((false, 2)),
         _ => {
             let head = &bytes[..bytes.len().min(4096) & !1];
-            if head.len() < 8 {
-                return false;
+            // No NUL at all (most files): not UTF-16, at memchr speed.
+            if head.len() < 8 || !head.contains(&0) {
+                return None;
             }
             let pairs = head.len() / 2;
             let zero_at = |k: usize| head.iter().skip(k).step_by(2).filter(|b| **b == 0).count();
             let (even, odd) = (zero_at(0), zero_at(1));
             if odd * 10 >= pairs * 9 && even * 10 <= pairs {
-                (true, bytes)
+                Some((true, 0))
             } else if even * 10 >= pairs * 9 && odd * 10 <= pairs {
-                (false, bytes)
+                Some((false, 0))
             } else {
-                return false;
+                None
             }
         }
-    };
+    }
+}
+
+/// UTF-16 code units (`body`, even offset) to UTF-8 in `out`.
+pub fn decode_utf16(body: &[u8], little: bool, out: &mut Vec<u8>) {
     out.clear();
     out.reserve(body.len() / 2);
     let units = body.chunks_exact(2).map(|c| {
@@ -892,7 +1005,6 @@ pub fn utf16_to_utf8(bytes: &[u8], out: &mut Vec<u8>) -> bool {
         let ch = ch.unwrap_or(char::REPLACEMENT_CHARACTER);
         out.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
     }
-    true
 }
 
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

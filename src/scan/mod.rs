@@ -17,7 +17,10 @@
 //!   with a credential-like name (`.env*`, `.npmrc`, `*.pem`, …) are read
 //!   (see [`walk`]). UTF-16 text is decoded first; in binaries (NUL in
 //!   the first 8 KiB) only prefixed/checksummed formats are looked for;
-//!   files over `max_file_size` are listed in `skipped`.
+//!   files over `max_file_size` are listed in `skipped`; below a raised cap,
+//!   files over 16 MiB are streamed in overlapping chunks, never held whole;
+//!   compiler outputs in a `CACHEDIR.TAG` build cache are listed in
+//!   `skipped` once per cache, not read.
 //! - **Package-manager trees** (virtualenvs, `node_modules`, the cargo
 //!   registry, …; see [`trees`]): recognised by structure; names mask
 //!   nothing there and only the strict rules run.
@@ -213,6 +216,15 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     findings.sort();
     findings.dedup();
     skipped.extend(collected.skipped);
+    for (root, (files, bytes)) in collected.build_skipped {
+        skipped.push(Skipped {
+            path: root,
+            reason: format!(
+                "build cache (CACHEDIR.TAG): {files} compiler output file(s), {bytes} bytes of \
+                 object code and archives, not read"
+            ),
+        });
+    }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(ScanReport {
         findings,

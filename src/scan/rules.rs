@@ -6,7 +6,7 @@ use super::{RuleSpec, ScanError};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// The built-in rules, embedded so the binary is self-contained.
 pub const BUILTIN_RULES: &str = include_str!("rules.toml");
@@ -34,6 +34,36 @@ struct RuleDef {
     min_classes: Option<u8>,
     validate: Option<Validate>,
     package_trees: Option<InPackages>,
+    /// Vendor words: the rule is `<key naming the vendor> = <value>`, built
+    /// from `VENDOR_TEMPLATE` with `value` and checked like the generic
+    /// assignment rule (key-name, quoting, doc and entropy filters).
+    #[serde(default)]
+    context: Vec<String>,
+    /// The value's shape, for `context` rules.
+    value: Option<String>,
+    /// A match may run over many lines (a PEM block, a manifest): the regex
+    /// searches from the keyword's line to the end of the file, not just the
+    /// keyword's line and the next.
+    #[serde(default)]
+    multiline: bool,
+}
+
+/// `<key that names the vendor> = <value>` in code, YAML, JSON, TOML, INI or
+/// a shell/env file. `CTX` is the vendor words, `VAL` the value's shape
+/// (case-sensitive); the value may be quoted.
+///
+/// The key is the whole identifier around the vendor word (`[…]*`, leftmost
+/// first, so it starts where the identifier starts): unbounded repetitions
+/// keep the lazy DFA small, where `{0,30}` around the word made it build
+/// thousands of states per file.
+const VENDOR_TEMPLATE: &str = r#"(?i)(?P<key>[A-Za-z0-9_.-]*(?:CTX)[A-Za-z0-9_.-]*)["']?[ \t]*(?::=|=>|=|:)[ \t]*(?P<value>"(?-i:VAL)"|'(?-i:VAL)'|(?-i:VAL))(?:[^A-Za-z0-9_.+/=-]|$)"#;
+
+/// The regex of a `context` rule.
+fn vendor_regex(context: &[String], value: &str) -> String {
+    let ctx: Vec<String> = context.iter().map(|c| regex::escape(c)).collect();
+    VENDOR_TEMPLATE
+        .replace("CTX", &ctx.join("|"))
+        .replace("VAL", value)
 }
 
 /// Where a rule runs inside package-manager trees (see `trees.rs`).
@@ -56,6 +86,9 @@ pub enum Validate {
     BasicAuthB64,
     /// The generic `key = value` rule: key-name and value-shape filters.
     Assignment,
+    /// A vendor's `key = value` (`context` rules): the assignment filters,
+    /// except that a UUID is a value (several vendors issue UUID keys).
+    Vendor,
     /// A URL with a password: not a documentation host, not `user:user`.
     Url,
     /// A password outside `key = value` (command lines, .pgpass, wp-config):
@@ -81,6 +114,8 @@ pub struct Rule {
     pub package_trees: Option<InPackages>,
     /// No keyword: the regex runs on every file (user rules without keywords).
     pub always: bool,
+    /// Matches may span lines (see `RuleDef::multiline`).
+    pub multiline: bool,
 }
 
 /// A rule's regex and the indices of its named groups.
@@ -100,6 +135,10 @@ fn compile(src: &str, unicode: bool) -> Result<Compiled, String> {
         // keep the default.
         .unicode(unicode)
         .size_limit(32 << 20)
+        // The lazy DFA's cache per thread: the generic rules' bounded
+        // repetitions need many states, and a cache that fills is cleared
+        // and rebuilt, which costs more than the search.
+        .dfa_size_limit(16 << 20)
         .build()
         .map_err(|e| e.to_string())?;
     let group = |name: &str| re.capture_names().position(|n| n == Some(name));
@@ -133,19 +172,19 @@ impl Rule {
 pub struct RuleSet {
     pub rules: Vec<Rule>,
     pub prefilter: AhoCorasick,
-    /// Prefilter pattern index → rule index.
-    pub pattern_rule: Vec<usize>,
+    /// Prefilter pattern index → the rules it triggers.
+    pub pattern_rules: Vec<Vec<usize>>,
     /// The same keywords as a full DFA, built on the first large file: two to
     /// four times faster on file bytes, but milliseconds to build, which the
     /// environment check on every launch should not pay.
     pub dfa_prefilter: std::sync::OnceLock<Option<AhoCorasick>>,
     /// The keywords, for the DFA.
-    patterns: Vec<String>,
+    patterns: Vec<Vec<u8>>,
     /// The prefilter for binary content: keywords of the rules that run
     /// there (fixed-prefix formats), so a `.so` does not pay for `password`.
     pub binary_prefilter: AhoCorasick,
-    /// Binary prefilter pattern index → rule index.
-    pub binary_pattern_rule: Vec<usize>,
+    /// Binary prefilter pattern index → the rules it triggers.
+    pub binary_pattern_rules: Vec<Vec<usize>>,
     /// sha256 of documented example credentials that are never reported.
     pub known_examples: HashSet<[u8; 32]>,
     /// Hex sha256 over the rule sources: changes whenever a rule changes.
@@ -218,6 +257,10 @@ impl RuleSet {
                 validate: None,
                 // A user's rule is the user's policy: it runs everywhere.
                 package_trees: Some(InPackages::Any),
+                context: Vec::new(),
+                value: None,
+                // A user's regex is not audited for line breaks.
+                multiline: true,
             });
         }
         let known_examples = file
@@ -227,15 +270,23 @@ impl RuleSet {
             .collect();
 
         let mut rules = Vec::with_capacity(defs.len());
-        let mut patterns: Vec<String> = Vec::new();
-        let mut pattern_rule = Vec::new();
-        let mut bin_patterns: Vec<String> = Vec::new();
-        let mut bin_pattern_rule = Vec::new();
-        for (i, d) in defs.into_iter().enumerate() {
+        // Keyword (folded, see `prefilter_key`) → rules; sorted, so the
+        // automaton is the same on every run.
+        let mut keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+        let mut bin_keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+        for (i, mut d) in defs.into_iter().enumerate() {
             let rule_err = |msg: String| ScanError::Rule {
                 id: d.id.clone(),
                 msg,
             };
+            if !d.context.is_empty() {
+                let Some(value) = d.value.as_deref() else {
+                    return Err(rule_err("`context` needs `value`".into()));
+                };
+                d.regex = Some(vendor_regex(&d.context, value));
+                d.nocase_keywords.extend(d.context.iter().cloned());
+                d.validate.get_or_insert(Validate::Vendor);
+            }
             if d.regex.is_none() && d.file_name.is_none() {
                 return Err(rule_err("needs `regex` or `file_name`".into()));
             }
@@ -255,23 +306,22 @@ impl RuleSet {
                 .transpose()
                 .map_err(|e| rule_err(e.to_string()))?;
             let mut n_keywords = 0;
-            for k in &d.keywords {
-                if !k.is_empty() {
-                    patterns.push(k.clone());
-                    pattern_rule.push(i);
-                    n_keywords += 1;
-                    if d.package_trees.is_some() || unicode {
-                        bin_patterns.push(k.clone());
-                        bin_pattern_rule.push(i);
-                    }
+            let add = |map: &mut BTreeMap<Vec<u8>, Vec<usize>>, k: &str| {
+                let rules = map.entry(prefilter_key(k)).or_default();
+                if rules.last() != Some(&i) {
+                    rules.push(i);
+                }
+            };
+            for k in d.keywords.iter().filter(|k| !k.is_empty()) {
+                add(&mut keywords, k);
+                n_keywords += 1;
+                if d.package_trees.is_some() || unicode {
+                    add(&mut bin_keywords, k);
                 }
             }
-            for k in &d.nocase_keywords {
-                for v in case_variants(k) {
-                    patterns.push(v);
-                    pattern_rule.push(i);
-                    n_keywords += 1;
-                }
+            for k in d.nocase_keywords.iter().filter(|k| !k.is_empty()) {
+                add(&mut keywords, k);
+                n_keywords += 1;
             }
             rules.push(Rule {
                 always: n_keywords == 0 && d.regex.is_some() && file_name.is_none(),
@@ -285,6 +335,7 @@ impl RuleSet {
                 min_classes: d.min_classes.unwrap_or(0),
                 validate: d.validate,
                 package_trees: d.package_trees,
+                multiline: d.multiline,
             });
         }
         let mut seen = HashSet::new();
@@ -296,9 +347,10 @@ impl RuleSet {
                 });
             }
         }
-        let automaton = |pats: &[String]| {
+        let automaton = |pats: &[Vec<u8>]| {
             AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
                 // A contiguous NFA: built in tens of microseconds (a full DFA
                 // costs milliseconds, paid on every launch for the env check),
                 // and with its literal prefilter nearly as fast on file bytes.
@@ -309,17 +361,20 @@ impl RuleSet {
                     msg: e.to_string(),
                 })
         };
+        let (patterns, pattern_rules): (Vec<_>, Vec<_>) = keywords.into_iter().unzip();
+        let (bin_patterns, binary_pattern_rules): (Vec<_>, Vec<_>) =
+            bin_keywords.into_iter().unzip();
         let prefilter = automaton(&patterns)?;
         let binary_prefilter = automaton(&bin_patterns)?;
         let hash = hex(&hasher.finalize());
         Ok(RuleSet {
             rules,
             prefilter,
-            pattern_rule,
+            pattern_rules,
             dfa_prefilter: std::sync::OnceLock::new(),
             patterns,
             binary_prefilter,
-            binary_pattern_rule: bin_pattern_rule,
+            binary_pattern_rules,
             known_examples,
             hash,
         })
@@ -336,6 +391,7 @@ impl RuleSet {
             .get_or_init(|| {
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
+                    .ascii_case_insensitive(true)
                     .kind(Some(AhoCorasickKind::DFA))
                     .build(&self.patterns)
                     .ok()
@@ -364,19 +420,19 @@ fn matcher_identity() -> Vec<u8> {
     id
 }
 
-/// `password` → `password`, `PASSWORD`, `Password` (deduplicated).
-fn case_variants(k: &str) -> Vec<String> {
-    let mut cap = String::with_capacity(k.len());
-    let mut chars = k.chars();
-    if let Some(c) = chars.next() {
-        cap.extend(c.to_uppercase());
-        cap.push_str(&chars.as_str().to_lowercase());
-    }
-    let mut v = vec![k.to_lowercase(), k.to_uppercase(), cap];
-    v.sort();
-    v.dedup();
-    v.retain(|s| !s.is_empty());
-    v
+/// Keywords longer than this are cut: the prefilter only has to say which
+/// rules might match (the regex decides), and short patterns keep the
+/// automaton small enough to stay in cache.
+const MAX_KEYWORD: usize = 10;
+
+/// A keyword as the prefilter holds it: ASCII lower case (the automaton is
+/// ASCII case-insensitive, so `password` also triggers on `PASSWORD` and
+/// `Password`) and at most `MAX_KEYWORD` bytes. Over-triggering costs a regex
+/// run, never a finding.
+fn prefilter_key(k: &str) -> Vec<u8> {
+    let mut b = k.as_bytes().to_ascii_lowercase();
+    b.truncate(MAX_KEYWORD);
+    b
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -446,7 +502,13 @@ mod tests {
         for r in &rs.rules {
             assert!(!r.description.is_empty(), "{}", r.id);
             assert!(
-                r.file_name.is_some() || r.always || rs.pattern_rule.contains(&idx(&rs, &r.id)),
+                r.file_name.is_some()
+                    || r.always
+                    || rs
+                        .pattern_rules
+                        .iter()
+                        .flatten()
+                        .any(|&i| i == idx(&rs, &r.id)),
                 "{} has no keyword",
                 r.id
             );
@@ -504,10 +566,19 @@ mod tests {
     }
 
     #[test]
-    fn case_variants_cover_common_spellings() {
-        assert_eq!(
-            case_variants("password"),
-            vec!["PASSWORD", "Password", "password"]
-        );
+    fn prefilter_keywords_are_folded_and_cut() {
+        assert_eq!(prefilter_key("Password"), b"password");
+        assert_eq!(prefilter_key("pypi-AgEIcHlwaS5vcmc"), b"pypi-ageic");
+        let rs = RuleSet::builtin().expect("rules");
+        let hits = |hay: &[u8]| {
+            rs.prefilter
+                .find_overlapping_iter(hay)
+                .flat_map(|m| rs.pattern_rules[m.pattern().as_usize()].iter().copied())
+                .collect::<HashSet<_>>()
+        };
+        let generic = idx(&rs, "generic-secret-assignment");
+        for spelling in ["PASSWORD", "Password", "password", "pAsSwOrD"] {
+            assert!(hits(spelling.as_bytes()).contains(&generic), "{spelling}");
+        }
     }
 }

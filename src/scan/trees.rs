@@ -143,7 +143,12 @@ impl PackageTrees {
 /// key), not the user's. Only asked for files that have findings.
 pub fn published_by_package(path: &Path, content: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
-    let digest: [u8; 32] = Sha256::digest(content).into();
+    published_with_digest(path, &Sha256::digest(content).into())
+}
+
+/// [`published_by_package`] for a file whose sha256 is already known (a
+/// file too large to hold in memory, hashed as it streams).
+pub fn published_with_digest(path: &Path, digest: &[u8; 32]) -> bool {
     for dir in path.ancestors().skip(1) {
         let Ok(rel) = path.strip_prefix(dir) else {
             continue;
@@ -157,11 +162,11 @@ pub fn published_by_package(path: &Path, content: &[u8]) -> bool {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .and_then(|v| v["files"][rel_s].as_str().map(str::to_owned));
-            return listed.is_some_and(|h| h == super::rules::hex(&digest));
+            return listed.is_some_and(|h| h == super::rules::hex(digest));
         }
         let name = dir.file_name().and_then(OsStr::to_str).unwrap_or("");
         if matches!(name, "site-packages" | "dist-packages") {
-            let want = format!("{rel_s},sha256={}", b64url_nopad(&digest));
+            let want = format!("{rel_s},sha256={}", b64url_nopad(digest));
             let Ok(entries) = std::fs::read_dir(dir) else {
                 return false;
             };
@@ -190,6 +195,66 @@ fn b64url_nopad(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Build caches: a directory tagged with a `CACHEDIR.TAG` (the Cache
+/// Directory Tagging spec; cargo writes one in every `target/`), whose
+/// contents a build regenerates. Memoised per directory like
+/// [`PackageTrees`].
+#[derive(Debug, Default)]
+pub struct BuildCaches {
+    memo: HashMap<PathBuf, Option<PathBuf>>,
+}
+
+/// The first bytes of a valid `CACHEDIR.TAG`.
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+impl BuildCaches {
+    /// The tagged build cache the file lies in, if any.
+    pub fn of_file(&mut self, path: &Path) -> Option<PathBuf> {
+        self.of_dir(path.parent()?)
+    }
+
+    fn of_dir(&mut self, dir: &Path) -> Option<PathBuf> {
+        if let Some(v) = self.memo.get(dir) {
+            return v.clone();
+        }
+        let tagged = {
+            use std::io::Read;
+            let mut head = [0u8; CACHEDIR_SIGNATURE.len()];
+            std::fs::File::open(dir.join("CACHEDIR.TAG"))
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok_and(|()| head == CACHEDIR_SIGNATURE)
+        };
+        let v = if tagged {
+            Some(dir.to_path_buf())
+        } else {
+            dir.parent().and_then(|p| self.of_dir(p))
+        };
+        self.memo.insert(dir.to_path_buf(), v.clone());
+        v
+    }
+}
+
+/// Object code by its magic number: what a compiler or linker writes (ELF,
+/// `ar` archives and rlibs, Mach-O, PE, WebAssembly, LLVM bitcode, rustc
+/// metadata and incremental caches, Java classes).
+pub fn is_compiler_output(head: &[u8]) -> bool {
+    const MAGIC: &[&[u8]] = &[
+        b"\x7fELF",
+        b"!<arch>\n",
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+        b"MZ",
+        b"\0asm",
+        b"BC\xc0\xde",
+        b"rust\0",
+        b"RSIC",
+    ];
+    MAGIC.iter().any(|m| head.starts_with(m))
 }
 
 /// Directory names of test fixtures inside a package (not in a workspace).
@@ -328,6 +393,25 @@ mod tests {
             fs::create_dir_all(d).expect("mkdir");
         }
         fs::write(p, "").expect("write");
+    }
+
+    #[test]
+    fn build_caches_need_a_valid_tag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = dir.path().join("target");
+        std::fs::create_dir_all(t.join("debug/deps")).expect("mkdir");
+        let file = t.join("debug/deps/libx.rlib");
+        assert_eq!(BuildCaches::default().of_file(&file), None);
+        std::fs::write(t.join("CACHEDIR.TAG"), b"not the signature\n").expect("write");
+        assert_eq!(BuildCaches::default().of_file(&file), None);
+        let mut tag = CACHEDIR_SIGNATURE.to_vec();
+        tag.extend_from_slice(b"\n# This file is a cache directory tag.\n");
+        std::fs::write(t.join("CACHEDIR.TAG"), tag).expect("write");
+        assert_eq!(BuildCaches::default().of_file(&file), Some(t.clone()));
+        assert!(is_compiler_output(b"\x7fELF\x02\x01"));
+        assert!(is_compiler_output(b"!<arch>\nfoo"));
+        assert!(!is_compiler_output(b"SQLite format 3\0"));
+        assert!(!is_compiler_output(b"{\"rustc\": 1}"));
     }
 
     #[test]

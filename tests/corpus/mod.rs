@@ -525,6 +525,7 @@ fn format_samples(r: &mut Rng, i: usize) -> Vec<Sample> {
         ),
     ));
     v.extend(negatives(r, i));
+    v.extend(more_formats(r, i));
     v
 }
 
@@ -686,6 +687,301 @@ fn negatives(r: &mut Rng, i: usize) -> Vec<Sample> {
             j("AKI", "A") + &r.s(B32, 16)
         ),
     );
+    v
+}
+
+const LOWER_ALNUM: &str = "0123456789abcdefghijklmnopqrstuvwxyz";
+const UPPER_ALNUM: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const AH: &str = "0123456789abcdefgh";
+
+fn uuid(r: &mut Rng) -> String {
+    format!(
+        "{}-{}-{}-{}-{}",
+        r.s(HEX, 8),
+        r.s(HEX, 4),
+        r.s(HEX, 4),
+        r.s(HEX, 4),
+        r.s(HEX, 12)
+    )
+}
+
+/// One prefixed format: its label, a file, a line with `{}` for the token,
+/// and the token.
+struct Prefixed {
+    format: &'static str,
+    file: &'static str,
+    line: &'static str,
+    token: String,
+    /// A near miss of its own (formats that are a whole line or file).
+    miss: Option<String>,
+}
+
+/// Formats with a fixed prefix added to pass gitleaks' default set: one
+/// positive each, and one near miss (the token cut in half in a log line, or
+/// its random part replaced by a placeholder).
+fn prefixed_formats(r: &mut Rng) -> Vec<Prefixed> {
+    let p = |format, file, line, token| Prefixed {
+        format,
+        file,
+        line,
+        token,
+        miss: None,
+    };
+    let m = |format, file, token, miss: &str| Prefixed {
+        format,
+        file,
+        line: "{}",
+        token,
+        miss: Some(miss.to_string()),
+    };
+    vec![
+        p("1password", "op.env.sh", "export OP_SECRET_KEY={}\n", format!("{}-{}-{}-{}-{}-{}", j("A", "3"), r.s(UPPER_ALNUM, 6), r.s(UPPER_ALNUM, 11), r.s(UPPER_ALNUM, 5), r.s(UPPER_ALNUM, 5), r.s(UPPER_ALNUM, 5))),
+        p("1password", "op-sa.yml", "token: {}\n", j("ops_", "eyJ") + &r.s(B64, 280)),
+        p("adobe", "adobe.json", "{{\"secret\": \"{}\"}}\n", j("p8", "e-") + &r.s(ALNUM, 32)),
+        p("alibaba", "aliyun.ini", "[default]\nak = {}\n", j("LT", "AI") + &r.s(ALNUM, 20)),
+        p("tencent", "tencent.ini", "[default]\nsecret_id = {}\n", j("AK", "ID") + &r.s(ALNUM, 32)),
+        p("azure-ad", "appsettings.json", "{{\"ClientCredential\": \"{}\"}}\n", format!("{}{}{}", r.s(ALNUM, 3), r.s(DIGITS, 1), j("Q", "~")) + &r.s(ALNUM, 34)),
+        p("authress", "authress.json", "{{\"accessKey\": \"{}\"}}\n", format!("{}{}.{}.{}{}.{}", j("s", "c_"), r.s(ALNUM, 12), r.s(ALNUM, 5), j("ac", "c_"), r.s(ALNUM, 20), r.s(B64URL, 64))),
+        p("clickhouse", "ch.yml", "key: {}\n", j("4b", "1d") + &r.s(ALNUM, 38)),
+        p("clojars", "deploy.sh", "export CLOJARS_DEPLOY={}\n", j("CLOJARS", "_") + &r.s(LOWER_ALNUM, 60)),
+        p("cloudflare", "origin.cfg", "origin_ca = {}\n", format!("{}{}-{}", j("v1.", "0-"), r.s(HEX, 24), r.s(HEX, 146))),
+        p("contentful", "cma.sh", "export CMA={}\n", j("CFP", "AT-") + &r.s(B64URL, 43)),
+        p("defined-networking", "nebula.yml", "key: {}\n", format!("{}{}-{}", j("dnk", "ey-"), r.s(ALNUM, 26), r.s(ALNUM, 52))),
+        p("duffel", "duffel.ts", "const k = \"{}\";\n", j("duffel_", "live_") + &r.s(B64URL, 43)),
+        p("dynatrace", "dt.yml", "token: {}\n", format!("{}{}.{}", j("dt0c", "01."), r.s(UPPER_ALNUM, 24), r.s(ALNUM, 64))),
+        p("easypost", "ship.rb", "EasyPost.api_key = '{}'\n", j("EZ", "AK") + &r.s(ALNUM, 54)),
+        p("facebook", "fb.json", "{{\"page\": \"{}\"}}\n", j("EA", "AG") + &r.s(ALNUM, 180)),
+        p("flutterwave", "flw.php", "<?php $k = '{}';\n", format!("{}{}-X", j("FLWSE", "CK-"), r.s(AH, 32))),
+        p("flyio", "fly.sh", "export FLY_API_TOKEN={}\n", j("fo", "1_") + &r.s(B64URL, 43)),
+        p("frameio", "frame.yml", "token: {}\n", j("fio-", "u-") + &r.s(B64URL, 64)),
+        p("harness", "harness.yml", "apiKey: {}\n", format!("{}{}.{}.{}", j("pa", "t."), r.s(B64URL, 22), r.s(ALNUM, 24), r.s(ALNUM, 20))),
+        p("terraform-cloud", "credentials.tfrc.json", "{{\"token\": \"{}\"}}\n", format!("{}{}{}", r.s(ALNUM, 14), j(".atlas", "v1."), r.s(B64URL, 67))),
+        p("huggingface-org", "hub.cfg", "org = {}\n", j("api_o", "rg_") + &r.s(&ALNUM[10..], 34)),
+        p("infracost", "infracost.yml", "api_key: {}\n", j("ic", "o-") + &r.s(ALNUM, 32)),
+        p("intra42", "42.env.sh", "export FT_SECRET={}\n", j("s-s4t2", "ud-") + &r.s(HEX, 64)),
+        p("linear", "linear.ts", "const c = new LinearClient({{ apiKey: \"{}\" }});\n", j("lin_", "api_") + &r.s(ALNUM, 40)),
+        p("mapbox", "mapbox.js", "mapboxgl.secret = '{}';\n", format!("{}{}.{}", j("sk.e", "yJ"), r.s(B64URL, 60), r.s(B64URL, 22))),
+        p("maxmind", "GeoIP.conf", "LicenseKey {}\n", format!("{}_{}{}", r.s(ALNUM, 6), r.s(ALNUM, 29), j("_m", "mk"))),
+        p("teams-webhook", "notify.sh", "curl -X POST {} -d @msg.json\n", format!("https://acme.{}/webhookb2/{}@{}/IncomingWebhook/{}/{}", j("webhook.", "office.com"), uuid(r), uuid(r), r.s(ALNUM, 32), uuid(r))),
+        p("newrelic", "newrelic.yml", "api_key: {}\n", j("NR", "AK-") + &r.s(UPPER_ALNUM, 27)),
+        p("notion", "notion.py", "NOTION = \"{}\"\n", format!("{}{}{}", j("nt", "n_"), r.s(DIGITS, 11), r.s(ALNUM, 35))),
+        p("octopus-deploy", "octo.ps1.txt", "octo push --apiKey {} --server https://octo.internal\n", j("AP", "I-") + &r.s(UPPER_ALNUM, 26)),
+        p("openshift", "oc.sh", "oc login --token={} --server=https://api.internal:6443\n", j("sha256", "~") + &r.s(B64URL, 43)),
+        p("perplexity", "pplx.py", "client = OpenAI(api_key=\"{}\", base_url=BASE)\n", j("pp", "lx-") + &r.s(ALNUM, 48)),
+        p("xai", "grok.sh", "export XAI_API_KEY={}\n", j("xa", "i-") + &r.s(ALNUM, 80)),
+        p("tavily", "search.py", "TAVILY = \"{}\"\n", j("tv", "ly-") + &r.s(ALNUM, 32)),
+        p("langsmith", "langsmith.sh", "export LANGCHAIN_API_KEY={}\n", format!("{}{}_{}", j("lsv2_", "pt_"), r.s(HEX, 32), r.s(HEX, 10))),
+        p("pinecone", "pc.yml", "pinecone: {}\n", format!("{}{}_{}", j("pc", "sk_"), r.s(ALNUM, 5), r.s(ALNUM, 63))),
+        p("planetscale", "ps.sh", "export PLANETSCALE_SERVICE_TOKEN={}\n", j("pscale_", "tkn_") + &r.s(B64URL, 43)),
+        p("postman", "postman.json", "{{\"apikey\": \"{}\"}}\n", format!("{}{}-{}", j("PM", "AK-"), r.s(HEX, 24), r.s(HEX, 34))),
+        p("prefect", "prefect.toml", "PREFECT_API_KEY = \"{}\"\n", j("pn", "u_") + &r.s(ALNUM, 36)),
+        p("readme", "readme.sh", "rdme openapi --key={}\n", j("rd", "me_") + &r.s(LOWER_ALNUM, 70)),
+        p("rubygems", "gem-credentials.yml", "---\n:rubygems_api_key: {}\n", j("rubyg", "ems_") + &r.s(HEX, 48)),
+        p("nuget", "push.sh", "dotnet nuget push pkg.nupkg -k {} -s nuget.org\n", j("oy", "2") + &r.s(LOWER_ALNUM, 43)),
+        p("scalingo", "scalingo.sh", "scalingo login --api-token {}\n", j("tk-", "us-") + &r.s(B64URL, 48)),
+        p("brevo", "brevo.php", "<?php $config->setApiKey('api-key', '{}');\n", format!("{}{}-{}", j("xkey", "sib-"), r.s(HEX, 64), r.s(ALNUM, 16))),
+        p("mailersend", "ms.yml", "token: {}\n", j("ml", "sn.") + &r.s(HEX, 64)),
+        p("sentry", "sentryclirc", "[auth]\ntoken={}\n", j("sntr", "yu_") + &r.s(HEX, 64)),
+        p("settlemint", "sm.sh", "export SETTLEMINT_ACCESS_TOKEN={}\n", j("sm_", "pat_") + &r.s(ALNUM, 16)),
+        p("shippo", "shippo.py", "shippo.config.api_key = \"{}\"\n", j("shippo", "_live_") + &r.s(HEX, 40)),
+        p("sourcegraph", "src.sh", "export SRC_ACCESS_TOKEN={}\n", j("sg", "p_") + &r.s(HEX, 40)),
+        p("square", "square.yml", "access_token: {}\n", j("sq0", "atp-") + &r.s(B64URL, 22)),
+        p("telegram", "bot.py", "bot = Bot(\"{}\")\n", format!("{}:{}{}", r.s(DIGITS, 10), j("A", "A"), r.s(B64URL, 33))),
+        p("typeform", "typeform.sh", "export TF={}\n", j("tf", "p_") + &r.s(B64URL, 59)),
+        p("yandex", "yc.json", "{{\"api_key\": \"{}\"}}\n", j("AQ", "VN") + &r.s(B64URL, 36)),
+        p("hubspot", "hubspot.js", "const hs = new Client({{ accessToken: '{}' }});\n", j("pat-", "na1-") + &uuid(r)),
+        p("plaid", "plaid.json", "{{\"access\": \"{}\"}}\n", j("access-", "production-") + &uuid(r)),
+        p("netlify", "netlify.sh", "netlify deploy --auth {}\n", j("nf", "p_") + &r.s(ALNUM, 40)),
+        p("supabase", "supabase.sh", "supabase login --token {}\n", j("sb", "p_") + &r.s(HEX, 40)),
+        p("tailscale", "ts.sh", "tailscale up --authkey={}\n", format!("{}{}-{}", j("tskey-", "auth-"), r.s(ALNUM, 14), r.s(ALNUM, 32))),
+        p("buildkite", "bk.yml", "token: {}\n", j("bk", "ua_") + &r.s(HEX, 40)),
+        p("circleci", "circle.sh", "export CIRCLE_TOKEN={}\n", format!("{}{}_{}", j("CCI", "PAT_"), r.s(ALNUM, 22), r.s(HEX, 40))),
+        p("figma", "figma.json", "{{\"pat\": \"{}\"}}\n", j("fi", "gd_") + &r.s(B64URL, 40)),
+        p("deno-deploy", "deploy.ts", "const t = \"{}\";\n", j("dd", "p_") + &r.s(ALNUM, 36)),
+        p("google-oauth-token", "adc.json", "{{\"refresh\": \"{}\"}}\n", j("1//", "0") + &r.s(B64URL, 60)),
+        p("firebase", "fcm.js", "const serverKey = '{}';\n", format!("{}{}{}{}", j("AA", "AA"), r.s(B64URL, 7), j(":APA", "91b"), r.s(B64URL, 134))),
+        p("dropbox", "dbx.py", "dbx = dropbox.Dropbox(\"{}\")\n", j("sl", ".B") + &r.s(B64URL, 140)),
+        m("kubernetes-secret", "secret.yaml", format!("apiVersion: v1\nkind: {}\nmetadata:\n  name: db\ntype: Opaque\ndata:\n  password: {}\n", j("Sec", "ret"), b64(r.s(ALNUM, 18).as_bytes())), &format!("apiVersion: v1\nkind: {}\nmetadata:\n  name: db\ndata:\n  password: {{{{ .Values.dbPassword | b64enc }}}}\n", j("Sec", "ret"))),
+        m("nuget-config", "NuGet.Config", format!("<configuration><packageSourceCredentials><feed>\n<add key=\"Username\" value=\"ci\" />\n<add key=\"{}\" value=\"{}\" />\n</feed></packageSourceCredentials></configuration>\n", j("ClearText", "Password"), r.s(ALNUM, 16)), &format!("<add key=\"{}\" value=\"%NUGET_PASSWORD%\" />\n", j("ClearText", "Password"))),
+        m("curl", "call.sh", format!("curl -sS -H \"Authorization: Bearer {}\" https://api.internal/v1/me\n", r.s(ALNUM, 32)), "curl -sS -H \"Authorization: Bearer $API_TOKEN\" https://api.internal/v1/me\n"),
+        m("curl", "fetch.sh", format!("curl -u ci:{} https://repo.internal/artifact.tgz -o a.tgz\n", r.s(ALNUM, 14)), "curl -u \"ci:$REPO_PASSWORD\" https://repo.internal/artifact.tgz\n"),
+    ]
+}
+
+/// One vendor key without a prefix: `<vendor key name> = <value>`.
+struct Vendor {
+    format: &'static str,
+    key: &'static str,
+    value: String,
+}
+
+fn vendor_formats(r: &mut Rng) -> Vec<Vendor> {
+    let v = |format, key, value| Vendor { format, key, value };
+    vec![
+        v(
+            "adafruit",
+            "ADAFRUIT_IO_KEY",
+            j("ai", "o_") + &r.s(ALNUM, 28),
+        ),
+        v(
+            "airtable",
+            "AIRTABLE_PAT",
+            format!("{}{}.{}", j("pa", "t"), r.s(ALNUM, 14), r.s(HEX, 64)),
+        ),
+        v("algolia", "ALGOLIA_ADMIN_KEY", r.s(HEX, 32)),
+        v("alibaba", "ALIBABA_CLOUD_ACCESS_KEY_SECRET", r.s(ALNUM, 30)),
+        v(
+            "asana",
+            "ASANA_PAT",
+            format!("2/{}/{}:{}", r.s(DIGITS, 16), r.s(DIGITS, 16), r.s(HEX, 32)),
+        ),
+        v("beamer", "BEAMER_KEY", j("b", "_") + &r.s(B64URL, 44)),
+        v("bitbucket", "BITBUCKET_CONSUMER_SECRET", r.s(ALNUM, 32)),
+        v("bittrex", "BITTREX_SECRET", r.s(HEX, 32)),
+        v("cisco-meraki", "MERAKI_DASHBOARD_API_KEY", r.s(HEX, 40)),
+        v("cloudflare", "CLOUDFLARE_API_TOKEN", r.s(B64URL, 40)),
+        v("codecov", "CODECOV_TOKEN", uuid(r)),
+        v("cohere", "COHERE_API_KEY", r.s(ALNUM, 40)),
+        v("coinbase", "COINBASE_API_SECRET", r.s(B64URL, 64)),
+        v("confluent", "CONFLUENT_CLOUD_API_SECRET", r.s(B64, 64)),
+        v("contentful", "CONTENTFUL_DELIVERY_TOKEN", r.s(B64URL, 43)),
+        v(
+            "discord",
+            "DISCORD_BOT",
+            format!("M{}.{}.{}", r.s(ALNUM, 24), r.s(B64URL, 6), r.s(B64URL, 38)),
+        ),
+        v("droneci", "DRONE_TOKEN", r.s(ALNUM, 32)),
+        v("dropbox", "DROPBOX_APP_SECRET", r.s(LOWER_ALNUM, 15)),
+        v("etsy", "ETSY_KEYSTRING", r.s(LOWER_ALNUM, 24)),
+        v("facebook", "FACEBOOK_APP_SECRET", r.s(HEX, 32)),
+        v("fastly", "FASTLY_API_TOKEN", r.s(B64URL, 32)),
+        v("finicity", "FINICITY_APP_KEY", r.s(HEX, 32)),
+        v("finnhub", "FINNHUB_KEY", r.s(LOWER_ALNUM, 20)),
+        v("flickr", "FLICKR_SECRET", r.s(HEX, 32)),
+        v("freshbooks", "FRESHBOOKS_CLIENT_SECRET", r.s(HEX, 64)),
+        v("gitter", "GITTER_TOKEN", r.s(HEX, 40)),
+        v(
+            "gocardless",
+            "GOCARDLESS_ACCESS",
+            j("live", "_") + &r.s(B64URL, 40),
+        ),
+        v("hubspot", "HUBSPOT_HAPIKEY", uuid(r)),
+        v("intercom", "INTERCOM_ACCESS_TOKEN", r.s(B64URL, 60)),
+        v("kraken", "KRAKEN_PRIVATE_KEY", r.s(B64, 88)),
+        v("kucoin", "KUCOIN_API_SECRET", uuid(r)),
+        v(
+            "launchdarkly",
+            "LAUNCHDARKLY_SDK_KEY",
+            j("sd", "k-") + &uuid(r),
+        ),
+        v("linkedin", "LINKEDIN_CLIENT_SECRET", r.s(ALNUM, 16)),
+        v("lob", "LOB_API_KEY", j("live", "_") + &r.s(HEX, 35)),
+        v("mattermost", "MATTERMOST_TOKEN", r.s(LOWER_ALNUM, 26)),
+        v("messagebird", "MESSAGEBIRD_ACCESS_KEY", r.s(ALNUM, 25)),
+        v("nytimes", "NYTIMES_API_KEY", r.s(ALNUM, 32)),
+        v("okta", "OKTA_API_TOKEN", j("0", "0") + &r.s(B64URL, 40)),
+        v("plaid", "PLAID_SECRET", r.s(HEX, 30)),
+        v("privateai", "PRIVATEAI_API_KEY", r.s(LOWER_ALNUM, 32)),
+        v("rapidapi", "X_RAPIDAPI_KEY", r.s(ALNUM, 50)),
+        v(
+            "resend",
+            "RESEND_API_KEY",
+            format!("{}{}_{}", j("r", "e_"), r.s(ALNUM, 8), r.s(ALNUM, 24)),
+        ),
+        v("sendbird", "SENDBIRD_API_TOKEN", r.s(HEX, 40)),
+        v("sentry", "SENTRY_AUTH_TOKEN", r.s(HEX, 64)),
+        v("snyk", "SNYK_TOKEN", uuid(r)),
+        v("squarespace", "SQUARESPACE_API_KEY", uuid(r)),
+        v("sumologic", "SUMO_ACCESS_KEY", r.s(ALNUM, 64)),
+        v("travisci", "TRAVIS_API_TOKEN", r.s(ALNUM, 22)),
+        v("twitch", "TWITCH_CLIENT_SECRET", r.s(LOWER_ALNUM, 30)),
+        v("twitter", "TWITTER_CONSUMER_SECRET", r.s(ALNUM, 50)),
+        v(
+            "yandex",
+            "YANDEX_STATIC_KEY",
+            j("Y", "C") + &r.s(B64URL, 38),
+        ),
+        v("zendesk", "ZENDESK_API_TOKEN", r.s(ALNUM, 40)),
+        v("mistral", "MISTRAL_API_KEY", r.s(ALNUM, 32)),
+        v(
+            "pagerduty",
+            "PAGERDUTY_API_KEY",
+            j("u", "+") + &r.s(B64URL, 18),
+        ),
+        v("linode", "LINODE_TOKEN", r.s(HEX, 64)),
+        v("hetzner", "HCLOUD_TOKEN", r.s(ALNUM, 64)),
+        v("vercel", "VERCEL_TOKEN", r.s(ALNUM, 24)),
+        v("postmark", "POSTMARK_SERVER_TOKEN", uuid(r)),
+        v("mailjet", "MAILJET_SECRET", r.s(HEX, 32)),
+    ]
+}
+
+/// Positives and near misses of the formats above, the `i`-th variant.
+fn more_formats(r: &mut Rng, i: usize) -> Vec<Sample> {
+    let mut v = Vec::new();
+    for (n, f) in prefixed_formats(r).into_iter().enumerate() {
+        v.push(text(
+            format!("svc{i}/more/{n}/{}", f.file),
+            f.format,
+            true,
+            f.line.replace("{}", &f.token),
+        ));
+        let miss = if let Some(miss) = &f.miss {
+            miss.clone()
+        } else if i % 2 == 0 {
+            // Half a token, quoted in a log line: not the format.
+            format!(
+                "{}: rotated, old value {} (revoked)\n",
+                f.format,
+                &f.token[..f.token.len() / 2]
+            )
+        } else {
+            // The prefix and some of the token, then a placeholder.
+            let keep = f.token.len() * 2 / 5;
+            f.line.replace(
+                "{}",
+                &format!("{}{}", &f.token[..keep], "x".repeat(f.token.len() - keep)),
+            )
+        };
+        v.push(text(
+            format!("svc{i}/more/neg/{n}-{}", f.file),
+            f.format,
+            false,
+            miss,
+        ));
+    }
+    let exts = ["env.sh", "yml", "json", "toml", "ini", "py"];
+    for (n, f) in vendor_formats(r).into_iter().enumerate() {
+        let ext = exts[(n + i) % exts.len()];
+        let line = |value: &str| match ext {
+            "env.sh" => format!("export {}={value}\n", f.key),
+            "yml" => format!("{}: \"{value}\"\n", f.key.to_ascii_lowercase()),
+            "json" => format!("{{\"{}\": \"{value}\"}}\n", f.key.to_ascii_lowercase()),
+            "toml" => format!("{} = \"{value}\"\n", f.key.to_ascii_lowercase()),
+            "ini" => format!("[{}]\n{} = {value}\n", f.format, f.key.to_ascii_lowercase()),
+            _ => format!("{} = \"{value}\"\n", f.key),
+        };
+        v.push(text(
+            format!("svc{i}/vendor/{n}-{}.{ext}", f.format),
+            f.format,
+            true,
+            line(&f.value),
+        ));
+        // Near misses: the same line in a README, or a reference to the
+        // environment instead of a literal.
+        let (rel, body) = if i % 2 == 0 {
+            (
+                format!("svc{i}/vendor/neg/{n}-README.md"),
+                format!("Set it:\n\n    {}", line(&f.value)),
+            )
+        } else {
+            (
+                format!("svc{i}/vendor/neg/{n}-{}.{ext}", f.format),
+                line(&format!("${{{}}}", f.key)),
+            )
+        };
+        v.push(text(rel, f.format, false, body));
+    }
     v
 }
 

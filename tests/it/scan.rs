@@ -767,3 +767,166 @@ fn write_corpus() {
         .collect();
     fs::write(dir.join("labels.tsv"), labels).expect("write labels");
 }
+
+fn scan_json(roots: &[&Path], extra: &[&str]) -> Value {
+    let out = Command::new(BIN)
+        .args(["scan", "--no-cache", "--format", "json"])
+        .args(extra)
+        .args(roots)
+        .output()
+        .expect("run airlock scan");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "scan output is not JSON ({e}); stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn groq_key(g: &mut Gen) -> String {
+    format!("{}{}", "gs", "k_") + &g.s(ALNUM, 52)
+}
+
+/// A raised `secrets.max_file_size` streams a huge (sparse) file in chunks:
+/// tokens across 1 MiB multiples (one of them across the 4 MiB chunk
+/// boundary), one inside a chunk overlap (reported once) and one at the very
+/// end are found with their line numbers, under an address-space limit far
+/// below the file's size (so the file is never allocated whole).
+#[test]
+fn a_huge_sparse_file_is_streamed_and_tokens_across_chunk_boundaries_are_found() {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canonicalize");
+    let mut g = Gen(0x5EED_0000_0000_0042);
+    let path = root.join("huge.log");
+    let size: u64 = 5 << 30;
+    let f = fs::File::create(&path).expect("create");
+    f.set_len(size).expect("sparse file");
+    // 5 MiB of ordinary text at 1 GiB; the rest is a hole.
+    let base: u64 = 1 << 30;
+    let line = b"an ordinary log line with nothing secret in it\n";
+    let mut text = line.repeat((5 << 20) / line.len());
+    let mut planted = Vec::new();
+    // Straddling 1, 2, 3 and 4 MiB from the region's start, and one well
+    // inside the last 64 KiB before 4 MiB (the chunks' overlap).
+    for at in [1 << 20, 2 << 20, 3 << 20, 4 << 20, (4 << 20) - 30_000] {
+        let at = at - 20;
+        let token = groq_key(&mut g);
+        let record = format!("\nkey={token}\n");
+        text[at..at + record.len()].copy_from_slice(record.as_bytes());
+        let line_no = text[..at + 1].iter().filter(|&&b| b == b'\n').count() + 1;
+        planted.push((line_no, token));
+    }
+    f.write_all_at(&text, base).expect("write text");
+    let last = groq_key(&mut g);
+    let tail = format!("\nGROQ_API_KEY={last}\n");
+    f.write_all_at(tail.as_bytes(), size - 200)
+        .expect("write tail");
+    let newlines = text.iter().filter(|&&b| b == b'\n').count();
+    planted.push((newlines + 2, last));
+    drop(f);
+
+    // Control: at the default cap the file is skipped, not read.
+    let report = scan_json(&[&root], &[]);
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(0));
+    assert!(
+        report["skipped"].to_string().contains("huge.log"),
+        "{report}"
+    );
+
+    let out = unsafe {
+        Command::new(BIN)
+            .args(["scan", "--no-cache", "--format", "json"])
+            .args(["--max-file-size", &(8u64 << 30).to_string()])
+            .arg(&root)
+            // 2 GiB of address space for a 5 GiB file.
+            .pre_exec(|| {
+                nix::sys::resource::setrlimit(
+                    nix::sys::resource::Resource::RLIMIT_AS,
+                    2 << 30,
+                    2 << 30,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .output()
+            .expect("run airlock scan")
+    };
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let findings = report["findings"].as_array().expect("findings");
+    let mut got: Vec<(usize, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["line"].as_u64().expect("line") as usize,
+                f["rule"].as_str().expect("rule").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(usize, String)> = planted
+        .iter()
+        .map(|(l, _)| (*l, "groq-api-key".to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "{report}");
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    for (_, token) in &planted {
+        assert!(!all.contains(token.as_str()), "a value leaked");
+    }
+}
+
+/// A build directory bound read-only (`--ro target/debug`) is gigabytes of
+/// object code: compiler outputs in a tagged build cache are reported as
+/// skipped, per cache, not read; its text files still are; and the same
+/// binary outside a build cache is still searched byte by byte.
+#[test]
+fn compiler_outputs_in_a_build_cache_are_reported_not_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canonicalize");
+    let mut g = Gen(0x5EED_0000_0000_0043);
+    let mut elf = b"\x7fELF\x02\x01\x01\0".to_vec();
+    elf.extend_from_slice(&[0u8; 300]);
+    elf.extend_from_slice(groq_key(&mut g).as_bytes());
+    elf.extend_from_slice(&[0u8; 300]);
+    let tag = "Signature: 8a477f597d28d172789f06886806bc55\n# cache directory tag\n";
+    put(&root, "target/CACHEDIR.TAG", tag);
+    put(&root, "target/debug/app", &elf);
+    put(
+        &root,
+        "target/debug/build/out/notes.txt",
+        format!("key={}\n", groq_key(&mut g)),
+    );
+    put(&root, "bin/app", &elf);
+    let report = scan_json(&[&root.join("target/debug"), &root.join("bin")], &[]);
+    let flagged: Vec<String> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| f["path"].as_str().expect("path").to_string())
+        .collect();
+    let p = |rel: &str| root.join(rel).display().to_string();
+    assert!(flagged.contains(&p("bin/app")), "control: {report}");
+    assert!(
+        flagged.contains(&p("target/debug/build/out/notes.txt")),
+        "{report}"
+    );
+    assert!(!flagged.contains(&p("target/debug/app")), "{report}");
+    let skipped = report["skipped"].as_array().expect("skipped");
+    assert!(
+        skipped.iter().any(|s| s["path"] == p("target").as_str()
+            && s["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("build cache"))),
+        "{report}"
+    );
+    // A forged tag (not the spec's signature) hides nothing.
+    put(&root, "target/CACHEDIR.TAG", "Signature: nope\n");
+    let report = scan_json(&[&root.join("target/debug")], &[]);
+    assert!(
+        report["findings"].to_string().contains("target/debug/app"),
+        "{report}"
+    );
+}
