@@ -58,12 +58,13 @@ pub fn now_rfc3339() -> String {
     )
 }
 
-/// Lower-case hex of bytes (hashes, run ids).
+/// Lower-case hex of bytes (hashes, run ids): the crate's one encoder.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
     }
     s
 }

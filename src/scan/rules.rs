@@ -435,15 +435,7 @@ fn prefilter_key(k: &str) -> Vec<u8> {
     b
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
+pub use crate::units::hex;
 
 fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     let s = s.as_bytes();
