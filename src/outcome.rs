@@ -23,6 +23,31 @@ pub struct Outcome {
     pub network: Option<Vec<Decision>>,
 }
 
+impl Outcome {
+    /// A run whose sandbox could not be set up (or whose command could not
+    /// be executed): nothing ran, `code` says why (125, 126, 127).
+    pub fn not_run(
+        run_id: &str,
+        code: u8,
+        error: String,
+        enforced: Option<Enforced>,
+        cgroup: Option<String>,
+        network: Option<Vec<Decision>>,
+    ) -> Outcome {
+        Outcome {
+            run_id: run_id.to_string(),
+            exit_code: code,
+            signal: None,
+            timed_out: false,
+            duration_ms: 0,
+            error: Some(error),
+            enforced,
+            cgroup,
+            network,
+        }
+    }
+}
+
 /// What the command's process reported as enforced, just before exec (sent
 /// to the supervisor as JSON over the error pipe and read back typed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

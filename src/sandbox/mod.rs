@@ -67,17 +67,14 @@ pub fn run(plan: &Plan, run_id: &str, egress: Option<&dyn egress::Egress>) -> Ou
     let start = Instant::now();
     let mut out = match supervisor::supervise(plan, run_id, egress) {
         Ok(o) => o,
-        Err(e) => Outcome {
-            run_id: run_id.to_string(),
-            exit_code: exit::SETUP,
-            signal: None,
-            timed_out: false,
-            duration_ms: 0,
-            error: Some(format!("sandbox setup failed: {e}")),
-            enforced: None,
-            cgroup: None,
-            network: None,
-        },
+        Err(e) => Outcome::not_run(
+            run_id,
+            exit::SETUP,
+            format!("sandbox setup failed: {e}"),
+            None,
+            None,
+            None,
+        ),
     };
     out.duration_ms = start.elapsed().as_millis() as u64;
     if let Some(e) = &out.error {

@@ -81,17 +81,14 @@ pub(super) fn supervise(
                 kill_descendants();
             }
             return match report::read_report(err_r) {
-                (enforced, Some((code, msg))) => Ok(Outcome {
-                    run_id: run_id.to_string(),
-                    exit_code: code,
-                    signal: None,
-                    timed_out: false,
-                    duration_ms: 0,
-                    error: Some(msg),
+                (enforced, Some((code, msg))) => Ok(Outcome::not_run(
+                    run_id,
+                    code,
+                    msg,
                     enforced,
-                    cgroup: cgroup_note,
-                    network: None,
-                }),
+                    cgroup_note,
+                    None,
+                )),
                 _ => Err(e),
             };
         }
@@ -105,17 +102,14 @@ pub(super) fn supervise(
             kill_descendants();
         }
         drop(sigs);
-        return Ok(Outcome {
-            run_id: run_id.to_string(),
-            exit_code: code,
-            signal: None,
-            timed_out: false,
-            duration_ms: 0,
-            error: Some(msg),
+        return Ok(Outcome::not_run(
+            run_id,
+            code,
+            msg,
             enforced,
-            cgroup: cgroup_note,
-            network: network(proxy),
-        });
+            cgroup_note,
+            network(proxy),
+        ));
     }
     let raw = term.master.as_ref().and_then(|_| pty::RawMode::enter()); // 14. raw mode
     let deadline = plan

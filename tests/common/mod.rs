@@ -271,3 +271,12 @@ pub fn show(o: &Output) -> String {
         stderr(o)
     )
 }
+
+/// A test's name as the test harness knows it (`module::name` in the one
+/// integration binary), from the caller's `module_path!()`.
+pub fn qualified(module_path: &str, name: &str) -> String {
+    match module_path.split_once("::") {
+        Some((_, module)) => format!("{module}::{name}"),
+        None => name.to_string(),
+    }
+}

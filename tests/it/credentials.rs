@@ -66,7 +66,7 @@ fn isolated(name: &str, body: impl FnOnce()) {
         .arg("--")
         .arg(exe)
         .args([
-            &qualified(name),
+            &common::qualified(module_path!(), name),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -723,13 +723,4 @@ fn credential_errors_name_file_line_and_key() {
     let out = f.run_sh(As::Me, &["--profile", prof.to_str().unwrap()], "echo ran");
     assert_eq!(out.status.code(), Some(125), "{}", show(&out));
     assert!(stderr(&out).contains("NOT_SET_ANYWHERE"), "{}", show(&out));
-}
-
-/// A test's name as the test harness knows it (`module::name` in the one
-/// integration binary).
-fn qualified(name: &str) -> String {
-    match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
-    }
 }

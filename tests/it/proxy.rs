@@ -51,7 +51,7 @@ fn isolated(name: &str, body: impl FnOnce()) {
         .args(["--net", "--map-root-user", "--"])
         .arg(exe)
         .args([
-            &qualified(name),
+            &common::qualified(module_path!(), name),
             "--exact",
             "--nocapture",
             "--test-threads=1",
@@ -871,13 +871,4 @@ fn origin_form_without_credential_routes_is_answered_not_forwarded() {
             );
         },
     );
-}
-
-/// A test's name as the test harness knows it (`module::name` in the one
-/// integration binary).
-fn qualified(name: &str) -> String {
-    match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::{name}"),
-        None => name.to_string(),
-    }
 }
