@@ -27,7 +27,10 @@ if [[ -z "${BIN:-}" ]]; then
 fi
 echo "binary: $BIN"
 
-stamp="$DIR/.params-$VARIANTS-$FILLER-$KIB"
+# The generator's own hash is part of the stamp: a changed generator (new
+# formats) regenerates the corpus instead of scoring the old one.
+gen=$(sha256sum tests/corpus/mod.rs | cut -c1-12)
+stamp="$DIR/.params-$VARIANTS-$FILLER-$KIB-$gen"
 if [[ ! -f "$stamp" ]]; then
     rm -rf "$DIR"
     mkdir -p "$DIR"
