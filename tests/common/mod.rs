@@ -78,7 +78,8 @@ pub fn needs(test: &str, need: Need, have: bool) -> bool {
         .open(&log)
     {
         use std::io::Write;
-        let _ = writeln!(f, "{line}");
+        // One write per line (O_APPEND): concurrent tests never glue lines.
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
     false
 }
