@@ -52,7 +52,7 @@ impl AuditLog {
         // Concurrent runs appending to one log: the check of the last byte
         // and the write must not interleave with another run's write (the
         // other's size can be visible before its bytes are).
-        let _lock = FileLock::exclusive(&self.file)?;
+        let lock = lock_briefly(&self.file);
         let len = self.file.metadata()?.len();
         let last_byte = || -> Option<u8> {
             let mut r =
@@ -61,7 +61,9 @@ impl AuditLog {
             let mut b = [0u8; 1];
             (r.read(&mut b).ok()? == 1).then_some(b[0])
         };
-        if len > 0 && last_byte().is_some_and(|b| b != b'\n') {
+        // Without the lock (another writer held it too long) the repair is
+        // skipped: checking an unlocked tail could itself add a blank line.
+        if lock.is_some() && len > 0 && last_byte().is_some_and(|b| b != b'\n') {
             line.insert(0, b'\n');
         }
         let n = self.file.write(&line)?;
@@ -79,29 +81,22 @@ impl AuditLog {
     }
 }
 
-/// An exclusive flock on the log, released when dropped.
-struct FileLock(i32);
-
-impl FileLock {
-    fn exclusive(f: &std::fs::File) -> std::io::Result<FileLock> {
-        let fd = f.as_raw_fd();
-        loop {
-            // SAFETY: flock on a descriptor `f` owns, alive for the lock's life.
-            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
-                return Ok(FileLock(fd));
+/// An exclusive flock on the log (released when dropped), waited for at
+/// most two seconds: the log may be reachable by a sandboxed command of a
+/// concurrent run, which must not be able to hold this run's record back.
+fn lock_briefly(f: &std::fs::File) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut file = f.try_clone().ok()?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Some(l),
+            Err((back, _)) if std::time::Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+            Err(_) => return None,
         }
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        // SAFETY: unlocking the descriptor locked in `exclusive`, still open.
-        unsafe { libc::flock(self.0, libc::LOCK_UN) };
     }
 }
 

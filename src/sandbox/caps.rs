@@ -105,21 +105,28 @@ pub fn drop_all() -> Result<CapsStatus, LayerError> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map_err(|e| err("PR_SET_NO_NEW_PRIVS", e))?;
 
     // Verify instead of trusting: what the kernel now reports is the status.
+    // The bounding set is read once, by number (capabilities newer than the
+    // `caps` crate's list included), and named from that reading.
+    let bounding = bounding_numbers();
     let status = CapsStatus {
         no_new_privs: prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0)
             .map_err(|e| err("PR_GET_NO_NEW_PRIVS", e))?
             == 1,
-        bounding_emptied: bounding_numbers().is_empty(),
+        bounding_emptied: bounding.is_empty(),
         bounding: {
-            let mut b = read(CapSet::Bounding)?;
-            let known = caps::all().len() as u32;
-            b.extend(
-                bounding_numbers()
-                    .into_iter()
-                    .filter(|n| *n >= known)
-                    .map(|n| format!("cap_{n}")),
-            );
-            b
+            let known = caps::all();
+            let mut names: Vec<String> = bounding
+                .iter()
+                .map(|n| {
+                    known
+                        .iter()
+                        .find(|c| u32::from(c.index()) == *n)
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| format!("cap_{n}"))
+                })
+                .collect();
+            names.sort();
+            names
         },
         effective: read(CapSet::Effective)?,
         permitted: read(CapSet::Permitted)?,

@@ -149,18 +149,11 @@ fn restore(replaced: &[Replaced]) {
     }
 }
 
-fn write_all(fd: i32, mut b: &[u8]) {
-    while !b.is_empty() {
-        // SAFETY: `b` is a live slice of `b.len()` bytes.
-        let n = unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        b = &b[n as usize..];
-    }
+/// The shared writer, on a descriptor this filter owns.
+fn write_all(fd: i32, b: &[u8]) {
+    // SAFETY: `fd` is a saved terminal descriptor this filter owns; it stays
+    // open until the guard's drop, after the thread using it was joined.
+    super::termfilter::write_all(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, b)
 }
 
 /// Reads each pipe, filters, writes to its terminal; after `stop`, drains

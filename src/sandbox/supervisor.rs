@@ -637,15 +637,7 @@ pub(super) fn event_loop(
     }
 }
 
-fn write_all(fd: BorrowedFd, mut data: &[u8]) {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(w) if w > 0 => data = &data[w..],
-            Err(Errno::EINTR) => continue,
-            _ => return,
-        }
-    }
-}
+use termfilter::write_all;
 
 /// After the command exits, copy what it left in the PTY (through the filter).
 fn drain(master: BorrowedFd, buf: &mut [u8], term: &mut termfilter::TermFilter) {

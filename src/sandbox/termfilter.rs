@@ -25,6 +25,20 @@
 //! filter emits CAN so the terminal also leaves the string.
 
 use crate::profile::types::TermSeq;
+use std::os::fd::BorrowedFd;
+
+/// Write filtered bytes whole to the user's terminal (or whatever stands on
+/// that descriptor); EINTR is retried, any other error ends the write (the
+/// terminal is gone: nothing else to do with the bytes).
+pub fn write_all(fd: BorrowedFd, mut data: &[u8]) {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(w) if w > 0 => data = &data[w..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
 
 /// The longest prefix held to decide a sequence (CSI parameters, an OSC
 /// number and iTerm2 key, DCS parameters). Longer: the sequence is dropped.

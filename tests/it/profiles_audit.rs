@@ -614,3 +614,35 @@ fn persistence_files_created_by_the_command_are_reported() {
     assert_eq!(created.len(), 1, "{end}");
     assert!(created[0].as_str().unwrap().ends_with("/.envrc"));
 }
+
+/// A lock held on the audit log by someone else (a sandboxed command of a
+/// concurrent run can reach a log kept in its workspace) delays a record by
+/// at most a bounded wait, never holds the run: both records are written.
+#[test]
+fn a_held_lock_on_the_audit_log_does_not_hold_the_run() {
+    use nix::fcntl::{Flock, FlockArg};
+    let f = Fixture::new();
+    let log = f.ws.join("audit.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let held = Flock::lock(
+        std::fs::File::open(&log).unwrap(),
+        FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| e)
+    .expect("lock the log");
+    let start = Instant::now();
+    let out = f
+        .airlock(As::Me)
+        .args(["run", "--audit-log"])
+        .arg(&log)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    drop(held);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(took < Duration::from_secs(20), "held for {took:?}");
+    let records = lines(&log);
+    assert_eq!(records.len(), 2, "start and end written");
+    assert_eq!(records[1]["event"], "end");
+}
