@@ -527,3 +527,72 @@ fn read_only_git_config_is_explained_and_can_be_allowed() {
         );
     }
 }
+
+/// `[command] insert_args` puts arguments into the command line: only a
+/// trusted profile may. A workspace `.airlock.toml` (which the command itself
+/// can write for the next run) that tries is refused, and nothing runs.
+#[test]
+fn workspace_profile_cannot_insert_arguments() {
+    let f = Fixture::new();
+    let c = canary("inserted-arg");
+    std::fs::write(
+        f.ws.join(".airlock.toml"),
+        format!("[command]\ninsert_args = {{ sh = [\"-c\", \"echo {c}\"] }}\n"),
+    )
+    .unwrap();
+    for who in users() {
+        for mode in ["full", "landlock-only"] {
+            let out = f.run_sh(who, &["--mode", mode], "echo ran");
+            assert_ne!(out.status.code(), Some(0), "{who:?} {mode}: {}", show(&out));
+            assert!(
+                stderr(&out).contains("command.insert_args"),
+                "{who:?} {mode}: the refusal names the key: {}",
+                show(&out)
+            );
+            assert!(
+                !stdout(&out).contains("ran"),
+                "{who:?} {mode}: the command ran"
+            );
+            assert!(
+                !show(&out).contains(&c),
+                "{who:?} {mode}: inserted argument ran"
+            );
+        }
+    }
+    // Control: without the file the same command runs.
+    std::fs::remove_file(f.ws.join(".airlock.toml")).unwrap();
+    let out = f.run_sh(As::Me, &[], "echo ran");
+    assert!(stdout(&out).contains("ran"), "{}", show(&out));
+}
+
+/// A trusted profile's `insert_args` goes right after the program, and
+/// `--dry-run` shows the command line that will run.
+#[test]
+fn trusted_profile_inserts_arguments_after_the_program() {
+    let f = Fixture::new();
+    let prof = f.dir.path().join("insert.toml");
+    std::fs::write(
+        &prof,
+        "extends = \"default\"\n[command]\ninsert_args = { sh = [\"-c\", \"echo inserted-$0\"] }\n",
+    )
+    .unwrap();
+    for who in users() {
+        let mut c = f.airlock(who);
+        c.args(["run", "--profile"])
+            .arg(&prof)
+            .args(["--", "sh", "arg0"]);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{who:?}: {}", show(&out));
+        assert!(
+            stdout(&out).contains("inserted-arg0"),
+            "{who:?}: {}",
+            show(&out)
+        );
+        let mut c = f.airlock(who);
+        c.args(["run", "--dry-run", "--profile"])
+            .arg(&prof)
+            .args(["--", "sh", "arg0"]);
+        let out = c.output().unwrap();
+        assert!(stdout(&out).contains("sh -c"), "{who:?}: {}", show(&out));
+    }
+}
