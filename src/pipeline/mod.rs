@@ -1,7 +1,7 @@
 //! The pipeline: resolve → probe the host → view → scan the view's exposed
 //! trees → plan → (dry-run: print) → apply → audit. `cli` only parses flags
-//! and calls [`prepare`] and [`execute`]; `check` and `selftest` share
-//! [`load_profile`] and the host probe.
+//! and calls [`prepare`] and [`execute`]; `check` loads profiles through
+//! [`load_profile`], and `selftest` drives this pipeline through `airlock run`.
 
 mod notices;
 
