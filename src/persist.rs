@@ -92,6 +92,10 @@ pub struct WatchPlan {
     pub exempt: Vec<PathBuf>,
     /// Put the originals back (else: report only).
     pub revert: bool,
+    /// The `.git` entries the scan's walk saw: the snapshot finds the
+    /// repositories there instead of walking `repo_roots` again.
+    #[serde(skip)]
+    pub git_seen: Option<crate::walk::GitEntries>,
 }
 
 /// One change found after the run.
@@ -223,6 +227,27 @@ pub fn find_repos(root: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    out.sort();
+    out
+}
+
+/// What [`find_repos`] would return for `root`, from the `.git` entries a
+/// walk of it saw: none below a skipped directory or inside a `.git`.
+/// Paths are spelled under `root` as given, as `find_repos` spells them.
+pub fn repos_among<'a>(root: &Path, seen: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
+    let canonical = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut out: Vec<PathBuf> = seen
+        .filter_map(|e| e.strip_prefix(&canonical).ok())
+        .filter(|rel| {
+            rel.parent().is_some_and(|p| {
+                p.components().all(|c| {
+                    let c = c.as_os_str();
+                    c != ".git" && !WALK_SKIP.iter().any(|s| c == *s)
+                })
+            })
+        })
+        .map(|rel| root.join(rel))
+        .collect();
     out.sort();
     out
 }
@@ -430,7 +455,11 @@ impl Snapshot {
             }
         }
         for root in &plan.repo_roots {
-            for repo in find_repos(root) {
+            let repos = match plan.git_seen.as_ref().and_then(|g| g.under(root)) {
+                Some(seen) => repos_among(root, seen),
+                None => find_repos(root),
+            };
+            for repo in repos {
                 let (f, d) = git_surface(&repo);
                 watch_files.extend(f);
                 watch_dirs.extend(d);

@@ -40,26 +40,175 @@ impl Entry {
     }
 }
 
-/// A walker over the existing `roots` with every hiding filter off, symlinks
-/// not followed, `NEVER_DESCEND` pruned, and one thread per CPU (up to 8) for
-/// `build_parallel`. None when no root exists.
-pub fn builder(roots: &[PathBuf]) -> Option<ignore::WalkBuilder> {
-    let mut roots = roots.iter().filter(|r| r.exists());
-    let mut b = ignore::WalkBuilder::new(roots.next()?);
-    for r in roots {
-        b.add(r);
+/// One entry below a root (or a root that is not a directory), as
+/// [`walk_files`] hands it to a visitor.
+pub struct Found<'a> {
+    /// The directory it is in (for a root file: the root itself).
+    dir: &'a Path,
+    entry: Option<&'a std::fs::DirEntry>,
+    /// Its type as the directory listing says (no `stat`).
+    pub file_type: std::fs::FileType,
+    /// Below a directory the walk's `exclude` named (a root never is).
+    pub excluded: bool,
+}
+
+impl Found<'_> {
+    /// The full path (allocates: the hot path of a warm walk never asks).
+    pub fn path(&self) -> PathBuf {
+        match self.entry {
+            Some(e) => self.dir.join(e.file_name()),
+            None => self.dir.to_path_buf(),
+        }
     }
-    b.standard_filters(false)
-        .hidden(false)
-        .parents(false)
-        .ignore(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .follow_links(false)
-        .threads(cpu_count().min(8))
-        .filter_entry(|e| !is_never_descend(e.path()));
-    Some(b)
+
+    /// The file name.
+    pub fn name(&self) -> std::ffi::OsString {
+        match self.entry {
+            Some(e) => e.file_name(),
+            None => self.dir.file_name().unwrap_or_default().to_os_string(),
+        }
+    }
+
+    /// `lstat`, relative to the open directory: one path component for the
+    /// kernel to look up, not the whole path.
+    pub fn metadata(&self) -> std::io::Result<std::fs::Metadata> {
+        match self.entry {
+            Some(e) => e.metadata(),
+            None => std::fs::symlink_metadata(self.dir),
+        }
+    }
+}
+
+/// Directories waiting to be read, shared by the walker threads.
+struct Pending {
+    dirs: Vec<(PathBuf, bool)>,
+    /// Threads reading a directory now (they may add more).
+    busy: usize,
+}
+
+/// Walk `roots` on `threads` threads (the calling thread is one of them) and
+/// hand every entry below them to a visitor (directories too, before their
+/// contents are read; a pruned one is not handed over). Each thread makes
+/// its own visitor with `make` and drops it when the walk ends, so a visitor
+/// can keep per-thread buffers and flush them once.
+///
+/// Nothing hides entries (no `.gitignore`, hidden files are walked),
+/// symlinks are not followed (a root that is a link to a directory is),
+/// directories under `NEVER_DESCEND` are pruned, unreadable directories are
+/// passed over. `exclude` names directories whose entries are still visited
+/// but marked [`Found::excluded`]. Every thread is joined before this returns.
+///
+/// Not `ignore`'s walker: its entries `stat` by full path, which on a warm
+/// relaunch (where the `stat` is all the work) costs a path walk per file;
+/// here the `stat` is relative to the directory's open descriptor.
+pub fn walk_files<V, F>(
+    roots: &[PathBuf],
+    threads: usize,
+    exclude: &(dyn Fn(&std::ffi::OsStr) -> bool + Sync),
+    make: F,
+) where
+    F: Fn() -> V + Sync,
+    V: FnMut(&Found),
+{
+    use std::sync::{Condvar, Mutex};
+    let mut dirs = Vec::new();
+    {
+        let mut visit = None;
+        for r in roots {
+            match std::fs::metadata(r) {
+                Ok(m) if m.is_dir() => dirs.push((r.clone(), false)),
+                Ok(_) => {
+                    if let Ok(l) = std::fs::symlink_metadata(r) {
+                        let v = visit.get_or_insert_with(&make);
+                        v(&Found {
+                            dir: r,
+                            entry: None,
+                            file_type: l.file_type(),
+                            excluded: false,
+                        });
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    let pending = Mutex::new(Pending { dirs, busy: 0 });
+    let wake = Condvar::new();
+    let run = || {
+        let mut visit = make();
+        let mut entries = Vec::new();
+        loop {
+            let (dir, excluded) = {
+                let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if let Some(d) = p.dirs.pop() {
+                        p.busy += 1;
+                        break d;
+                    }
+                    if p.busy == 0 {
+                        wake.notify_all();
+                        return;
+                    }
+                    p = wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            // The listing first, its subdirectories handed out at once, then
+            // the files: another thread starts on them meanwhile.
+            entries.clear();
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                entries.extend(rd.flatten());
+            }
+            let mut sub = Vec::new();
+            for e in &entries {
+                let Ok(file_type) = e.file_type() else {
+                    continue;
+                };
+                if file_type.is_dir() {
+                    let path = e.path();
+                    if !is_never_descend(&path) {
+                        visit(&Found {
+                            dir: &dir,
+                            entry: Some(e),
+                            file_type,
+                            excluded,
+                        });
+                        let x = excluded || exclude(&e.file_name());
+                        sub.push((path, x));
+                    }
+                }
+            }
+            if !sub.is_empty() {
+                let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+                p.dirs.append(&mut sub);
+                wake.notify_all();
+            }
+            for e in &entries {
+                let Ok(file_type) = e.file_type() else {
+                    continue;
+                };
+                if !file_type.is_dir() {
+                    visit(&Found {
+                        dir: &dir,
+                        entry: Some(e),
+                        file_type,
+                        excluded,
+                    });
+                }
+            }
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.busy -= 1;
+            if p.busy == 0 && p.dirs.is_empty() {
+                wake.notify_all();
+            }
+        }
+    };
+    let threads = threads.max(1);
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(run);
+        }
+        run();
+    });
 }
 
 fn is_never_descend(p: &Path) -> bool {
@@ -67,25 +216,64 @@ fn is_never_descend(p: &Path) -> bool {
 }
 
 /// Walk on the calling thread, keeping the entries below the roots that
-/// `keep` selects. The launch-time passes use this: they only stat, and a
-/// thread pool would cost more than it saves on most workspaces.
+/// `keep` selects (directories included). The launch-time passes use this
+/// when the scan is off: they only stat, and a thread pool would cost more
+/// than it saves on most workspaces.
 pub fn collect_serial<F>(roots: &[PathBuf], keep: F) -> Vec<Entry>
 where
     F: Fn(&Entry) -> bool,
 {
-    let Some(b) = builder(roots) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in b.build().flatten().filter(|e| e.depth() > 0) {
-        if let Ok(m) = e.path().symlink_metadata() {
-            let entry = Entry::new(e.path(), &m);
+    let mut stack: Vec<PathBuf> = roots
+        .iter()
+        .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_dir()))
+        .cloned()
+        .collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let path = e.path();
+            if m.is_dir() {
+                if is_never_descend(&path) {
+                    continue;
+                }
+                stack.push(path.clone());
+            }
+            let entry = Entry::new(&path, &m);
             if keep(&entry) {
                 out.push(entry);
             }
         }
     }
     out
+}
+
+/// Every entry named `.git` a walk saw below its roots: where the
+/// repositories are, for the checks that would otherwise walk the workspace
+/// again (the persistence snapshot, the history scan's nested repositories).
+#[derive(Debug, Clone, Default)]
+pub struct GitEntries {
+    /// The canonical roots the walk covered.
+    pub roots: Vec<PathBuf>,
+    /// Sorted.
+    pub entries: Vec<PathBuf>,
+}
+
+impl GitEntries {
+    /// The entries below `dir`, if the walk covered all of it; None when it
+    /// did not (the caller walks `dir` itself).
+    pub fn under(&self, dir: &Path) -> Option<impl Iterator<Item = &Path>> {
+        let dir = std::fs::canonicalize(dir).ok()?;
+        self.roots.iter().any(|r| dir.starts_with(r)).then(move || {
+            self.entries
+                .iter()
+                .filter(move |e| e.starts_with(&dir))
+                .map(|e| e.as_path())
+        })
+    }
 }
 
 /// The pattern set for workspace masks, with `!` exemptions.

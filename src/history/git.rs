@@ -400,6 +400,30 @@ pub fn git_dirs(workspace: &Path) -> Vec<PathBuf> {
 pub const NESTED_DIR_LIMIT: usize = 5_000;
 const NESTED_DEPTH: usize = 2;
 
+/// What [`nested_git_dirs`] finds, from the `.git` entries a walk of the
+/// whole workspace saw (so never truncated): those in a directory one or two
+/// levels down, not through `node_modules`, `target` or a `.git`.
+pub fn nested_among<'a>(workspace: &Path, seen: impl Iterator<Item = &'a Path>) -> Vec<PathBuf> {
+    let canonical = std::fs::canonicalize(workspace).unwrap_or_else(|_| workspace.to_path_buf());
+    let mut parents: Vec<&Path> = seen
+        .filter_map(|e| e.strip_prefix(&canonical).ok()?.parent())
+        .filter(|p| {
+            (1..=NESTED_DEPTH).contains(&p.components().count())
+                && p.components().all(|c| {
+                    let c = c.as_os_str();
+                    c != ".git" && c != "node_modules" && c != "target"
+                })
+        })
+        .collect();
+    // Breadth first, as the walk of `nested_git_dirs` meets them.
+    parents.sort_by_key(|p| (p.components().count(), p.to_path_buf()));
+    parents.dedup();
+    parents
+        .into_iter()
+        .flat_map(|p| git_dirs(&workspace.join(p)))
+        .collect()
+}
+
 /// Git directories of repositories nested in `workspace` (not the
 /// workspace's own), breadth first. The second value is true when the search
 /// stopped at [`NESTED_DIR_LIMIT`] directories.
@@ -451,5 +475,59 @@ fn collect_modules(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
         } else {
             collect_modules(&p, out, depth + 1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan's walk finds the same repositories as the walks it saves
+    /// (the persistence snapshot's and the nested-repository search).
+    #[test]
+    fn repositories_from_the_scan_walk_are_those_the_own_walks_find() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ws = std::fs::canonicalize(tmp.path()).expect("canon");
+        for d in [
+            ".git/hooks",
+            "a/.git",
+            "a/b/.git",
+            "a/b/c/.git",
+            "node_modules/x/.git",
+            "target/y/.git",
+            ".venv/z/.git",
+            "d/e/f/g/.git",
+            "h/.git/modules/s",
+        ] {
+            std::fs::create_dir_all(ws.join(d)).expect("mkdir");
+        }
+        std::fs::write(ws.join("h/.git/modules/s/HEAD"), "ref: x\n").expect("write");
+        std::fs::create_dir_all(ws.join("wt")).expect("mkdir");
+        std::fs::write(ws.join("wt/.git"), "gitdir: ../a/.git\n").expect("write");
+        std::os::unix::fs::symlink(ws.join("a"), ws.join("link")).expect("symlink");
+        let opts = crate::scan::ScanOptions {
+            use_cache: false,
+            ..Default::default()
+        };
+        let report = crate::scan::scan_paths(std::slice::from_ref(&ws), &opts).expect("scan");
+        let seen = || {
+            report
+                .git
+                .under(&ws)
+                .expect("the walk covered the workspace")
+        };
+        assert_eq!(
+            crate::persist::repos_among(&ws, seen()),
+            crate::persist::find_repos(&ws)
+        );
+        let mut from_walk = nested_among(&ws, seen());
+        let (mut own, truncated) = nested_git_dirs(&ws);
+        assert!(!truncated);
+        from_walk.sort();
+        own.sort();
+        assert_eq!(from_walk, own);
+        assert!(own.len() >= 4, "{own:?}");
+        // A directory the walk did not cover: the caller walks it itself.
+        assert!(report.git.under(Path::new("/usr")).is_none());
     }
 }

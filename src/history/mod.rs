@@ -137,6 +137,9 @@ pub struct HistoryOptions {
     /// Paths the sandbox can reach: a cache or acknowledgement file under one
     /// of them is not trusted.
     pub exposed: Vec<PathBuf>,
+    /// The `.git` entries the scan's walk saw: nested repositories are found
+    /// there instead of by another walk.
+    pub git_seen: Option<crate::walk::GitEntries>,
 }
 
 impl Default for HistoryOptions {
@@ -148,6 +151,7 @@ impl Default for HistoryOptions {
             use_cache: true,
             progress: false,
             exposed: Vec::new(),
+            git_seen: None,
         }
     }
 }
@@ -185,7 +189,11 @@ pub fn scan_workspace(
         unchanged: true,
         ..HistoryReport::default()
     };
-    let (nested, truncated) = git::nested_git_dirs(workspace);
+    let seen = opts.git_seen.as_ref().and_then(|g| g.under(workspace));
+    let (nested, truncated) = match seen {
+        Some(seen) => (git::nested_among(workspace, seen), false),
+        None => git::nested_git_dirs(workspace),
+    };
     for d in nested {
         if !dirs.contains(&d) {
             dirs.push(d);

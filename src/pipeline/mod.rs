@@ -97,6 +97,7 @@ fn history_check(
         use_cache: !opts.no_cache,
         progress: opts.progress,
         exposed,
+        git_seen: plan.watch.git_seen.clone(),
     };
     crate::history::scan_workspace(&plan.workspace, &opts)
         .map(Some)

@@ -8,17 +8,28 @@
 //!
 //! The cache is an optimisation only: a file that cannot be read or parsed is
 //! an empty cache, and a cache that cannot be written is silently skipped.
+//!
+//! The file is an open-addressing hash table, read whole and used as it is:
+//! a warm relaunch looks keys up in place instead of building a map of every
+//! file first (for 100k files that build cost more than the lookups).
+//! Layout, little-endian: magic, rules hash, entry count, slot count (a
+//! power of two), then the slots (`SLOT` bytes each: the seven key fields,
+//! a tag — 0 empty, else 1 + number of hits — and the offset of the hits),
+//! then the hits (line, rule id and redacted prefix, each string
+//! length-prefixed).
 
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 16] = b"airlock-scan-v1\n";
+const MAGIC: &[u8; 16] = b"airlock-scan-v2\n";
+
+/// Bytes per slot: 7 key fields, tag, hits offset.
+const SLOT: usize = 7 * 8 + 4 + 4;
 
 /// Identity and version of a file's content as far as the cache is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileKey {
     pub dev: u64,
     pub ino: u64,
@@ -54,6 +65,33 @@ impl FileKey {
     }
 }
 
+impl FileKey {
+    fn fields(&self) -> [u64; 7] {
+        [
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime as u64,
+            self.mtime_nsec as u64,
+            self.ctime as u64,
+            self.ctime_nsec as u64,
+        ]
+    }
+
+    /// The slot a key starts probing at, for a table of `2^bits` slots.
+    /// Only the fields a user cannot choose are hashed (the inode number and
+    /// the change time, which the kernel sets): whoever can write files
+    /// cannot craft keys that collide and slow the next pre-flight down.
+    fn home(&self, bits: u32) -> usize {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let h = (self.ino ^ self.dev.rotate_left(32)).wrapping_mul(K);
+        let h = (h.rotate_left(29) ^ (self.ctime as u64).rotate_left(30) ^ self.ctime_nsec as u64)
+            .wrapping_mul(K);
+        // The top bits: a product's low bits depend on the inputs' low bits only.
+        usize::try_from(h.checked_shr(64 - bits).unwrap_or(0)).unwrap_or(0)
+    }
+}
+
 /// A cached finding: rule id, line and redacted prefix (never the value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedHit {
@@ -65,7 +103,14 @@ pub struct CachedHit {
 #[derive(Debug, Default)]
 pub struct Cache {
     pub path: Option<PathBuf>,
-    entries: HashMap<FileKey, Vec<CachedHit>>,
+    /// The whole file (empty when there is none).
+    data: Vec<u8>,
+    /// Where the slots start in `data`.
+    table: usize,
+    /// log2 of the slot count.
+    bits: u32,
+    /// Occupied slots.
+    count: usize,
 }
 
 /// `$XDG_CACHE_HOME/airlock`, else `$HOME/.cache/airlock`.
@@ -109,30 +154,118 @@ impl Cache {
         }
         let name = format!("scan-{}.bin", &super::rules::hex(&h.finalize())[..24]);
         let path = dir.join(name);
-        let entries = read_entries(&path, rules_hash).unwrap_or_default();
-        Cache {
-            path: Some(path),
-            entries,
-        }
+        let mut cache = read_table(&path, rules_hash).unwrap_or_default();
+        cache.path = Some(path);
+        cache
     }
 
-    pub fn get(&self, key: &FileKey) -> Option<&[CachedHit]> {
-        self.entries.get(key).map(Vec::as_slice)
+    /// The slot holding `key` and its findings (an empty list allocates
+    /// nothing). None when the key is absent or its entry does not decode:
+    /// the file is then read again, never taken as clean.
+    pub fn lookup(&self, key: &FileKey) -> Option<(u32, Vec<CachedHit>)> {
+        if self.count == 0 {
+            return None;
+        }
+        let want = key.fields();
+        let mask = (1usize << self.bits) - 1;
+        let mut i = key.home(self.bits);
+        for _ in 0..=mask {
+            let s = self.slot(i)?;
+            let tag = le_u32(&s[56..60]);
+            if tag == 0 {
+                return None;
+            }
+            if (0..7).all(|f| le_u64(&s[f * 8..f * 8 + 8]) == want[f]) {
+                let hits = self.hits_at(tag - 1, le_u32(&s[60..64]))?;
+                return Some((u32::try_from(i).ok()?, hits));
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
+    /// The findings cached for `key` (tests and callers that need no slot).
+    pub fn get(&self, key: &FileKey) -> Option<Vec<CachedHit>> {
+        self.lookup(key).map(|(_, h)| h)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
+    }
+
+    /// Slots in the table: the size of a bitset of slots seen.
+    pub fn slots(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            1 << self.bits
+        }
+    }
+
+    /// The entries whose slots are set in `seen` (files unchanged since they
+    /// were cached), to carry into the next cache.
+    pub fn carried<'a>(
+        &'a self,
+        seen: &'a [u64],
+    ) -> impl Iterator<Item = (FileKey, Vec<CachedHit>)> + 'a {
+        (0..self.slots())
+            .filter(|i| seen.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0))
+            .filter_map(|i| {
+                let s = self.slot(i)?;
+                let f = |n: usize| le_u64(&s[n * 8..n * 8 + 8]);
+                let key = FileKey {
+                    dev: f(0),
+                    ino: f(1),
+                    size: f(2),
+                    mtime: f(3) as i64,
+                    mtime_nsec: f(4) as i64,
+                    ctime: f(5) as i64,
+                    ctime_nsec: f(6) as i64,
+                };
+                let tag = le_u32(&s[56..60]);
+                let hits = self.hits_at(tag.checked_sub(1)?, le_u32(&s[60..64]))?;
+                Some((key, hits))
+            })
+    }
+
+    fn slot(&self, i: usize) -> Option<&[u8]> {
+        let at = self.table.checked_add(i.checked_mul(SLOT)?)?;
+        self.data.get(at..at.checked_add(SLOT)?)
+    }
+
+    fn hits_at(&self, n: u32, offset: u32) -> Option<Vec<CachedHit>> {
+        if n == 0 {
+            return Some(Vec::new());
+        }
+        let blob = self.table + (SLOT << self.bits);
+        let mut r = Reader {
+            data: &self.data,
+            at: blob.checked_add(usize::try_from(offset).ok()?)?,
+        };
+        let mut hits = Vec::with_capacity(n.min(128) as usize);
+        for _ in 0..n {
+            let line = usize::try_from(r.u64()?).ok()?;
+            let rule = r.string()?;
+            let redacted = r.string()?;
+            hits.push(CachedHit {
+                rule,
+                line,
+                redacted,
+            });
+        }
+        Some(hits)
     }
 
     /// Replace the cache file with `entries`, atomically (write + rename).
-    pub fn store<'a>(
+    /// A key given twice (two names of one file) is stored once.
+    pub fn store(
         &self,
         rules_hash: &str,
-        entries: impl Iterator<Item = (&'a FileKey, &'a [CachedHit])>,
+        entries: impl Iterator<Item = (FileKey, Vec<CachedHit>)>,
     ) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -142,28 +275,55 @@ impl Cache {
             .recursive(true)
             .mode(0o700)
             .create(dir)?;
-        let mut buf = Vec::with_capacity(1 << 20);
-        buf.extend_from_slice(MAGIC);
-        buf.extend_from_slice(rules_hash.as_bytes());
-        let count_at = buf.len();
-        buf.extend_from_slice(&0u64.to_le_bytes());
+        let entries: Vec<(FileKey, Vec<CachedHit>)> = entries.collect();
+        // At most 3/4 full: a lookup probes about three slots.
+        let want = entries.len() + entries.len() / 3 + 1;
+        let bits = want.next_power_of_two().trailing_zeros().max(4);
+        let mut table = vec![0u8; SLOT << bits];
+        let mut blob = Vec::new();
         let mut count = 0u64;
-        for (k, hits) in entries {
-            for v in [k.dev, k.ino, k.size] {
-                buf.extend_from_slice(&v.to_le_bytes());
+        let mask = (1usize << bits) - 1;
+        for (k, hits) in &entries {
+            let want = k.fields();
+            let mut i = k.home(bits);
+            let fresh = loop {
+                let s = &table[i * SLOT..(i + 1) * SLOT];
+                if le_u32(&s[56..60]) == 0 {
+                    break true;
+                }
+                if (0..7).all(|f| le_u64(&s[f * 8..f * 8 + 8]) == want[f]) {
+                    break false;
+                }
+                i = (i + 1) & mask;
+            };
+            if !fresh {
+                continue;
             }
-            for v in [k.mtime, k.mtime_nsec, k.ctime, k.ctime_nsec] {
-                buf.extend_from_slice(&v.to_le_bytes());
+            let (Ok(offset), Ok(tag)) = (u32::try_from(blob.len()), u32::try_from(hits.len() + 1))
+            else {
+                continue; // an entry not stored is a file read again
+            };
+            let s = &mut table[i * SLOT..(i + 1) * SLOT];
+            for (f, v) in want.iter().enumerate() {
+                s[f * 8..f * 8 + 8].copy_from_slice(&v.to_le_bytes());
             }
-            buf.extend_from_slice(&(hits.len() as u32).to_le_bytes());
+            s[56..60].copy_from_slice(&tag.to_le_bytes());
+            s[60..64].copy_from_slice(&offset.to_le_bytes());
             for hit in hits {
-                buf.extend_from_slice(&(hit.line as u64).to_le_bytes());
-                put_str(&mut buf, &hit.rule);
-                put_str(&mut buf, &hit.redacted);
+                blob.extend_from_slice(&(hit.line as u64).to_le_bytes());
+                put_str(&mut blob, &hit.rule);
+                put_str(&mut blob, &hit.redacted);
             }
             count += 1;
         }
-        buf[count_at..count_at + 8].copy_from_slice(&count.to_le_bytes());
+        let mut buf =
+            Vec::with_capacity(MAGIC.len() + rules_hash.len() + 16 + table.len() + blob.len());
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(rules_hash.as_bytes());
+        buf.extend_from_slice(&count.to_le_bytes());
+        buf.extend_from_slice(&u64::from(bits).to_le_bytes());
+        buf.extend_from_slice(&table);
+        buf.extend_from_slice(&blob);
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
@@ -215,7 +375,7 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(b);
 }
 
-fn read_entries(path: &Path, rules_hash: &str) -> Option<HashMap<FileKey, Vec<CachedHit>>> {
+fn read_table(path: &Path, rules_hash: &str) -> Option<Cache> {
     // Only a regular file, opened without blocking (a FIFO planted as the
     // cache must not hang the launch), and never more than the cap.
     use std::os::unix::fs::OpenOptionsExt;
@@ -235,33 +395,34 @@ fn read_entries(path: &Path, rules_hash: &str) -> Option<HashMap<FileKey, Vec<Ca
     if r.take(MAGIC.len())? != MAGIC || r.take(rules_hash.len())? != rules_hash.as_bytes() {
         return None;
     }
-    let count = r.u64()?;
-    let mut map = HashMap::with_capacity(usize::try_from(count).ok()?.min(1 << 24));
-    for _ in 0..count {
-        let key = FileKey {
-            dev: r.u64()?,
-            ino: r.u64()?,
-            size: r.u64()?,
-            mtime: r.u64()? as i64,
-            mtime_nsec: r.u64()? as i64,
-            ctime: r.u64()? as i64,
-            ctime_nsec: r.u64()? as i64,
-        };
-        let n = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
-        let mut hits = Vec::new();
-        for _ in 0..n {
-            let line = usize::try_from(r.u64()?).ok()?;
-            let rule = r.string()?;
-            let redacted = r.string()?;
-            hits.push(CachedHit {
-                rule,
-                line,
-                redacted,
-            });
-        }
-        map.insert(key, hits);
+    let count = usize::try_from(r.u64()?).ok()?;
+    let bits = u32::try_from(r.u64()?)
+        .ok()
+        .filter(|b| (4..=40).contains(b))?;
+    let table = r.at;
+    // The slots must all be there, and the table not over-full (a full
+    // table would make every miss probe all of it).
+    let end = table.checked_add(SLOT.checked_shl(bits)?)?;
+    if end > data.len() || count > (1usize << bits) - (1usize << bits) / 8 {
+        return None;
     }
-    Some(map)
+    Some(Cache {
+        path: None,
+        data,
+        table,
+        bits,
+        count,
+    })
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
 }
 
 struct Reader<'a> {
@@ -311,15 +472,75 @@ mod tests {
             line: 3,
             redacted: "ab…".into(),
         }];
-        let entries = [(key(1), hits.clone()), (key(2), vec![])];
-        c.store("h1", entries.iter().map(|(k, v)| (k, v.as_slice())))
-            .expect("store");
+        // key(1) twice: two names of one file are one entry.
+        let entries = [
+            (key(1), hits.clone()),
+            (key(2), vec![]),
+            (key(1), hits.clone()),
+        ];
+        c.store("h1", entries.into_iter()).expect("store");
         let c = Cache::load(dir.path(), "h1", &roots);
         assert_eq!(c.len(), 2);
-        assert_eq!(c.get(&key(1)), Some(hits.as_slice()));
-        assert_eq!(c.get(&key(2)), Some(&[][..]));
+        assert_eq!(c.get(&key(1)), Some(hits.clone()));
+        assert_eq!(c.get(&key(2)), Some(vec![]));
+        assert_eq!(c.get(&key(3)), None);
+        // Any other field changed is another version of the file: a miss.
+        let mut touched = key(2);
+        touched.mtime_nsec += 1;
+        assert_eq!(c.get(&touched), None);
         // Other rules: another file, nothing shared.
         assert!(Cache::load(dir.path(), "h2", &roots).is_empty());
+    }
+
+    #[test]
+    fn a_full_table_of_colliding_keys_is_found_and_carried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let roots = vec![PathBuf::from("/ws")];
+        let c = Cache::load(dir.path(), "h1", &roots);
+        // Same inode and ctime, so the same home slot: every lookup probes.
+        let k = |i: u64| FileKey { size: i, ..key(7) };
+        let hit = |i: u64| CachedHit {
+            rule: format!("rule-{i}"),
+            line: i as usize,
+            redacted: "x…".into(),
+        };
+        let entries = (0..300).map(|i| (k(i), if i % 3 == 0 { vec![hit(i)] } else { vec![] }));
+        c.store("h1", entries).expect("store");
+        let c = Cache::load(dir.path(), "h1", &roots);
+        assert_eq!(c.len(), 300);
+        let mut seen = vec![0u64; c.slots().div_ceil(64)];
+        for i in 0..300 {
+            let (slot, hits) = c.lookup(&k(i)).expect("cached");
+            assert_eq!(hits, if i % 3 == 0 { vec![hit(i)] } else { vec![] });
+            if i < 10 {
+                seen[slot as usize / 64] |= 1 << (slot % 64);
+            }
+        }
+        assert_eq!(c.get(&k(300)), None);
+        let mut carried: Vec<u64> = c.carried(&seen).map(|(key, _)| key.size).collect();
+        carried.sort();
+        assert_eq!(carried, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_hit_list_that_does_not_decode_is_a_miss_not_clean() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let roots = vec![PathBuf::from("/ws")];
+        let c = Cache::load(dir.path(), "h1", &roots);
+        let hits = vec![CachedHit {
+            rule: "r".into(),
+            line: 1,
+            redacted: "ab…".into(),
+        }];
+        c.store("h1", [(key(1), hits)].into_iter()).expect("store");
+        let path = c.path.clone().expect("path");
+        // Cut the hits off the end of the file: the slot says one hit.
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&path, &bytes).expect("write");
+        let c = Cache::load(dir.path(), "h1", &roots);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get(&key(1)), None);
     }
 
     #[test]
@@ -330,7 +551,7 @@ mod tests {
         let path = c.path.clone().expect("path");
         std::fs::write(
             &path,
-            b"airlock-scan-v1\nh1\xff\xff\xff\xff\xff\xff\xff\x7f",
+            b"airlock-scan-v2\nh1\xff\xff\xff\xff\xff\xff\xff\x7f\x10\0\0\0\0\0\0\0",
         )
         .expect("write");
         assert!(Cache::load(dir.path(), "h1", &roots).is_empty());

@@ -118,6 +118,10 @@ pub struct ScanReport {
     /// With `name_patterns`: symlinks, hard-linked files and pattern matches seen by the walk.
     #[serde(skip)]
     pub entries: Vec<crate::walk::Entry>,
+    /// Every entry named `.git` below the roots walked: where the
+    /// repositories are, for the launcher's checks, without another walk.
+    #[serde(skip)]
+    pub git: crate::walk::GitEntries,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,7 +183,7 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         seen: &seen,
         names: opts.name_patterns.as_deref(),
     };
-    let collected = std::thread::scope(|s| {
+    let mut collected = std::thread::scope(|s| {
         if opts.progress {
             s.spawn(|| progress(&seen, &done));
         }
@@ -190,12 +194,17 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
 
     // Rewrite the cache only when something changed: an unchanged tree
     // costs a stat walk and no write.
-    let unchanged = collected.fresh == 0 && collected.cache_entries.len() == cache.len();
+    let carried: usize = collected
+        .carried
+        .iter()
+        .map(|w| w.count_ones() as usize)
+        .sum();
+    let unchanged =
+        collected.fresh == 0 && collected.cache_entries.is_empty() && carried == cache.len();
     if use_cache && !unchanged {
-        let entries = collected
-            .cache_entries
-            .iter()
-            .map(|(k, hits)| (k, hits.as_slice()));
+        let entries = cache
+            .carried(&collected.carried)
+            .chain(std::mem::take(&mut collected.cache_entries));
         // Best effort: a read-only or full disk costs speed, never the scan.
         let _ = cache.store(&rules.hash, entries);
     }
@@ -226,7 +235,10 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         });
     }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut entries = collected.git_entries;
+    entries.sort();
     Ok(ScanReport {
+        git: crate::walk::GitEntries { roots, entries },
         findings,
         files_scanned: collected.scanned,
         files_from_cache: collected.from_cache,

@@ -28,6 +28,7 @@ use super::trees::{
     published_with_digest, BuildCaches, PackageTrees,
 };
 use super::Skipped;
+use crate::walk::Found;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -67,9 +68,12 @@ const COMPILER_OUTPUT: &str = "!compiler-output";
 pub struct Collected {
     /// Files with findings (a clean file costs no allocation here).
     pub findings: Vec<(PathBuf, Vec<CachedHit>)>,
-    /// What the next cache holds: entries answered by the cache, and files read
-    /// now that are stable enough to cache. An empty hit list allocates nothing.
+    /// Files read now that are stable enough to cache (an empty hit list
+    /// allocates nothing). With `carried`, what the next cache holds.
     pub cache_entries: Vec<(FileKey, Vec<CachedHit>)>,
+    /// The cache's slots answered for files seen now (a bitset): entries to
+    /// carry into the next cache, without copying them on the way.
+    pub carried: Vec<u64>,
     /// Files read now (not answered by the cache).
     pub fresh: u64,
     pub skipped: Vec<Skipped>,
@@ -78,6 +82,8 @@ pub struct Collected {
     pub entries: Vec<crate::walk::Entry>,
     /// Compiler outputs not read, per build cache: (files, bytes).
     pub build_skipped: BTreeMap<PathBuf, (u64, u64)>,
+    /// Every entry named `.git` below the roots.
+    pub git_entries: Vec<PathBuf>,
 }
 
 /// Inputs shared read-only by every walker thread.
@@ -97,34 +103,29 @@ pub struct Shared<'a> {
 /// Walk `shared.roots`; all walker threads are joined before this returns.
 pub fn walk(shared: &Shared) -> Collected {
     let out = Mutex::new(Collected::default());
-    let Some(b) = crate::walk::builder(shared.roots) else {
-        return Collected::default();
+    // A tree the cache knows to be small is walked on this thread: a second
+    // thread's start-up costs more than it saves on a small workspace.
+    let threads = if !shared.cache.is_empty() && shared.cache.len() < SERIAL_BELOW {
+        1
+    } else {
+        crate::walk::cpu_count().min(8)
     };
-    // A tree the cache knows to be small is walked on this thread: the
-    // parallel walker's start-up and idle polling cost milliseconds, which
-    // is most of a relaunch on a small workspace.
-    if !shared.cache.is_empty() && shared.cache.len() < SERIAL_BELOW {
+    let exclude = |name: &std::ffi::OsStr| {
+        DEFAULT_EXCLUDES.iter().any(|x| name == *x)
+            || shared.excludes.iter().any(|x| name == x.as_str())
+    };
+    crate::walk::walk_files(shared.roots, threads, &exclude, || {
         let mut worker = Worker::new(shared, &out);
-        for e in b.build().flatten() {
-            worker.visit(&e);
-        }
-        drop(worker);
-        return out.into_inner().unwrap_or_else(|p| p.into_inner());
-    }
-    b.build_parallel().run(|| {
-        let mut worker = Worker::new(shared, &out);
-        Box::new(move |res| {
-            if let Ok(e) = res {
-                worker.visit(&e);
-            }
-            ignore::WalkState::Continue
-        })
+        move |f: &Found| worker.visit(f)
     });
     out.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Trees with fewer cached files than this are walked serially.
 const SERIAL_BELOW: usize = 4096;
+
+/// Files a worker counts before it adds them to the shared progress counter.
+const SEEN_BATCH: u64 = 256;
 
 /// One walker thread's reusable state; flushes into `out` when dropped.
 struct Worker<'a> {
@@ -141,6 +142,8 @@ struct Worker<'a> {
     trees: PackageTrees,
     /// Which directories are tagged build caches.
     caches: BuildCaches,
+    /// Files seen and not yet added to `shared.seen`.
+    seen: u64,
 }
 
 impl<'a> Worker<'a> {
@@ -155,20 +158,49 @@ impl<'a> Worker<'a> {
             wide: Vec::new(),
             trees: PackageTrees::default(),
             caches: BuildCaches::default(),
+            seen: 0,
         }
     }
 
-    fn visit(&mut self, e: &ignore::DirEntry) {
-        let Some(ft) = e.file_type() else { return };
+    fn visit(&mut self, f: &Found) {
+        let ft = f.file_type;
+        let fname = f.name();
+        // Every `.git` (a directory, or a file naming one): the launcher's
+        // repository checks take them from this walk instead of another.
+        if fname == ".git" {
+            self.local.git_entries.push(f.path());
+        }
         if ft.is_dir() {
             return;
         }
-        self.shared.seen.fetch_add(1, Ordering::Relaxed);
-        if let Some(names) = self.shared.names {
-            self.collect(e.path(), ft.is_symlink(), names);
+        self.seen += 1;
+        if self.seen == SEEN_BATCH {
+            self.shared.seen.fetch_add(SEEN_BATCH, Ordering::Relaxed);
+            self.seen = 0;
         }
+        // Not UTF-8: matched lossily (a pattern's suffix still matches),
+        // never skipped.
+        let name_l = fname.to_string_lossy();
+        let name: &str = &name_l;
+        let named = self.shared.names.is_some_and(|n| n.matches(name).is_some());
+        // What the launcher needs from this walk: symlinks and names
+        // matching a mask pattern (hard-linked files are added below, where
+        // the scan stats them; inside excluded directories they are not
+        // looked for).
+        if self.shared.names.is_some() && (ft.is_symlink() || named) {
+            if let Ok(m) = f.metadata() {
+                self.local
+                    .entries
+                    .push(crate::walk::Entry::new(&f.path(), &m));
+            }
+        }
+        // Outside excluded directories every file is read; inside them only
+        // files with a credential-like name (decided before any `stat`). A
+        // name the launcher would mask is read too: inside a package tree
+        // its content, not its name, decides (see `trees`).
+        let wanted = || !f.excluded || named || is_credential_name(name);
         if ft.is_symlink() {
-            let Ok(target) = std::fs::canonicalize(e.path()) else {
+            let Ok(target) = std::fs::canonicalize(f.path()) else {
                 return; // dangling
             };
             let Ok(meta) = std::fs::metadata(&target) else {
@@ -181,39 +213,46 @@ impl<'a> Worker<'a> {
             {
                 self.scan_file(&target, &meta);
             }
-        } else if ft.is_file() && self.wanted(e.path()) {
-            if let Ok(meta) = e.metadata() {
-                if let Some(names) = self.shared.names {
-                    // Not UTF-8: matched lossily (a pattern's suffix still
-                    // matches), never skipped.
-                    let fname = e.file_name();
-                    let name_l = fname.to_string_lossy();
-                    let name: &str = &name_l;
-                    if meta.nlink() > 1 && names.matches(name).is_none() {
-                        self.local
-                            .entries
-                            .push(crate::walk::Entry::new(e.path(), &meta));
-                    }
+        } else if ft.is_file() && wanted() {
+            if let Ok(meta) = f.metadata() {
+                if self.shared.names.is_some() && meta.nlink() > 1 && !named {
+                    self.local
+                        .entries
+                        .push(crate::walk::Entry::new(&f.path(), &meta));
                 }
-                self.scan_file(e.path(), &meta);
+                self.scan_found(f, &meta);
             }
         }
         // Sockets, fifos, devices: never read.
     }
 
-    /// What the launcher needs from this walk: symlinks and names matching a
-    /// mask pattern (hard-linked files are added where the scan stats them;
-    /// inside excluded directories they are not looked for).
-    fn collect(&mut self, path: &Path, is_symlink: bool, names: &crate::walk::NamePatterns) {
-        let name_l = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let name: &str = &name_l;
-        if is_symlink || names.matches(name).is_some() {
-            if let Ok(m) = path.symlink_metadata() {
-                self.local.entries.push(crate::walk::Entry::new(path, &m));
+    /// A regular file found by the walk: answered by the cache without
+    /// building its path, else scanned.
+    fn scan_found(&mut self, f: &Found, meta: &std::fs::Metadata) {
+        let key = FileKey::of(meta);
+        if let Some((slot, hits)) = self.shared.cache.lookup(&key) {
+            let compiler_output = matches!(&hits[..], [h] if h.rule == COMPILER_OUTPUT);
+            if !compiler_output {
+                // Unchanged: carry the entry into the next cache.
+                self.carry(slot);
+                self.local.from_cache += 1;
+                self.local.scanned += 1;
+                if !hits.is_empty() {
+                    self.local.findings.push((f.path(), hits));
+                }
+                return;
             }
+        }
+        self.scan_file(&f.path(), meta);
+    }
+
+    fn carry(&mut self, slot: u32) {
+        let bits = &mut self.local.carried;
+        if bits.is_empty() {
+            bits.resize(self.shared.cache.slots().div_ceil(64), 0);
+        }
+        if let Some(w) = bits.get_mut(slot as usize / 64) {
+            *w |= 1 << (slot % 64);
         }
     }
 
@@ -224,10 +263,10 @@ impl<'a> Worker<'a> {
             .unwrap_or_default();
         let name: &str = &name_l;
         let key = FileKey::of(meta);
-        if let Some(hits) = self.shared.cache.get(&key) {
+        if let Some((slot, hits)) = self.shared.cache.lookup(&key) {
             // Unchanged: carry the entry into the next cache.
-            self.local.cache_entries.push((key, hits.to_vec()));
-            if let [h] = hits {
+            self.carry(slot);
+            if let [h] = &hits[..] {
                 if h.rule == COMPILER_OUTPUT {
                     let root = self.caches.of_file(path).unwrap_or_default();
                     self.build_skip(root, meta.len());
@@ -237,9 +276,7 @@ impl<'a> Worker<'a> {
             self.local.from_cache += 1;
             self.local.scanned += 1;
             if !hits.is_empty() {
-                self.local
-                    .findings
-                    .push((path.to_path_buf(), hits.to_vec()));
+                self.local.findings.push((path.to_path_buf(), hits));
             }
             return;
         }
@@ -379,16 +416,14 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Outside excluded directories every file is read; inside them only
-    /// files with a credential-like name (decided before any `stat`).
+    /// Whether a symlink's target outside the roots is read: as for a file
+    /// found by the walk (see `visit`).
     fn wanted(&self, path: &Path) -> bool {
         let name_l = path
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
         let name: &str = &name_l;
-        // A name the launcher would mask is read too: inside a package tree
-        // its content, not its name, decides (see `trees`).
         is_credential_name(name)
             || self.shared.names.is_some_and(|n| n.matches(name).is_some())
             || !self.in_excluded_dir(path)
@@ -422,15 +457,23 @@ impl<'a> Worker<'a> {
 
 impl Drop for Worker<'_> {
     fn drop(&mut self) {
+        self.shared.seen.fetch_add(self.seen, Ordering::Relaxed);
         let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let local = std::mem::take(&mut self.local);
         out.findings.extend(local.findings);
         out.cache_entries.extend(local.cache_entries);
+        if out.carried.len() < local.carried.len() {
+            out.carried.resize(local.carried.len(), 0);
+        }
+        for (o, w) in out.carried.iter_mut().zip(&local.carried) {
+            *o |= w;
+        }
         out.fresh += local.fresh;
         out.skipped.extend(local.skipped);
         out.scanned += local.scanned;
         out.from_cache += local.from_cache;
         out.entries.extend(local.entries);
+        out.git_entries.extend(local.git_entries);
         for (root, (files, bytes)) in local.build_skipped {
             let e = out.build_skipped.entry(root).or_default();
             e.0 += files;
