@@ -311,11 +311,14 @@ impl NamePatterns {
 
     /// The first pattern that matches this file name, if it is not exempted.
     pub fn matches(&self, name: &str) -> Option<&str> {
-        if self.exclude.is_match(name) {
+        // Most names match nothing: a yes/no first (it stops at the first
+        // match and allocates nothing), the list of matches only for a yes.
+        let c = globset::Candidate::new(name);
+        if !self.include.is_match_candidate(&c) || self.exclude.is_match_candidate(&c) {
             return None;
         }
         self.include
-            .matches(name)
+            .matches_candidate(&c)
             .first()
             .map(|i| self.raw[*i].as_str())
     }
