@@ -1504,3 +1504,56 @@ fn terminal_never_receives_clipboard_writes_or_report_requests_from_the_command(
     }
     std::fs::remove_file(f.ws.join(".airlock.toml")).unwrap();
 }
+
+/// A relaunch answers unchanged files from the scan cache without reading
+/// them. A clean file rewritten in place after a warm launch (same inode,
+/// same size) is read again at the next launch and masked, on the parallel
+/// walk a tree of thousands of files gets; its neighbours stay readable.
+#[test]
+fn a_file_made_secret_in_place_after_a_warm_launch_is_masked_at_the_next() {
+    use std::io::{Seek, Write};
+    let f = Fixture::new();
+    for who in users() {
+        let bulk = f.ws.join(format!("bulk-{who:?}"));
+        let line = |i: usize, j: usize| format!("note {i:03} {j:03} {}\n", "x".repeat(60));
+        for i in 0..50 {
+            std::fs::create_dir_all(bulk.join(format!("d{i}"))).unwrap();
+            for j in 0..100 {
+                std::fs::write(bulk.join(format!("d{i}/f{j}.txt")), line(i, j)).unwrap();
+            }
+        }
+        for _ in 0..2 {
+            let warm = f.run_sh(who, &["--quiet"], "true");
+            assert!(warm.status.success(), "{who:?}: {}", show(&warm));
+        }
+        let target = bulk.join("d7/f3.txt");
+        let key = format!("{}{}", "AK", "IAZ7QX2L5MRN4R6T3W");
+        let body = format!("aws_access_key_id = {key}\n");
+        let body = format!("{body:<width$}", width = line(7, 3).len() - 1) + "\n";
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&target).unwrap());
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&target)
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(body.as_bytes()).unwrap();
+        drop(file);
+        let meta = std::fs::metadata(&target).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), ino);
+        assert_eq!(meta.len() as usize, line(7, 3).len());
+        let script = format!("cat bulk-{who:?}/d7/f3.txt; cat bulk-{who:?}/d7/f4.txt; echo done");
+        let out = f.run_sh(who, &[], &script);
+        let s = stdout(&out);
+        assert!(s.contains("done"), "{who:?}: {}", show(&out));
+        assert!(
+            !s.contains(&key),
+            "{who:?}: the rewritten file was served from the cache: {}",
+            show(&out)
+        );
+        assert!(
+            s.contains("note 007 004"),
+            "{who:?}: a neighbour stays readable: {}",
+            show(&out)
+        );
+    }
+}
