@@ -252,6 +252,78 @@ pub fn repos_among<'a>(root: &Path, seen: impl Iterator<Item = &'a Path>) -> Vec
     out
 }
 
+/// What [`find_repos`] returns for `root` now, reading only the directories
+/// whose entries may have changed since the walk that `seen` describes: a
+/// directory whose stamp is what the walk saw (and not racily close to it)
+/// has the entries the walk listed, so its `.git` and subdirectories are
+/// taken from there. A directory the walk did not stamp, or that changed, is
+/// read as `find_repos` reads it. None when the walk did not cover `root`.
+/// The second value counts the directories read (for tests).
+pub fn find_repos_since(
+    root: &Path,
+    seen: &crate::walk::GitEntries,
+) -> Option<(Vec<PathBuf>, usize)> {
+    use std::collections::{HashMap, HashSet};
+    let canonical = std::fs::canonicalize(root).ok()?;
+    if !seen.roots.iter().any(|r| canonical.starts_with(r)) {
+        return None;
+    }
+    let started = seen.started?;
+    let mut stamps: HashMap<&Path, crate::walk::DirStamp> = HashMap::new();
+    let mut children: HashMap<&Path, Vec<&Path>> = HashMap::new();
+    for (d, stamp) in &seen.dirs {
+        if let Some(p) = d.parent() {
+            children.entry(p).or_default().push(d);
+        }
+        if let Some(s) = stamp.filter(|s| !s.is_racy(started)) {
+            stamps.insert(d, s);
+        }
+    }
+    let has_git: HashSet<&Path> = seen.entries.iter().filter_map(|e| e.parent()).collect();
+    let skipped = |name: Option<&std::ffi::OsStr>| {
+        name.is_some_and(|n| n == ".git" || WALK_SKIP.iter().any(|s| n == *s))
+    };
+    let mut out = Vec::new();
+    let mut read = 0;
+    let mut stack = vec![canonical.clone()];
+    while let Some(d) = stack.pop() {
+        let unchanged = stamps.get(d.as_path()).is_some_and(|s| {
+            std::fs::symlink_metadata(&d).is_ok_and(|m| crate::walk::DirStamp::of(&m) == *s)
+        });
+        if unchanged {
+            if has_git.contains(d.as_path()) {
+                out.push(d.join(".git"));
+            }
+            for c in children.get(d.as_path()).into_iter().flatten() {
+                if !skipped(c.file_name()) {
+                    stack.push(c.to_path_buf());
+                }
+            }
+            continue;
+        }
+        read += 1;
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Ok(t) = e.file_type() else { continue };
+            if name == ".git" {
+                out.push(e.path());
+            } else if t.is_dir() && !skipped(Some(&name)) {
+                stack.push(e.path());
+            }
+        }
+    }
+    let mut out: Vec<PathBuf> = out
+        .iter()
+        .filter_map(|p| p.strip_prefix(&canonical).ok())
+        .map(|rel| root.join(rel))
+        .collect();
+    out.sort();
+    Some((out, read))
+}
+
 /// The files of one repository that git reads as configuration or runs.
 pub fn git_surface(dot_git: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     let mut files = vec![dot_git.to_path_buf()];
@@ -542,7 +614,13 @@ impl Snapshot {
         // read before anything is put back, so what the command wrote is
         // what gets reported.
         for root in &self.plan.repo_roots {
-            for repo in find_repos(root) {
+            let repos = self
+                .plan
+                .git_seen
+                .as_ref()
+                .and_then(|g| find_repos_since(root, g))
+                .map_or_else(|| find_repos(root), |(repos, _)| repos);
+            for repo in repos {
                 let cfg = repo.join("config");
                 let now = config_text(&cfg);
                 match self.repos.get(&repo) {
@@ -837,6 +915,50 @@ fn restore(path: &Path, bytes: &[u8], mode: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After the run, only directories whose entries changed are read, and
+    /// the repositories found are those a full walk finds: one made in a new
+    /// directory, one made in an existing directory, one moved in whole.
+    #[test]
+    fn new_repositories_are_found_reading_only_changed_directories() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ws = std::fs::canonicalize(tmp.path()).expect("canon").join("ws");
+        for d in [
+            ".git/hooks",
+            "a/.git",
+            "a/b",
+            "c/d",
+            "node_modules/x/.git",
+            "e/f/g/h",
+        ] {
+            std::fs::create_dir_all(ws.join(d)).expect("mkdir");
+        }
+        std::fs::create_dir_all(tmp.path().join("outside/r/.git")).expect("mkdir");
+        // Older than the racy window when the walk stamps them.
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let opts = crate::scan::ScanOptions {
+            use_cache: false,
+            ..Default::default()
+        };
+        let seen = crate::scan::scan_paths(std::slice::from_ref(&ws), &opts)
+            .expect("scan")
+            .git;
+        let (repos, read) = find_repos_since(&ws, &seen).expect("covered");
+        assert_eq!(repos, find_repos(&ws));
+        assert_eq!(read, 0, "nothing changed, nothing read");
+        assert_eq!(repos, vec![ws.join(".git"), ws.join("a/.git")]);
+
+        std::fs::create_dir_all(ws.join("a/b/new/.git")).expect("mkdir");
+        std::fs::create_dir_all(ws.join("c/.git")).expect("mkdir");
+        std::fs::rename(tmp.path().join("outside/r"), ws.join("c/d/moved")).expect("mv");
+        let (repos, read) = find_repos_since(&ws, &seen).expect("covered");
+        assert_eq!(repos, find_repos(&ws));
+        assert_eq!(repos.len(), 5, "{repos:?}");
+        // a/b, a/b/new, c, c/d, c/d/moved: not the root, a, e/f/g/h.
+        assert_eq!(read, 5);
+        // A root the walk did not cover: the caller walks it.
+        assert!(find_repos_since(tmp.path(), &seen).is_none());
+    }
 
     #[test]
     fn exec_keys_match_subsections_and_bang_aliases() {

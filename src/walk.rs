@@ -251,15 +251,55 @@ where
     out
 }
 
-/// Every entry named `.git` a walk saw below its roots: where the
-/// repositories are, for the checks that would otherwise walk the workspace
-/// again (the persistence snapshot, the history scan's nested repositories).
+/// Every entry named `.git` a walk saw below its roots, and every directory
+/// it listed: where the repositories are, for the checks that would
+/// otherwise walk the workspace again (the persistence snapshot, the history
+/// scan's nested repositories, the after-run search for new repositories).
 #[derive(Debug, Clone, Default)]
 pub struct GitEntries {
     /// The canonical roots the walk covered.
     pub roots: Vec<PathBuf>,
     /// Sorted.
     pub entries: Vec<PathBuf>,
+    /// Every directory the walk met (the roots too), with its stamp taken
+    /// before it was listed; no stamp when the walk did not take one.
+    pub dirs: Vec<(PathBuf, Option<DirStamp>)>,
+    /// When the walk started (stamps changed close to it are not trusted).
+    pub started: Option<std::time::SystemTime>,
+}
+
+/// What changes whenever a directory's entries change: a name added,
+/// removed or renamed sets the directory's mtime and ctime, and ctime cannot
+/// be set back by anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl DirStamp {
+    pub fn of(m: &std::fs::Metadata) -> DirStamp {
+        DirStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// Changed so close to `started` that a second change within the same
+    /// timestamp tick could leave the stamp as it was (what git calls
+    /// "racily clean"): not trusted.
+    pub fn is_racy(&self, started: std::time::SystemTime) -> bool {
+        let Ok(s) = started.duration_since(std::time::UNIX_EPOCH) else {
+            return true;
+        };
+        let ns = |(sec, nsec): (i64, i64)| i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        let latest = ns(self.mtime).max(ns(self.ctime));
+        i128::try_from(s.as_nanos()).map_or(true, |s| s - latest < 50_000_000)
+    }
 }
 
 impl GitEntries {

@@ -171,6 +171,15 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
         .map(|d| cache::Cache::load(d, &rules.hash, &roots))
         .unwrap_or_default();
 
+    // The roots' own stamps, before they are listed.
+    let root_dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)> = roots
+        .iter()
+        .filter_map(|r| {
+            let m = std::fs::symlink_metadata(r).ok()?;
+            m.is_dir()
+                .then(|| (r.clone(), Some(crate::walk::DirStamp::of(&m))))
+        })
+        .collect();
     let seen = AtomicU64::new(0);
     let done = AtomicBool::new(false);
     let shared = walk::Shared {
@@ -237,8 +246,15 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let mut entries = collected.git_entries;
     entries.sort();
+    let mut dirs = root_dirs;
+    dirs.extend(collected.dirs);
     Ok(ScanReport {
-        git: crate::walk::GitEntries { roots, entries },
+        git: crate::walk::GitEntries {
+            roots,
+            entries,
+            dirs,
+            started: Some(started),
+        },
         findings,
         files_scanned: collected.scanned,
         files_from_cache: collected.from_cache,

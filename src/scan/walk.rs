@@ -84,6 +84,9 @@ pub struct Collected {
     pub build_skipped: BTreeMap<PathBuf, (u64, u64)>,
     /// Every entry named `.git` below the roots.
     pub git_entries: Vec<PathBuf>,
+    /// Every directory below the roots, stamped unless inside an excluded
+    /// directory (see `crate::walk::GitEntries::dirs`).
+    pub dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)>,
 }
 
 /// Inputs shared read-only by every walker thread.
@@ -171,6 +174,13 @@ impl<'a> Worker<'a> {
             self.local.git_entries.push(f.path());
         }
         if ft.is_dir() {
+            // Stamped now, before the walk lists it (it is queued after this).
+            let stamp = if f.excluded {
+                None
+            } else {
+                f.metadata().ok().map(|m| crate::walk::DirStamp::of(&m))
+            };
+            self.local.dirs.push((f.path(), stamp));
             return;
         }
         self.seen += 1;
@@ -474,6 +484,7 @@ impl Drop for Worker<'_> {
         out.from_cache += local.from_cache;
         out.entries.extend(local.entries);
         out.git_entries.extend(local.git_entries);
+        out.dirs.extend(local.dirs);
         for (root, (files, bytes)) in local.build_skipped {
             let e = out.build_skipped.entry(root).or_default();
             e.0 += files;
