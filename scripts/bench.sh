@@ -4,6 +4,16 @@
 # read-only system dirs, private /tmp and $HOME, the workspace read-write,
 # a cleared environment). Prints hyperfine's table and the ratios.
 #
+# Not like for like, in bubblewrap's favour: its line applies no seccomp
+# filter and no Landlock ruleset (bubblewrap has no Landlock; airlock's
+# seccomp() call alone is ~0.3 ms here), and does no pre-flight scan, plan or
+# persistence check. bwrap's --seccomp takes a descriptor it reads to EOF, so
+# with hyperfine -N (no shell) every run after the first would read an empty
+# program; a shell wrapper would add its own start to bwrap's time only. Both
+# sides do have a pid 1 (bwrap's own init under --unshare-pid), a new session,
+# dropped capabilities and die-with-parent. The numbers move with the load of
+# this machine: the load average is printed with them.
+#
 #   scripts/bench.sh [runs]        (needs: hyperfine, bwrap; builds airlock --release)
 set -euo pipefail
 runs=${1:-200}
@@ -22,7 +32,7 @@ bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
  --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin \
  --ro-bind /etc /etc --ro-bind-try /opt /opt --proc /proc --dev /dev --tmpfs /tmp --tmpfs /var/tmp --tmpfs $home \
  --bind $ws $ws --chdir $ws --clearenv --setenv PATH /usr/bin:/bin"
-echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each"
+echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each; $(uptime | sed 's/.*load/load/')"
 hyperfine -N --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
   -n bare "/bin/true" \
   -n airlock "$airlock run -- /bin/true" \
@@ -37,6 +47,7 @@ print(f"airlock / bwrap = {a/b:.2f}x   airlock - bare = {(a-t)*1e3:.2f} ms")
 l = r["airlock-landlock-only"]["mean"]
 print(f"airlock landlock-only {l*1e3:.2f} ms ({l/b:.2f}x bwrap)")
 PY
+echo "after the launch runs: $(uptime | sed 's/.*load/load/')"
 # An open-heavy workload: git status on a 50k-file tree, bare and both modes.
 # (No seccomp user notification is used: this measures Landlock's and the
 # launch's share on real work.)

@@ -70,16 +70,23 @@ fn set_attr(path: &Path, set: u64, recursive: bool) -> Result<(), Errno> {
     }
 }
 
+/// `mkdir -p`, deepest first: one mkdir when the parent exists (the usual
+/// case while the view is built), the missing parents only on ENOENT.
 fn mkdir_p(p: &Path) -> Result<(), LayerError> {
-    let mut cur = PathBuf::from("/");
-    for c in p.components().skip(1) {
-        cur.push(c);
-        match mkdir(&cur, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(err(format!("mkdir {}", cur.display()), e)),
-        }
+    let mode = Mode::from_bits_truncate(0o755);
+    match mkdir(p, mode) {
+        Ok(()) | Err(Errno::EEXIST) => return Ok(()),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(err(format!("mkdir {}", p.display()), e)),
     }
-    Ok(())
+    match p.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => mkdir_p(parent)?,
+        _ => return Err(err(format!("mkdir {}", p.display()), Errno::ENOENT)),
+    }
+    match mkdir(p, mode) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(err(format!("mkdir {}", p.display()), e)),
+    }
 }
 
 /// Create an empty mount point of the same kind (file or directory) as `src`.
