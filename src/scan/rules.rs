@@ -538,7 +538,7 @@ mod tests {
         assert_eq!(prefilter_key("pypi-AgEIcHlwaS5vcmc"), b"pypi-ageic");
         let rs = RuleSet::builtin().expect("rules");
         let hits = |hay: &[u8]| {
-            let mut out = HashSet::new();
+            let mut out: HashSet<usize> = HashSet::new();
             rs.prefilter
                 .for_each(hay, |_, p| out.extend(&rs.pattern_rules[p]));
             out

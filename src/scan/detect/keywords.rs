@@ -52,6 +52,10 @@ pub struct Keywords {
     /// Symbols of the first three bytes of every keyword (all 32 values for
     /// the bytes a shorter keyword does not have).
     tri: Bits,
+    /// For the search at every other position: `tri`, plus the symbols of
+    /// the second to fourth bytes (all 32 values past the end of a
+    /// three-byte keyword). Empty when a keyword is shorter than three bytes.
+    tri2: Bits,
     /// Symbols of the first four bytes of keywords of four bytes or more.
     quad: Bits,
     /// The `tri` fingerprints of keywords shorter than four bytes.
@@ -60,6 +64,8 @@ pub struct Keywords {
     by_key: Vec<(u64, u32)>,
     /// Which key lengths (1..=4) some keyword has.
     lens: [bool; 5],
+    /// A keyword is shorter than three bytes: every position is looked at.
+    stride1: bool,
 }
 
 impl Keywords {
@@ -69,10 +75,12 @@ impl Keywords {
         let mut k = Keywords {
             patterns: patterns.iter().map(|p| p.to_ascii_lowercase()).collect(),
             tri: Bits::new(3 * SYM),
+            tri2: Bits::new(3 * SYM),
             quad: Bits::new(4 * SYM),
             short: Bits::new(3 * SYM),
             by_key: Vec::with_capacity(patterns.len()),
             lens: [false; 5],
+            stride1: false,
         };
         for (i, p) in k.patterns.iter().enumerate() {
             if p.is_empty() {
@@ -90,9 +98,22 @@ impl Keywords {
             for tail in 0..1u32 << (SYM * free) {
                 let t = (head << (SYM * free)) | tail;
                 k.tri.insert(t);
+                k.tri2.insert(t);
                 if p.len() < 4 {
                     k.short.insert(t);
                 }
+            }
+            if p.len() >= 3 {
+                // From the second byte: up to three bytes, then any symbol.
+                let mid = p[1..p.len().min(4)]
+                    .iter()
+                    .fold(0u32, |g, &b| (g << SYM) | sym(b));
+                let free = 4 - p.len().min(4) as u32;
+                for tail in 0..1u32 << (SYM * free) {
+                    k.tri2.insert((mid << (SYM * free)) | tail);
+                }
+            } else {
+                k.stride1 = true;
             }
             if p.len() >= 4 {
                 k.quad.insert((head << SYM) | sym(p[3]));
@@ -105,6 +126,9 @@ impl Keywords {
     /// Every occurrence of every keyword in `hay`: `f(start, pattern)`,
     /// starts in ascending order.
     pub fn for_each(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
+        if !self.stride1 {
+            return self.for_each_stride2(hay, f);
+        }
         // Each position's fingerprint is computed from its own bytes (no
         // chain from one position to the next, so the CPU overlaps them).
         for (s, t) in hay.windows(3).enumerate() {
@@ -121,6 +145,39 @@ impl Keywords {
             if self.tri.contains(w) {
                 self.candidate(hay, s, w, &mut f);
             }
+        }
+    }
+
+    /// `for_each` when every keyword has three bytes or more: only every
+    /// other position is looked at. A keyword starting at an even position
+    /// has its first three bytes there, one starting at an odd position its
+    /// second to fourth bytes at the next (`tri2` holds both), so a hit at
+    /// `p` is a candidate at `p - 1` and at `p`.
+    fn for_each_stride2(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
+        let at = |i: usize| hay.get(i).map_or(0, |&b| sym(b));
+        let body = hay.len().saturating_sub(2) & !1;
+        for p in (0..body).step_by(2) {
+            let w = (sym(hay[p]) << (2 * SYM)) | (sym(hay[p + 1]) << SYM) | sym(hay[p + 2]);
+            if self.tri2.contains(w) {
+                self.pair(hay, p, &mut f);
+            }
+        }
+        // The last samples (fewer for a short hay): NUL past the end.
+        for p in (body..hay.len() + 1).step_by(2) {
+            let w = (at(p) << (2 * SYM)) | (at(p + 1) << SYM) | at(p + 2);
+            if self.tri2.contains(w) {
+                self.pair(hay, p, &mut f);
+            }
+        }
+    }
+
+    /// A `tri2` hit at `p`: candidates at `p - 1` and `p`.
+    #[inline(always)]
+    fn pair(&self, hay: &[u8], p: usize, f: &mut impl FnMut(usize, usize)) {
+        let at = |i: usize| hay.get(i).map_or(0, |&b| sym(b));
+        for s in p.saturating_sub(1)..(p + 1).min(hay.len()) {
+            let w = (at(s) << (2 * SYM)) | (at(s + 1) << SYM) | at(s + 2);
+            self.candidate(hay, s, w, f);
         }
     }
 
@@ -248,6 +305,32 @@ mod tests {
                 })
                 .collect();
             assert_eq!(found(&k, &hay), naive(&pats, &hay), "{hay:?}");
+        }
+    }
+
+    #[test]
+    fn every_other_position_finds_what_every_position_finds() {
+        let pats: Vec<Vec<u8>> = ["abc", "abcd", "bcdab", "dda", "cab_d", "da_b"]
+            .iter()
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        let k = Keywords::new(&pats);
+        assert!(!k.stride1);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for n in 0..600 {
+            let hay: Vec<u8> = (0..n % 41)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    b"abcdABCD_ "[(x % 10) as usize]
+                })
+                .collect();
+            let mut starts = Vec::new();
+            k.for_each(&hay, |s, p| starts.push((s, p)));
+            assert!(starts.windows(2).all(|w| w[0].0 <= w[1].0), "{hay:?}");
+            starts.sort_unstable();
+            assert_eq!(starts, naive(&pats, &hay), "{hay:?}");
         }
     }
 }
