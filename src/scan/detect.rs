@@ -229,7 +229,7 @@ impl RuleSet {
 
     /// Scan one file's content, appending findings to `out`.
     pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
-        // One pass of the keyword automaton decides which regexes run at
+        // One pass of the keyword prefilter decides which regexes run at
         // all, and where.
         for r in s.touched.drain(..) {
             s.triggered[r] = false;

@@ -271,7 +271,7 @@ impl RuleSet {
 
         let mut rules = Vec::with_capacity(defs.len());
         // Keyword (folded, see `prefilter_key`) → rules; sorted, so the
-        // automaton is the same on every run.
+        // prefilter is the same on every run.
         let mut keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
         let mut bin_keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
         let mut name_srcs = Vec::new();
