@@ -4,6 +4,8 @@
 //! Nothing here allocates per file: a thread owns one [`Scratch`] and reuses
 //! it; only an accepted finding allocates (its redacted prefix).
 
+pub mod keywords;
+
 use super::rules::{Compiled, InPackages, Rule, RuleSet, Validate};
 use regex::bytes::CaptureLocations;
 use sha2::{Digest, Sha256};
@@ -64,8 +66,7 @@ impl<'a> FileContext<'a> {
     /// files that say they hold examples (the default mask patterns exempt
     /// `.env.example` for the same reason).
     fn is_example(&self) -> bool {
-        let n = self.name.to_ascii_lowercase();
-        n.contains("example") || n.contains("sample")
+        contains_nocase(self.name, "example") || contains_nocase(self.name, "sample")
     }
 
     /// Documentation and notebooks: examples, not configuration.
@@ -104,6 +105,14 @@ impl<'a> FileContext<'a> {
     }
 }
 
+/// `needle` (ASCII lower case) in `hay`, ASCII case-insensitively, without
+/// allocating.
+fn contains_nocase(hay: &str, needle: &str) -> bool {
+    hay.as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
 /// A finding inside one file: rule index, 1-based line (0 = the file as a whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hit {
@@ -124,6 +133,10 @@ pub struct Scratch {
     windows: Vec<Range<usize>>,
     locs: Vec<Option<CaptureLocations>>,
     spans: Vec<Range<usize>>,
+    /// Per rule: its `file_name` matches this file's name.
+    named: Vec<bool>,
+    /// Rules whose `named` is set (to reset it).
+    named_touched: Vec<usize>,
 }
 
 impl Scratch {
@@ -135,6 +148,8 @@ impl Scratch {
             windows: Vec::new(),
             locs: vec![None; rules.rules.len()],
             spans: Vec::new(),
+            named: vec![false; rules.rules.len()],
+            named_touched: Vec::new(),
         }
     }
 }
@@ -188,16 +203,21 @@ impl RuleSet {
     /// Findings that come from the file name alone (keystores). Run before the
     /// binary sniff: a `.p12` file is binary.
     pub fn name_hits(&self, name: &str, out: &mut Vec<Hit>) {
+        // One pass over the name for every rule's `file_name` (most names
+        // match none).
+        if !self.names.is_match(name) {
+            return;
+        }
         // `prod.example.env`, `test.sample.p12`: examples, by their own name.
-        let lower = name.to_ascii_lowercase();
         if ["example", "sample", "template"]
             .iter()
-            .any(|w| lower.contains(w))
+            .any(|w| contains_nocase(name, w))
         {
             return;
         }
-        for (i, r) in self.rules.iter().enumerate() {
-            if !r.has_regex() && r.file_name.as_ref().is_some_and(|f| f.is_match(name)) {
+        for m in self.names.matches(name).iter() {
+            let i = self.name_rules[m];
+            if !self.rules[i].has_regex() {
                 out.push(Hit {
                     rule: i,
                     line: 0,
@@ -209,7 +229,7 @@ impl RuleSet {
 
     /// Scan one file's content, appending findings to `out`.
     pub fn scan(&self, ctx: &FileContext, hay: &[u8], s: &mut Scratch, out: &mut Vec<Hit>) {
-        // One pass of the keyword automaton decides which regexes run at
+        // One pass of the keyword prefilter decides which regexes run at
         // all, and where.
         for r in s.touched.drain(..) {
             s.triggered[r] = false;
@@ -218,31 +238,54 @@ impl RuleSet {
         let (prefilter, pattern_rules) = if ctx.binary {
             (&self.binary_prefilter, &self.binary_pattern_rules)
         } else {
-            (self.prefilter_for(hay.len()), &self.pattern_rules)
+            (&self.prefilter, &self.pattern_rules)
         };
-        for m in prefilter.find_overlapping_iter(hay) {
-            for &r in &pattern_rules[m.pattern().as_usize()] {
+        prefilter.for_each(hay, |start, p| {
+            for &r in &pattern_rules[p] {
                 if !s.triggered[r] {
                     s.triggered[r] = true;
                     s.touched.push(r);
                 }
-                if s.at[r].last().map_or(true, |&p| p < m.start()) {
-                    s.at[r].push(m.start());
+                if s.at[r].last().map_or(true, |&p| p < start) {
+                    s.at[r].push(start);
                 }
             }
-        }
+        });
         let any = !s.touched.is_empty();
         // Rules tied to a file name (`.pgpass`, a bare `token` file) run on
-        // such files whatever keywords they hold.
-        let by_name =
-            |r: &Rule| r.has_regex() && r.file_name.as_ref().is_some_and(|f| f.is_match(ctx.name));
-        if !any && !self.rules.iter().any(|r| r.always || by_name(r)) {
+        // such files whatever keywords they hold. The name is matched once,
+        // against every rule's `file_name` together.
+        for r in s.named_touched.drain(..) {
+            s.named[r] = false;
+        }
+        if self.names.is_match(ctx.name) {
+            for m in self.names.matches(ctx.name).iter() {
+                let r = self.name_rules[m];
+                s.named[r] = true;
+                s.named_touched.push(r);
+            }
+        }
+        let by_name = |named: &[bool], i: usize| named[i] && self.rules[i].has_regex();
+        if !any
+            && !self.rules.iter().any(|r| r.always)
+            && !s.named_touched.iter().any(|&i| by_name(&s.named, i))
+        {
             return;
         }
         s.spans.clear();
         let first = out.len();
+        // Every match of an assignment rule is refused in a minified bundle,
+        // in prose and in an example file (see `accept`): not searched at
+        // all. In code, an unquoted value is an expression (`assignment_ok`):
+        // a match with no quote is refused before its groups are resolved.
+        let skip_assignments = ctx.is_minified() || ctx.is_prose() || ctx.is_example();
+        let code = ctx.is_code();
         for (i, rule) in self.rules.iter().enumerate() {
-            if !(s.triggered[i] || rule.always || by_name(rule)) || !ctx.runs(rule) {
+            if !(s.triggered[i] || rule.always || by_name(&s.named, i)) || !ctx.runs(rule) {
+                continue;
+            }
+            let assignment = is_assignment(rule);
+            if (rule.file_name.is_some() && !s.named[i]) || (assignment && skip_assignments) {
                 continue;
             }
             let Some(c) = rule.compiled() else {
@@ -250,14 +293,6 @@ impl RuleSet {
             };
             let re = &c.re;
             let locs = s.locs[i].get_or_insert_with(|| re.capture_locations());
-            if let Some(f) = &rule.file_name {
-                if !f.is_match(ctx.name) {
-                    continue;
-                }
-            }
-            if is_assignment(rule) && ctx.is_minified() {
-                continue;
-            }
             // Triggered by its name or always on: the whole file.
             if s.triggered[i] {
                 windows(hay, &s.at[i], rule.multiline, &mut s.windows);
@@ -285,6 +320,19 @@ impl RuleSet {
                     w += 1;
                     continue;
                 };
+                if assignment && code && !whole.as_bytes().iter().any(|&b| b == b'"' || b == b'\'')
+                {
+                    // Refused whatever its groups. Its value ends where the
+                    // match does (the generic rule), or one boundary byte
+                    // before (vendor rules), and no match can start at that
+                    // byte: resuming here finds what resuming there would.
+                    at = if whole.end() > at {
+                        whole.end()
+                    } else {
+                        at + 1
+                    };
+                    continue;
+                }
                 let grouped = locs.len() > 1
                     && re
                         .captures_read_at(locs, &hay[..whole.end()], whole.start())

@@ -1,9 +1,9 @@
 //! Secret rules as data: the embedded `rules.toml` plus the profile's
 //! `[[secrets.rules]]`, compiled once into a [`RuleSet`] with a single
-//! Aho-Corasick prefilter over every rule's keywords.
+//! keyword prefilter over every rule's keywords.
 
+use super::detect::keywords::Keywords;
 use super::{RuleSpec, ScanError};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashSet};
@@ -171,20 +171,20 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
-    pub prefilter: AhoCorasick,
+    /// Every keyword (built in microseconds: the environment check on every
+    /// launch pays for it too).
+    pub prefilter: Keywords,
     /// Prefilter pattern index → the rules it triggers.
     pub pattern_rules: Vec<Vec<usize>>,
-    /// The same keywords as a full DFA, built on the first large file: two to
-    /// four times faster on file bytes, but milliseconds to build, which the
-    /// environment check on every launch should not pay.
-    pub dfa_prefilter: std::sync::OnceLock<Option<AhoCorasick>>,
-    /// The keywords, for the DFA.
-    patterns: Vec<Vec<u8>>,
     /// The prefilter for binary content: keywords of the rules that run
     /// there (fixed-prefix formats), so a `.so` does not pay for `password`.
-    pub binary_prefilter: AhoCorasick,
+    pub binary_prefilter: Keywords,
     /// Binary prefilter pattern index → the rules it triggers.
     pub binary_pattern_rules: Vec<Vec<usize>>,
+    /// Every rule's `file_name`, in one set: a file's name is matched once.
+    pub names: regex::RegexSet,
+    /// `names` pattern index → the rule.
+    pub name_rules: Vec<usize>,
     /// sha256 of documented example credentials that are never reported.
     pub known_examples: HashSet<[u8; 32]>,
     /// Hex sha256 over the rule sources: changes whenever a rule changes.
@@ -271,9 +271,11 @@ impl RuleSet {
 
         let mut rules = Vec::with_capacity(defs.len());
         // Keyword (folded, see `prefilter_key`) → rules; sorted, so the
-        // automaton is the same on every run.
+        // prefilter is the same on every run.
         let mut keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
         let mut bin_keywords: BTreeMap<Vec<u8>, Vec<usize>> = BTreeMap::new();
+        let mut name_srcs = Vec::new();
+        let mut name_rules = Vec::new();
         for (i, mut d) in defs.into_iter().enumerate() {
             let rule_err = |msg: String| ScanError::Rule {
                 id: d.id.clone(),
@@ -305,6 +307,10 @@ impl RuleSet {
                 .map(regex::Regex::new)
                 .transpose()
                 .map_err(|e| rule_err(e.to_string()))?;
+            if let Some(src) = &d.file_name {
+                name_srcs.push(src.clone());
+                name_rules.push(i);
+            }
             let mut n_keywords = 0;
             let add = |map: &mut BTreeMap<Vec<u8>, Vec<usize>>, k: &str| {
                 let rules = map.entry(prefilter_key(k)).or_default();
@@ -347,57 +353,27 @@ impl RuleSet {
                 });
             }
         }
-        let automaton = |pats: &[Vec<u8>]| {
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(true)
-                // A contiguous NFA: built in tens of microseconds (a full DFA
-                // costs milliseconds, paid on every launch for the env check),
-                // and with its literal prefilter nearly as fast on file bytes.
-                .kind(Some(AhoCorasickKind::ContiguousNFA))
-                .build(pats)
-                .map_err(|e| ScanError::Rule {
-                    id: "prefilter".into(),
-                    msg: e.to_string(),
-                })
-        };
         let (patterns, pattern_rules): (Vec<_>, Vec<_>) = keywords.into_iter().unzip();
         let (bin_patterns, binary_pattern_rules): (Vec<_>, Vec<_>) =
             bin_keywords.into_iter().unzip();
-        let prefilter = automaton(&patterns)?;
-        let binary_prefilter = automaton(&bin_patterns)?;
+        let prefilter = Keywords::new(&patterns);
+        let binary_prefilter = Keywords::new(&bin_patterns);
+        let names = regex::RegexSet::new(&name_srcs).map_err(|e| ScanError::Rule {
+            id: "file_name".into(),
+            msg: e.to_string(),
+        })?;
         let hash = hex(&hasher.finalize());
         Ok(RuleSet {
             rules,
             prefilter,
             pattern_rules,
-            dfa_prefilter: std::sync::OnceLock::new(),
-            patterns,
             binary_prefilter,
             binary_pattern_rules,
+            names,
+            name_rules,
             known_examples,
             hash,
         })
-    }
-
-    /// The keyword automaton for `hay`: the DFA for large inputs (built once),
-    /// the contiguous NFA otherwise.
-    pub fn prefilter_for(&self, len: usize) -> &AhoCorasick {
-        const DFA_FROM: usize = 1024;
-        if len < DFA_FROM {
-            return &self.prefilter;
-        }
-        self.dfa_prefilter
-            .get_or_init(|| {
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&self.patterns)
-                    .ok()
-            })
-            .as_ref()
-            .unwrap_or(&self.prefilter)
     }
 
     /// Rule by id.
@@ -421,11 +397,10 @@ fn matcher_identity() -> Vec<u8> {
 }
 
 /// Keywords longer than this are cut: the prefilter only has to say which
-/// rules might match (the regex decides), and short patterns keep the
-/// automaton small enough to stay in cache.
+/// rules might match (the regex decides).
 const MAX_KEYWORD: usize = 10;
 
-/// A keyword as the prefilter holds it: ASCII lower case (the automaton is
+/// A keyword as the prefilter holds it: ASCII lower case (the prefilter is
 /// ASCII case-insensitive, so `password` also triggers on `PASSWORD` and
 /// `Password`) and at most `MAX_KEYWORD` bytes. Over-triggering costs a regex
 /// run, never a finding.
@@ -563,10 +538,10 @@ mod tests {
         assert_eq!(prefilter_key("pypi-AgEIcHlwaS5vcmc"), b"pypi-ageic");
         let rs = RuleSet::builtin().expect("rules");
         let hits = |hay: &[u8]| {
+            let mut out: HashSet<usize> = HashSet::new();
             rs.prefilter
-                .find_overlapping_iter(hay)
-                .flat_map(|m| rs.pattern_rules[m.pattern().as_usize()].iter().copied())
-                .collect::<HashSet<_>>()
+                .for_each(hay, |_, p| out.extend(&rs.pattern_rules[p]));
+            out
         };
         let generic = idx(&rs, "generic-secret-assignment");
         for spelling in ["PASSWORD", "Password", "password", "pAsSwOrD"] {

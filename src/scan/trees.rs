@@ -109,13 +109,24 @@ fn by_marker(dir: &Path) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub struct PackageTrees {
     memo: HashMap<PathBuf, Option<&'static str>>,
+    /// The last directory asked about: the walk hands out a directory's
+    /// files together, and a byte compare is cheaper than hashing a path.
+    last: Option<(PathBuf, Option<&'static str>)>,
 }
 
 impl PackageTrees {
     /// Why the file at `path` lies in a package tree (the marker or
     /// directory name), or None. Costs a few `stat`s per new directory.
     pub fn of_file(&mut self, path: &Path) -> Option<&'static str> {
-        self.of_dir(path.parent()?)
+        let dir = path.parent()?;
+        if let Some((d, v)) = &self.last {
+            if d.as_os_str() == dir.as_os_str() {
+                return *v;
+            }
+        }
+        let v = self.of_dir(dir);
+        self.last = Some((dir.to_path_buf(), v));
+        v
     }
 
     fn of_dir(&mut self, dir: &Path) -> Option<&'static str> {
@@ -204,6 +215,8 @@ fn b64url_nopad(bytes: &[u8]) -> String {
 #[derive(Debug, Default)]
 pub struct BuildCaches {
     memo: HashMap<PathBuf, Option<PathBuf>>,
+    /// The last directory asked about (see [`PackageTrees`]).
+    last: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 /// The first bytes of a valid `CACHEDIR.TAG`.
@@ -212,7 +225,15 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 impl BuildCaches {
     /// The tagged build cache the file lies in, if any.
     pub fn of_file(&mut self, path: &Path) -> Option<PathBuf> {
-        self.of_dir(path.parent()?)
+        let dir = path.parent()?;
+        if let Some((d, v)) = &self.last {
+            if d.as_os_str() == dir.as_os_str() {
+                return v.clone();
+            }
+        }
+        let v = self.of_dir(dir);
+        self.last = Some((dir.to_path_buf(), v.clone()));
+        v
     }
 
     fn of_dir(&mut self, dir: &Path) -> Option<PathBuf> {
