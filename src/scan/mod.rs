@@ -2,7 +2,7 @@
 //!
 //! The pieces, joined by small interfaces (as in ripgrep):
 //! - [`rules`]: the rule set as data (embedded `rules.toml` + profile rules),
-//!   compiled once with one Aho-Corasick prefilter over every keyword;
+//!   compiled once with one keyword prefilter over every rule (see `detect::keywords`);
 //! - [`detect`]: the matcher and its false-positive filters;
 //! - [`walk`]: the parallel walk with per-thread buffers;
 //! - [`cache`]: results keyed by (dev, ino, size, mtime, ctime, rules hash);
