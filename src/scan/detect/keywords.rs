@@ -25,6 +25,9 @@ fn key(tag: u32, gram: u32) -> u64 {
     (u64::from(tag) << 32) | u64::from(gram)
 }
 
+/// Words of a bitset of three-symbol fingerprints.
+const TRI_WORDS: usize = 1 << (3 * SYM - 6);
+
 /// A bitset of `1 << bits` bits.
 #[derive(Debug, Clone)]
 struct Bits(Vec<u64>);
@@ -156,7 +159,36 @@ impl Keywords {
     fn for_each_stride2(&self, hay: &[u8], mut f: impl FnMut(usize, usize)) {
         let at = |i: usize| hay.get(i).map_or(0, |&b| sym(b));
         let body = hay.len().saturating_sub(2) & !1;
-        for p in (0..body).step_by(2) {
+        // Two samples (four bytes) a step, read through a fixed-size window
+        // and a fixed-size table: the loop has no bounds checks, which were
+        // most of its cost (0.66 s to 0.26 s on the bench corpus, one
+        // thread). Longer steps (8, 16 samples behind one branch) were slower.
+        let mut start = 0;
+        if let Ok(words) = <&[u64; TRI_WORDS]>::try_from(self.tri2.0.as_slice()) {
+            let test = |a: u8, b: u8, c: u8| {
+                let w = (sym(a) << (2 * SYM)) | (sym(b) << SYM) | sym(c);
+                (words[(w >> 6) as usize & (TRI_WORDS - 1)] >> (w & 63)) & 1
+            };
+            while start + 6 <= hay.len() && start + 4 <= body {
+                let blk: &[u8; 6] = match hay[start..start + 6].try_into() {
+                    Ok(b) => b,
+                    Err(_) => break,
+                };
+                let mut any = 0;
+                for k in 0..2 {
+                    any |= test(blk[2 * k], blk[2 * k + 1], blk[2 * k + 2]);
+                }
+                if any != 0 {
+                    for k in 0..2 {
+                        if test(blk[2 * k], blk[2 * k + 1], blk[2 * k + 2]) != 0 {
+                            self.pair(hay, start + 2 * k, &mut f);
+                        }
+                    }
+                }
+                start += 4;
+            }
+        }
+        for p in (start..body).step_by(2) {
             let w = (sym(hay[p]) << (2 * SYM)) | (sym(hay[p + 1]) << SYM) | sym(hay[p + 2]);
             if self.tri2.contains(w) {
                 self.pair(hay, p, &mut f);
