@@ -212,23 +212,27 @@ pub fn find_repos(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Ok(t) = e.file_type() else { continue };
-            if name == ".git" {
-                out.push(e.path());
-                continue;
-            }
-            if t.is_dir() && !WALK_SKIP.iter().any(|s| name == *s) {
-                stack.push(e.path());
-            }
-        }
+        read_for_repos(&d, &mut out, &mut stack);
     }
     out.sort();
     out
+}
+
+/// One directory as [`find_repos`] reads it: its `.git` entry to `out`, its
+/// subdirectories (not the skipped ones) to `stack`.
+fn read_for_repos(d: &Path, out: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(d) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Ok(t) = e.file_type() else { continue };
+        if name == ".git" {
+            out.push(e.path());
+        } else if t.is_dir() && !WALK_SKIP.iter().any(|s| name == *s) {
+            stack.push(e.path());
+        }
+    }
 }
 
 /// What [`find_repos`] would return for `root`, from the `.git` entries a
@@ -302,18 +306,7 @@ pub fn find_repos_since(
             continue;
         }
         read += 1;
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let Ok(t) = e.file_type() else { continue };
-            if name == ".git" {
-                out.push(e.path());
-            } else if t.is_dir() && !skipped(Some(&name)) {
-                stack.push(e.path());
-            }
-        }
+        read_for_repos(&d, &mut out, &mut stack);
     }
     let mut out: Vec<PathBuf> = out
         .iter()

@@ -272,6 +272,18 @@ mod tests {
         out
     }
 
+    /// `len` bytes from a small alphabet (xorshift from `x`).
+    fn random_hay(x: &mut u64, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                b"abcdABCD_ "[(*x % 10) as usize]
+            })
+            .collect()
+    }
+
     fn found(k: &Keywords, hay: &[u8]) -> Vec<(usize, usize)> {
         let mut out = Vec::new();
         k.for_each(hay, |s, p| out.push((s, p)));
@@ -328,14 +340,7 @@ mod tests {
         let k = Keywords::new(&pats);
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         for n in 0..400 {
-            let hay: Vec<u8> = (0..n % 37)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    b"abcdABCD_ "[(x % 10) as usize]
-                })
-                .collect();
+            let hay = random_hay(&mut x, n % 37);
             assert_eq!(found(&k, &hay), naive(&pats, &hay), "{hay:?}");
         }
     }
@@ -350,14 +355,7 @@ mod tests {
         assert!(!k.stride1);
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for n in 0..600 {
-            let hay: Vec<u8> = (0..n % 41)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    b"abcdABCD_ "[(x % 10) as usize]
-                })
-                .collect();
+            let hay = random_hay(&mut x, n % 41);
             let mut starts = Vec::new();
             k.for_each(&hay, |s, p| starts.push((s, p)));
             assert!(starts.windows(2).all(|w| w[0].0 <= w[1].0), "{hay:?}");
