@@ -953,6 +953,43 @@ mod tests {
         assert!(find_repos_since(tmp.path(), &seen).is_none());
     }
 
+    /// A directory the walk could not list is not vouched for: the walk's
+    /// repositories are not used for a root that holds one, and after the
+    /// run it is read (or tried) again. Only an unprivileged user can be
+    /// refused a listing (`scripts/test.sh` runs this as uid 65534 too).
+    #[test]
+    fn a_directory_the_walk_could_not_list_is_read_again() {
+        use std::os::unix::fs::PermissionsExt;
+        if nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let ws = std::fs::canonicalize(tmp.path()).expect("canon").join("ws");
+        std::fs::create_dir_all(ws.join("locked/inner")).expect("mkdir");
+        std::fs::create_dir_all(ws.join("open")).expect("mkdir");
+        let locked = ws.join("locked");
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o300)).expect("chmod");
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let opts = crate::scan::ScanOptions {
+            use_cache: false,
+            ..Default::default()
+        };
+        let seen = crate::scan::scan_paths(std::slice::from_ref(&ws), &opts)
+            .expect("scan")
+            .git;
+        assert_eq!(seen.unlisted, vec![locked.clone()]);
+        assert!(seen.under(&ws).is_none());
+        assert!(seen.under(&ws.join("open")).is_some());
+        // A repository made below it: `locked` itself is unchanged, but its
+        // stamp was not trusted, so it is read again (here it still cannot
+        // be, as for the full walk) rather than taken as listed.
+        std::fs::create_dir_all(locked.join("inner/.git")).expect("mkdir");
+        let (repos, read) = find_repos_since(&ws, &seen).expect("covered");
+        assert_eq!(read, 1, "only the directory the walk could not list");
+        assert_eq!(repos, find_repos(&ws));
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+
     #[test]
     fn exec_keys_match_subsections_and_bang_aliases() {
         assert!(is_exec_key("core.fsmonitor", "x"));

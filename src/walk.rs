@@ -95,8 +95,9 @@ struct Pending {
 /// Nothing hides entries (no `.gitignore`, hidden files are walked),
 /// symlinks are not followed (a root that is a link to a directory is),
 /// directories under `NEVER_DESCEND` are pruned, unreadable directories are
-/// passed over. `exclude` names directories whose entries are still visited
-/// but marked [`Found::excluded`]. Every thread is joined before this returns.
+/// passed over and returned (as are directories whose listing failed part
+/// way). `exclude` names directories whose entries are still visited but
+/// marked [`Found::excluded`]. Every thread is joined before this returns.
 ///
 /// Not `ignore`'s walker: its entries `stat` by full path, which on a warm
 /// relaunch (where the `stat` is all the work) costs a path walk per file;
@@ -106,7 +107,8 @@ pub fn walk_files<V, F>(
     threads: usize,
     exclude: &(dyn Fn(&std::ffi::OsStr) -> bool + Sync),
     make: F,
-) where
+) -> Vec<PathBuf>
+where
     F: Fn() -> V + Sync,
     V: FnMut(&Found),
 {
@@ -133,6 +135,7 @@ pub fn walk_files<V, F>(
         }
     }
     let pending = Mutex::new(Pending { dirs, busy: 0 });
+    let unlisted = Mutex::new(Vec::new());
     let wake = Condvar::new();
     let run = || {
         let mut visit = make();
@@ -155,8 +158,21 @@ pub fn walk_files<V, F>(
             // The listing first, its subdirectories handed out at once, then
             // the files: another thread starts on them meanwhile.
             entries.clear();
-            if let Ok(rd) = std::fs::read_dir(&dir) {
-                entries.extend(rd.flatten());
+            let complete = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd.into_iter().all(|e| match e {
+                    Ok(e) => {
+                        entries.push(e);
+                        true
+                    }
+                    Err(_) => false,
+                }),
+                Err(_) => false,
+            };
+            if !complete {
+                unlisted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(dir.clone());
             }
             let mut sub = Vec::new();
             for e in &entries {
@@ -209,6 +225,7 @@ pub fn walk_files<V, F>(
         }
         run();
     });
+    unlisted.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 fn is_never_descend(p: &Path) -> bool {
@@ -266,6 +283,9 @@ pub struct GitEntries {
     pub dirs: Vec<(PathBuf, Option<DirStamp>)>,
     /// When the walk started (stamps changed close to it are not trusted).
     pub started: Option<std::time::SystemTime>,
+    /// Directories the walk could not list (or not completely): what lies
+    /// below them is not known from it.
+    pub unlisted: Vec<PathBuf>,
 }
 
 /// What changes whenever a directory's entries change: a name added,
@@ -304,10 +324,16 @@ impl DirStamp {
 
 impl GitEntries {
     /// The entries below `dir`, if the walk covered all of it; None when it
-    /// did not (the caller walks `dir` itself).
+    /// did not, or could not list a directory there (the caller walks `dir`
+    /// itself).
     pub fn under(&self, dir: &Path) -> Option<impl Iterator<Item = &Path>> {
         let dir = std::fs::canonicalize(dir).ok()?;
-        self.roots.iter().any(|r| dir.starts_with(r)).then(move || {
+        let covered = self.roots.iter().any(|r| dir.starts_with(r))
+            && !self
+                .unlisted
+                .iter()
+                .any(|u| u.starts_with(&dir) || dir.starts_with(u));
+        covered.then(move || {
             self.entries
                 .iter()
                 .filter(move |e| e.starts_with(&dir))

@@ -87,6 +87,8 @@ pub struct Collected {
     /// Every directory below the roots, stamped unless inside an excluded
     /// directory (see `crate::walk::GitEntries::dirs`).
     pub dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)>,
+    /// Directories the walk could not list, or not completely.
+    pub unlisted: Vec<PathBuf>,
 }
 
 /// Inputs shared read-only by every walker thread.
@@ -117,11 +119,13 @@ pub fn walk(shared: &Shared) -> Collected {
         DEFAULT_EXCLUDES.iter().any(|x| name == *x)
             || shared.excludes.iter().any(|x| name == x.as_str())
     };
-    crate::walk::walk_files(shared.roots, threads, &exclude, || {
+    let unlisted = crate::walk::walk_files(shared.roots, threads, &exclude, || {
         let mut worker = Worker::new(shared, &out);
         move |f: &Found| worker.visit(f)
     });
-    out.into_inner().unwrap_or_else(|p| p.into_inner())
+    let mut out = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    out.unlisted = unlisted;
+    out
 }
 
 /// Trees with fewer cached files than this are walked serially.
