@@ -909,6 +909,19 @@ fn restore(path: &Path, bytes: &[u8], mode: u32) -> bool {
 mod tests {
     use super::*;
 
+    /// What the scan's walk of `ws` saw, once every stamp in it is older than
+    /// the racy window.
+    fn walked(ws: &Path) -> crate::walk::GitEntries {
+        std::thread::sleep(std::time::Duration::from_millis(80));
+        let opts = crate::scan::ScanOptions {
+            use_cache: false,
+            ..Default::default()
+        };
+        crate::scan::scan_paths(&[ws.to_path_buf()], &opts)
+            .expect("scan")
+            .git
+    }
+
     /// After the run, only directories whose entries changed are read, and
     /// the repositories found are those a full walk finds: one made in a new
     /// directory, one made in an existing directory, one moved in whole.
@@ -927,15 +940,7 @@ mod tests {
             std::fs::create_dir_all(ws.join(d)).expect("mkdir");
         }
         std::fs::create_dir_all(tmp.path().join("outside/r/.git")).expect("mkdir");
-        // Older than the racy window when the walk stamps them.
-        std::thread::sleep(std::time::Duration::from_millis(80));
-        let opts = crate::scan::ScanOptions {
-            use_cache: false,
-            ..Default::default()
-        };
-        let seen = crate::scan::scan_paths(std::slice::from_ref(&ws), &opts)
-            .expect("scan")
-            .git;
+        let seen = walked(&ws);
         let (repos, read) = find_repos_since(&ws, &seen).expect("covered");
         assert_eq!(repos, find_repos(&ws));
         assert_eq!(read, 0, "nothing changed, nothing read");
@@ -969,14 +974,7 @@ mod tests {
         std::fs::create_dir_all(ws.join("open")).expect("mkdir");
         let locked = ws.join("locked");
         std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o300)).expect("chmod");
-        std::thread::sleep(std::time::Duration::from_millis(80));
-        let opts = crate::scan::ScanOptions {
-            use_cache: false,
-            ..Default::default()
-        };
-        let seen = crate::scan::scan_paths(std::slice::from_ref(&ws), &opts)
-            .expect("scan")
-            .git;
+        let seen = walked(&ws);
         assert_eq!(seen.unlisted, vec![locked.clone()]);
         assert!(seen.under(&ws).is_none());
         assert!(seen.under(&ws.join("open")).is_some());
