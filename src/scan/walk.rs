@@ -220,11 +220,10 @@ impl<'a> Worker<'a> {
             let Ok(meta) = std::fs::metadata(&target) else {
                 return;
             };
-            // A link to a file under a root is visited at its own path.
-            if meta.is_file()
-                && !self.shared.roots.iter().any(|r| target.starts_with(r))
-                && self.wanted(&target)
-            {
+            // A link to a file under a root is visited at its own path;
+            // one outside every root is read whatever its name (no excluded
+            // directory holds it).
+            if meta.is_file() && !self.shared.roots.iter().any(|r| target.starts_with(r)) {
                 self.scan_file(&target, &meta);
             }
         } else if ft.is_file() && wanted() {
@@ -430,42 +429,10 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Whether a symlink's target outside the roots is read: as for a file
-    /// found by the walk (see `visit`).
-    fn wanted(&self, path: &Path) -> bool {
-        let name_l = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let name: &str = &name_l;
-        is_credential_name(name)
-            || self.shared.names.is_some_and(|n| n.matches(name).is_some())
-            || !self.in_excluded_dir(path)
-    }
-
     fn build_skip(&mut self, root: PathBuf, bytes: u64) {
         let e = self.local.build_skipped.entry(root).or_default();
         e.0 += 1;
         e.1 += bytes;
-    }
-
-    fn in_excluded_dir(&self, path: &Path) -> bool {
-        let Some(rel) = self
-            .shared
-            .roots
-            .iter()
-            .find_map(|r| path.strip_prefix(r).ok())
-        else {
-            return false;
-        };
-        let Some(parent) = rel.parent() else {
-            return false;
-        };
-        parent.components().any(|c| {
-            let c = c.as_os_str();
-            DEFAULT_EXCLUDES.iter().any(|x| c == *x)
-                || self.shared.excludes.iter().any(|x| c == x.as_str())
-        })
     }
 }
 
