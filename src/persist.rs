@@ -29,6 +29,12 @@ pub const MAX_FILES: usize = 4096;
 /// Directory names the repository walk does not enter.
 const WALK_SKIP: &[&str] = &["node_modules", "target", ".venv", "venv", "__pycache__"];
 
+/// A directory the repository search does not enter: a `.git` (a repository
+/// is found by its `.git`, not inside it) or one of `WALK_SKIP`.
+fn not_searched(name: &std::ffi::OsStr) -> bool {
+    name == ".git" || WALK_SKIP.iter().any(|s| name == *s)
+}
+
 /// git configuration keys whose value is a command git runs, or a redirect to
 /// another configuration (lower-case; `*` is one subsection).
 pub const GIT_EXEC_KEYS: &[&str] = &[
@@ -158,6 +164,8 @@ fn find_dir_by_id(root: &Path, id: (u64, u64)) -> Option<PathBuf> {
             if dir_id(&p) == Some(id) {
                 return Some(p);
             }
+            // Inside `.git` directories too: a repository's `.git` may have
+            // been moved into another one.
             if !WALK_SKIP.iter().any(|s| e.file_name() == *s) {
                 stack.push(p);
             }
@@ -229,7 +237,7 @@ fn read_for_repos(d: &Path, out: &mut Vec<PathBuf>, stack: &mut Vec<PathBuf>) {
         let Ok(t) = e.file_type() else { continue };
         if name == ".git" {
             out.push(e.path());
-        } else if t.is_dir() && !WALK_SKIP.iter().any(|s| name == *s) {
+        } else if t.is_dir() && !not_searched(&name) {
             stack.push(e.path());
         }
     }
@@ -243,12 +251,8 @@ pub fn repos_among<'a>(root: &Path, seen: impl Iterator<Item = &'a Path>) -> Vec
     let mut out: Vec<PathBuf> = seen
         .filter_map(|e| e.strip_prefix(&canonical).ok())
         .filter(|rel| {
-            rel.parent().is_some_and(|p| {
-                p.components().all(|c| {
-                    let c = c.as_os_str();
-                    c != ".git" && !WALK_SKIP.iter().any(|s| c == *s)
-                })
-            })
+            rel.parent()
+                .is_some_and(|p| p.components().all(|c| !not_searched(c.as_os_str())))
         })
         .map(|rel| root.join(rel))
         .collect();
@@ -284,9 +288,6 @@ pub fn find_repos_since(
         }
     }
     let has_git: HashSet<&Path> = seen.entries.iter().filter_map(|e| e.parent()).collect();
-    let skipped = |name: Option<&std::ffi::OsStr>| {
-        name.is_some_and(|n| n == ".git" || WALK_SKIP.iter().any(|s| n == *s))
-    };
     let mut out = Vec::new();
     let mut read = 0;
     let mut stack = vec![canonical.clone()];
@@ -299,7 +300,7 @@ pub fn find_repos_since(
                 out.push(d.join(".git"));
             }
             for c in children.get(d.as_path()).into_iter().flatten() {
-                if !skipped(c.file_name()) {
+                if !c.file_name().is_some_and(not_searched) {
                     stack.push(c.to_path_buf());
                 }
             }

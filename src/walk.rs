@@ -238,34 +238,24 @@ fn is_never_descend(p: &Path) -> bool {
 /// than it saves on most workspaces.
 pub fn collect_serial<F>(roots: &[PathBuf], keep: F) -> Vec<Entry>
 where
-    F: Fn(&Entry) -> bool,
+    F: Fn(&Entry) -> bool + Sync,
 {
-    let mut out = Vec::new();
-    let mut stack: Vec<PathBuf> = roots
+    let dirs: Vec<PathBuf> = roots
         .iter()
         .filter(|r| std::fs::metadata(r).is_ok_and(|m| m.is_dir()))
         .cloned()
         .collect();
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            let path = e.path();
-            if m.is_dir() {
-                if is_never_descend(&path) {
-                    continue;
-                }
-                stack.push(path.clone());
-            }
-            let entry = Entry::new(&path, &m);
+    let out = std::sync::Mutex::new(Vec::new());
+    walk_files(&dirs, 1, &|_| false, || {
+        |f: &Found| {
+            let Ok(m) = f.metadata() else { return };
+            let entry = Entry::new(&f.path(), &m);
             if keep(&entry) {
-                out.push(entry);
+                out.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
             }
         }
-    }
-    out
+    });
+    out.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Every entry named `.git` a walk saw below its roots, and every directory
