@@ -283,7 +283,8 @@ pub fn find_repos_since(
         if let Some(p) = d.parent() {
             children.entry(p).or_default().push(d);
         }
-        if let Some(s) = stamp.filter(|s| !s.is_racy(started)) {
+        // A directory the walk could not list is not vouched for by its stamp.
+        if let Some(s) = stamp.filter(|s| !s.is_racy(started) && !seen.unlisted.contains(d)) {
             stamps.insert(d, s);
         }
     }

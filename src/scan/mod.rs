@@ -248,16 +248,6 @@ pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, S
     entries.sort();
     let mut dirs = root_dirs;
     dirs.extend(collected.dirs);
-    // A directory whose listing failed is not vouched for by its stamp: the
-    // checks that trust the walk's listing read it themselves.
-    if !collected.unlisted.is_empty() {
-        let unlisted: std::collections::HashSet<&PathBuf> = collected.unlisted.iter().collect();
-        for (d, stamp) in &mut dirs {
-            if unlisted.contains(d) {
-                *stamp = None;
-            }
-        }
-    }
     let unlisted = collected.unlisted;
     Ok(ScanReport {
         git: crate::walk::GitEntries {
