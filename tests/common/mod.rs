@@ -10,6 +10,9 @@ use std::process::{Command, Output, Stdio};
 pub const BIN: &str = env!("CARGO_BIN_EXE_airlock");
 pub const NOBODY: u32 = 65534;
 
+/// `setpriv` arguments that run what follows as nobody, with no groups.
+pub const SETPRIV_NOBODY: &[&str] = &["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+
 /// A canary value unique to one planted secret; never a real credential.
 pub fn canary(tag: &str) -> String {
     format!("CANARY-{tag}-7f3a9c")
@@ -181,22 +184,12 @@ impl Fixture {
     /// The fixture is (re)owned by that user first: root inside a user
     /// namespace has no power over files of unmapped owners.
     pub fn airlock(&self, who: As) -> Command {
-        let uid = match who {
-            As::Me => nix::unistd::geteuid().as_raw(),
-            As::Nobody => NOBODY,
-        };
-        chown_tree(self.dir.path(), uid);
+        self.own_for(who);
         let mut c = match who {
             As::Me => Command::new(BIN),
             As::Nobody => {
                 let mut c = Command::new("setpriv");
-                c.args([
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    "--",
-                    BIN,
-                ]);
+                c.args(SETPRIV_NOBODY).arg(BIN);
                 c
             }
         };
@@ -215,6 +208,17 @@ impl Fixture {
             .current_dir(&self.ws)
             .stdin(Stdio::null());
         c
+    }
+
+    /// (Re)own the fixture by `who` (root inside a user namespace has no
+    /// power over files of unmapped owners); their uid.
+    pub fn own_for(&self, who: As) -> u32 {
+        let uid = match who {
+            As::Me => nix::unistd::geteuid().as_raw(),
+            As::Nobody => NOBODY,
+        };
+        chown_tree(self.dir.path(), uid);
+        uid
     }
 
     /// `airlock run [extra] -- sh -c SCRIPT`.

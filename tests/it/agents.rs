@@ -461,7 +461,7 @@ fn aider_runs_under_its_profile_against_a_fake_api() {
     // A venv made from an interpreter nobody cannot reach (pyenv under a
     // 0700 /root) runs as the current user only.
     let nobody_can_run = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(common::SETPRIV_NOBODY)
         .arg(&python)
         .arg("-c")
         .arg("pass")

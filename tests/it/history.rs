@@ -650,13 +650,8 @@ fn nobody_scans_a_root_owned_repository() {
     let cache = tempfile::tempdir().expect("tempdir");
     common::chown_tree(cache.path(), NOBODY);
     let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            BIN,
-        ])
+        .args(common::SETPRIV_NOBODY)
+        .arg(BIN)
         .args(["scan", "--history", "--format", "jsonl"])
         .arg(&r.dir)
         .env_clear()

@@ -923,21 +923,11 @@ sys.stdout.write(repr(out) + "\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
     let cmd = r#"test -t 0 || echo stdin-not-tty; cat; printf 'A\033]52;c;Q0FOQVJZ\007B\n'; printf 'E\033]52;c;Q0FOQVJZ\007F\n' >&2; exit 3"#;
     for mode in ["full", "landlock-only"] {
         for who in users() {
-            let uid = match who {
-                As::Me => nix::unistd::geteuid().as_raw(),
-                As::Nobody => NOBODY,
-            };
-            chown_tree(f.dir.path(), uid);
+            f.own_for(who);
             let mut c = Command::new("python3");
             c.arg("-c").arg(driver);
             if who == As::Nobody {
-                c.args([
-                    "setpriv",
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    "--",
-                ]);
+                c.arg("setpriv").args(SETPRIV_NOBODY);
             }
             let out = c
                 .args([BIN, "run", "--mode", mode, "--", "sh", "-c", cmd])
@@ -1336,21 +1326,11 @@ while True:
 _, st = os.waitpid(pid, 0)
 sys.stdout.write(out.hex() + "\nEXIT=%d\n" % os.waitstatus_to_exitcode(st))
 "#;
-    let uid = match who {
-        As::Me => nix::unistd::geteuid().as_raw(),
-        As::Nobody => NOBODY,
-    };
-    chown_tree(f.dir.path(), uid);
+    let uid = f.own_for(who);
     let mut c = Command::new("python3");
     c.arg("-c").arg(driver);
     if who == As::Nobody {
-        c.args([
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-        ]);
+        c.arg("setpriv").args(SETPRIV_NOBODY);
     }
     let out = c
         .args(argv)
