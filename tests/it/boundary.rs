@@ -596,3 +596,76 @@ fn trusted_profile_inserts_arguments_after_the_program() {
         assert!(stdout(&out).contains("sh -c"), "{who:?}: {}", show(&out));
     }
 }
+
+/// After the run, new repositories are looked for only in directories whose
+/// entries changed since the pre-flight walk. A repository made in a
+/// directory that was old at launch, deep in the tree, and one moved in
+/// whole, are still found and neutralised.
+#[test]
+fn a_repository_planted_in_an_old_directory_is_found_after_the_run() {
+    let f = Fixture::new();
+    let marker = f.dir.path().join("host-code-ran");
+    let m = marker.display();
+    let attack = format!(
+        "cd lib/deep/pkg && git init -q && git config core.fsmonitor 'touch {m}' && cd - >/dev/null; \
+         r=${{TMPDIR:-/tmp}}/r; mkdir -p $r && cd $r && git init -q \
+         && git config core.fsmonitor 'touch {m}' && cd - >/dev/null && mv $r lib/deep/moved; \
+         echo attack-done"
+    );
+    // Made for `uid` after the fixture was chowned (a chown sets ctime), and
+    // then left older than the walk's racy window: the walk's stamps of
+    // these directories are trusted, so only what changed is read again.
+    let fresh = |uid: u32| {
+        for d in ["lib", "docs"] {
+            let _ = std::fs::remove_dir_all(f.ws.join(d));
+        }
+        for d in ["lib/deep/pkg", "lib/other", "docs/a/b"] {
+            std::fs::create_dir_all(f.ws.join(d)).unwrap();
+        }
+        std::fs::write(f.ws.join("lib/deep/pkg/mod.py"), "x = 1\n").unwrap();
+        for d in ["lib", "docs"] {
+            chown_tree(&f.ws.join(d), uid);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    };
+    // Control: without airlock the planted repositories run code on the host.
+    fresh(nix::unistd::geteuid().as_raw());
+    let ctl = Command::new("sh")
+        .args(["-c", &attack])
+        .current_dir(&f.ws)
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(stdout(&ctl).contains("attack-done"), "{}", show(&ctl));
+    assert!(host_git_status_runs_marker(
+        &f.ws.join("lib/deep/pkg"),
+        &marker
+    ));
+    assert!(host_git_status_runs_marker(
+        &f.ws.join("lib/deep/moved"),
+        &marker
+    ));
+    for mode in MODES {
+        for who in users() {
+            let mut c = f.airlock(who);
+            fresh(f.own_for(who));
+            let out = c
+                .args(["run", "--mode", mode, "--", "sh", "-c", &attack])
+                .output()
+                .unwrap();
+            let ctx = format!("{mode} {who:?}: {}", show(&out));
+            assert!(stdout(&out).contains("attack-done"), "{ctx}");
+            assert!(
+                stderr(&out).contains("WARNING: the command changed what runs outside the sandbox"),
+                "{ctx}"
+            );
+            for dir in ["lib/deep/pkg", "lib/deep/moved"] {
+                assert!(f.ws.join(dir).join(".git").exists(), "{dir}: {ctx}");
+                assert!(
+                    !host_git_status_runs_marker(&f.ws.join(dir), &marker),
+                    "{dir} neutralised: {ctx}"
+                );
+            }
+        }
+    }
+}

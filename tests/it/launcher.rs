@@ -1493,8 +1493,12 @@ fn terminal_never_receives_clipboard_writes_or_report_requests_from_the_command(
 fn a_file_made_secret_in_place_after_a_warm_launch_is_masked_at_the_next() {
     use std::io::{Seek, Write};
     let f = Fixture::new();
-    for who in users() {
-        let bulk = f.ws.join(format!("bulk-{who:?}"));
+    for (mode, who) in ["full", "landlock-only"]
+        .into_iter()
+        .flat_map(|m| users().into_iter().map(move |w| (m, w)))
+    {
+        let name = format!("bulk-{mode}-{who:?}");
+        let bulk = f.ws.join(&name);
         let line = |i: usize, j: usize| format!("note {i:03} {j:03} {}\n", "x".repeat(60));
         for i in 0..50 {
             std::fs::create_dir_all(bulk.join(format!("d{i}"))).unwrap();
@@ -1503,8 +1507,8 @@ fn a_file_made_secret_in_place_after_a_warm_launch_is_masked_at_the_next() {
             }
         }
         for _ in 0..2 {
-            let warm = f.run_sh(who, &["--quiet"], "true");
-            assert!(warm.status.success(), "{who:?}: {}", show(&warm));
+            let warm = f.run_sh(who, &["--quiet", "--mode", mode], "true");
+            assert!(warm.status.success(), "{mode} {who:?}: {}", show(&warm));
         }
         let target = bulk.join("d7/f3.txt");
         let key = format!("{}{}", "AK", "IAZ7QX2L5MRN4R6T3W");
@@ -1521,18 +1525,18 @@ fn a_file_made_secret_in_place_after_a_warm_launch_is_masked_at_the_next() {
         let meta = std::fs::metadata(&target).unwrap();
         assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), ino);
         assert_eq!(meta.len() as usize, line(7, 3).len());
-        let script = format!("cat bulk-{who:?}/d7/f3.txt; cat bulk-{who:?}/d7/f4.txt; echo done");
-        let out = f.run_sh(who, &[], &script);
+        let script = format!("cat {name}/d7/f3.txt; cat {name}/d7/f4.txt; echo done");
+        let out = f.run_sh(who, &["--mode", mode], &script);
         let s = stdout(&out);
-        assert!(s.contains("done"), "{who:?}: {}", show(&out));
+        assert!(s.contains("done"), "{mode} {who:?}: {}", show(&out));
         assert!(
             !s.contains(&key),
-            "{who:?}: the rewritten file was served from the cache: {}",
+            "{mode} {who:?}: the rewritten file was served from the cache: {}",
             show(&out)
         );
         assert!(
             s.contains("note 007 004"),
-            "{who:?}: a neighbour stays readable: {}",
+            "{mode} {who:?}: a neighbour stays readable: {}",
             show(&out)
         );
     }
