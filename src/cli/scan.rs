@@ -117,7 +117,7 @@ fn run_history(args: ScanArgs) -> Result<bool, String> {
     if crate::history::git::git_dirs(&dir).is_empty() {
         return Err(format!("{}: no .git here", dir.display()));
     }
-    let report = crate::history::scan_workspace(&dir, &opts).map_err(|e| e.to_string())?;
+    let report = crate::history::scan_workspace(&dir, &opts, None).map_err(|e| e.to_string())?;
     let rules = RuleSet::with_extra(&opts.extra_rules).map_err(|e| e.to_string())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

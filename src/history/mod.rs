@@ -137,9 +137,6 @@ pub struct HistoryOptions {
     /// Paths the sandbox can reach: a cache or acknowledgement file under one
     /// of them is not trusted.
     pub exposed: Vec<PathBuf>,
-    /// The `.git` entries the scan's walk saw: nested repositories are found
-    /// there instead of by another walk.
-    pub git_seen: Option<crate::walk::GitEntries>,
 }
 
 impl Default for HistoryOptions {
@@ -151,7 +148,6 @@ impl Default for HistoryOptions {
             use_cache: true,
             progress: false,
             exposed: Vec::new(),
-            git_seen: None,
         }
     }
 }
@@ -179,9 +175,12 @@ impl Rules<'_> {
 }
 
 /// Scan the history behind `workspace` (nothing when it has no `.git`).
+/// `seen`: what a walk of the workspace already saw (the scan's), where
+/// nested repositories are found instead of by another walk.
 pub fn scan_workspace(
     workspace: &Path,
     opts: &HistoryOptions,
+    seen: Option<&crate::walk::GitEntries>,
 ) -> Result<HistoryReport, HistoryError> {
     let t0 = Instant::now();
     let mut dirs = git::git_dirs(workspace);
@@ -189,7 +188,7 @@ pub fn scan_workspace(
         unchanged: true,
         ..HistoryReport::default()
     };
-    let seen = opts.git_seen.as_ref().and_then(|g| g.under(workspace));
+    let seen = seen.and_then(|g| g.under(workspace));
     let (nested, truncated) = match seen {
         Some(seen) => (git::nested_among(workspace, seen), false),
         None => git::nested_git_dirs(workspace),

@@ -97,9 +97,8 @@ fn history_check(
         use_cache: !opts.no_cache,
         progress: opts.progress,
         exposed,
-        git_seen: plan.watch.git_seen.clone(),
     };
-    crate::history::scan_workspace(&plan.workspace, &opts)
+    crate::history::scan_workspace(&plan.workspace, &opts, plan.watch.git_seen.as_ref())
         .map(Some)
         .map_err(|e| Error::Layer(crate::error::LayerError::new("history", e.to_string())))
 }
