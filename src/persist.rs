@@ -99,9 +99,10 @@ pub struct WatchPlan {
     /// Put the originals back (else: report only).
     pub revert: bool,
     /// The `.git` entries the scan's walk saw: the snapshot finds the
-    /// repositories there instead of walking `repo_roots` again.
+    /// repositories there instead of walking `repo_roots` again. Shared, not
+    /// copied, with the snapshot (it lists every directory of the tree).
     #[serde(skip)]
-    pub git_seen: Option<crate::walk::GitEntries>,
+    pub git_seen: Option<std::sync::Arc<crate::walk::GitEntries>>,
 }
 
 /// One change found after the run.

@@ -98,7 +98,7 @@ fn history_check(
         progress: opts.progress,
         exposed,
     };
-    crate::history::scan_workspace(&plan.workspace, &opts, plan.watch.git_seen.as_ref())
+    crate::history::scan_workspace(&plan.workspace, &opts, plan.watch.git_seen.as_deref())
         .map(Some)
         .map_err(|e| Error::Layer(crate::error::LayerError::new("history", e.to_string())))
 }

@@ -796,7 +796,7 @@ pub fn finish(
     let mut scan = None;
     let entries = if let Some(mut report) = report {
         let entries = std::mem::take(&mut report.entries);
-        watch.git_seen = Some(std::mem::take(&mut report.git));
+        watch.git_seen = Some(std::sync::Arc::new(std::mem::take(&mut report.git)));
         findings = report.findings.clone();
         scan = Some(report);
         entries
