@@ -21,16 +21,7 @@ fn a_refused_close_on_exec_stops_the_run_before_the_command() {
     for mode in MODES {
         for who in users() {
             let marker = f.ws.join(format!("ran-{mode}-{who:?}"));
-            let mut c = f.airlock(who);
-            c.env("AIRLOCK_FAULT", "close_range").args([
-                "run",
-                "--mode",
-                mode,
-                "--",
-                "touch",
-                marker.to_str().unwrap(),
-            ]);
-            let out = c.output().unwrap();
+            let out = with_fault(&f, who, "close_range", mode, &marker);
             assert_eq!(
                 out.status.code(),
                 Some(125),
@@ -68,16 +59,7 @@ fn a_refused_close_in_pid1_stops_the_run() {
     let f = Fixture::new();
     for who in users() {
         let marker = f.ws.join(format!("ran-{who:?}"));
-        let mut c = f.airlock(who);
-        c.env("AIRLOCK_FAULT", "close_all").args([
-            "run",
-            "--mode",
-            "full",
-            "--",
-            "touch",
-            marker.to_str().unwrap(),
-        ]);
-        let out = c.output().unwrap();
+        let out = with_fault(&f, who, "close_all", "full", &marker);
         assert_eq!(out.status.code(), Some(125), "{who:?}: {}", show(&out));
         assert!(stderr(&out).contains("fds: close_range"), "{}", show(&out));
         assert!(!marker.exists());
@@ -136,16 +118,7 @@ fn a_bounding_set_that_was_not_emptied_fails_closed() {
             continue;
         };
         let marker = f.ws.join(format!("ran-caps-{mode}"));
-        let mut c = f.airlock(who);
-        c.env("AIRLOCK_FAULT", "capbset_drop").args([
-            "run",
-            "--mode",
-            mode,
-            "--",
-            "touch",
-            marker.to_str().unwrap(),
-        ]);
-        let out = c.output().unwrap();
+        let out = with_fault(&f, who, "capbset_drop", mode, &marker);
         assert_eq!(out.status.code(), Some(125), "{mode}: {}", show(&out));
         assert!(
             stderr(&out).contains("caps: bounding set not empty after drop: "),
@@ -202,4 +175,19 @@ fn dry_run_shows_the_seccomp_program_that_is_loaded() {
             );
         }
     }
+}
+
+/// `airlock run --mode MODE -- touch MARKER` as `who`, with a fault hook set.
+fn with_fault(
+    f: &Fixture,
+    who: As,
+    fault: &str,
+    mode: &str,
+    marker: &std::path::Path,
+) -> std::process::Output {
+    let mut c = f.airlock(who);
+    c.env("AIRLOCK_FAULT", fault)
+        .args(["run", "--mode", mode, "--", "touch"])
+        .arg(marker);
+    c.output().unwrap()
 }
