@@ -102,6 +102,11 @@ pub struct RunArgs {
     /// Output format of --dry-run
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// With --dry-run: also write the compiled seccomp program to FILE, as the
+    /// raw `struct sock_filter` array the kernel loads (the format bwrap's
+    /// `--seccomp FD` reads)
+    #[arg(long, value_name = "FILE")]
+    pub seccomp_out: Option<PathBuf>,
     /// Append JSON Lines audit records to this file
     #[arg(long, value_name = "PATH")]
     pub audit_log: Option<PathBuf>,

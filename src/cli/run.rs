@@ -54,6 +54,12 @@ pub fn request_from(args: &RunArgs) -> Result<Request, Error> {
 }
 
 fn run(args: RunArgs) -> Result<u8, Error> {
+    if args.seccomp_out.is_some() && !args.dry_run {
+        // Checked before any work: a real run would not write it.
+        return Err(Error::Usage(
+            "--seccomp-out writes the program of a plan it does not run: add --dry-run (or use `airlock explain`)".into(),
+        ));
+    }
     let req = request_from(&args)?;
     let opts = pipeline::Options {
         profile: args.profile.clone(),
@@ -64,6 +70,11 @@ fn run(args: RunArgs) -> Result<u8, Error> {
     let prepared = pipeline::prepare(&req, &opts)?;
     if args.dry_run {
         let (plan, history) = (&prepared.plan, &prepared.history);
+        if let Some(out) = &args.seccomp_out {
+            let bytes = plan::bpf::program_bytes(&plan.seccomp_bpf.program);
+            std::fs::write(out, bytes)
+                .map_err(|e| Error::Other(format!("--seccomp-out {}: {e}", out.display())))?;
+        }
         match args.format {
             Format::Text => {
                 print!("{}", plan::render::text(plan));

@@ -276,16 +276,22 @@ impl Bpf {
     }
 }
 
+/// The instructions as the kernel reads them: `struct sock_filter` (u16
+/// code, u8 jt, u8 jf, u32 k) in the machine's byte order, back to back.
+pub fn program_bytes(program: &[sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(program.len() * 8);
+    for i in program {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.extend_from_slice(&[i.jt, i.jf]);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
 /// sha256 over the instructions as the kernel reads them (code, jt, jf, k).
 pub fn program_hash(program: &[sock_filter]) -> String {
     use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for i in program {
-        h.update(i.code.to_le_bytes());
-        h.update([i.jt, i.jf]);
-        h.update(i.k.to_le_bytes());
-    }
-    crate::units::hex(&h.finalize())
+    crate::units::hex(&Sha256::digest(program_bytes(program)))
 }
 
 /// Compile a plan's table into the program that will be loaded.

@@ -48,6 +48,8 @@ pub enum Need {
     NetNamespace,
     /// A Rust toolchain this identity can run.
     Rustc,
+    /// bubblewrap (`bwrap`), the peer the benchmarks compare against.
+    Bwrap,
     /// An agent CLI from its registry (optional: CI installs none, so its
     /// skip is counted but never fails a run, even with AIRLOCK_NO_SKIP).
     AgentCli,

@@ -177,6 +177,91 @@ fn dry_run_shows_the_seccomp_program_that_is_loaded() {
     }
 }
 
+/// `--dry-run --seccomp-out FILE` writes the program the plan compiled, byte
+/// for byte (its sha256 is the one the plan and the audit record show), in the
+/// form another loader takes: given to bubblewrap, it denies what airlock's
+/// filter denies (a new user namespace), where bubblewrap alone allows it.
+#[test]
+fn the_exported_seccomp_program_is_the_planned_one_and_loads_in_bubblewrap() {
+    let have = std::process::Command::new("bwrap")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !needs(
+        "the_exported_seccomp_program_is_the_planned_one_and_loads_in_bubblewrap",
+        Need::Bwrap,
+        have,
+    ) {
+        return;
+    }
+    let f = Fixture::new();
+    for who in users() {
+        let bpf = f.dir.path().join(format!("filter-{who:?}.bpf"));
+        let out = f
+            .airlock(who)
+            .args(["run", "--dry-run", "--format", "json", "--seccomp-out"])
+            .arg(&bpf)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let bytes = std::fs::read(&bpf).expect("the program was written");
+        assert_eq!(
+            bytes.len() as u64,
+            8 * plan["seccomp_bpf"]["instructions"].as_u64().unwrap()
+        );
+        let sum = std::process::Command::new("sha256sum")
+            .arg(&bpf)
+            .output()
+            .unwrap();
+        assert_eq!(
+            stdout(&sum).split_whitespace().next(),
+            plan["seccomp_bpf"]["sha256"].as_str(),
+            "{who:?}"
+        );
+        // The same unshare under bubblewrap, without and with the program.
+        let bwrap = |filter: bool| {
+            let mut c = std::process::Command::new("bwrap");
+            c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
+            if filter {
+                c.args(["--seccomp", "3"]);
+            }
+            c.args(["unshare", "-U", "true"]);
+            if who == As::Nobody {
+                c.uid(65534).gid(65534);
+            }
+            let file = std::fs::File::open(&bpf).unwrap();
+            use std::os::fd::IntoRawFd;
+            let fd = file.into_raw_fd();
+            use std::os::unix::process::CommandExt;
+            // SAFETY: dup2 and fcntl are async-signal-safe; only fds change.
+            unsafe {
+                c.pre_exec(move || {
+                    // dup2 onto itself keeps close-on-exec: clear it either way.
+                    if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let out = c.output().unwrap();
+            // SAFETY: fd is ours (from into_raw_fd) and closed once.
+            unsafe { libc::close(fd) };
+            out
+        };
+        let open = bwrap(false);
+        assert_eq!(open.status.code(), Some(0), "control: {}", show(&open));
+        let filtered = bwrap(true);
+        assert_ne!(filtered.status.code(), Some(0), "{}", show(&filtered));
+        assert!(
+            stderr(&filtered).contains("Operation not permitted"),
+            "{}",
+            show(&filtered)
+        );
+    }
+}
+
 /// `airlock run --mode MODE -- touch MARKER` as `who`, with a fault hook set.
 fn with_fault(
     f: &Fixture,
