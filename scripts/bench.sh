@@ -4,15 +4,17 @@
 # read-only system dirs, private /tmp and $HOME, the workspace read-write,
 # a cleared environment). Prints hyperfine's table and the ratios.
 #
-# Not like for like, in bubblewrap's favour: its line applies no seccomp
-# filter and no Landlock ruleset (bubblewrap has no Landlock; airlock's
-# seccomp() call alone is ~0.3 ms here), and does no pre-flight scan, plan or
-# persistence check. bwrap's --seccomp takes a descriptor it reads to EOF, so
-# with hyperfine -N (no shell) every run after the first would read an empty
-# program; a shell wrapper would add its own start to bwrap's time only. Both
-# sides do have a pid 1 (bwrap's own init under --unshare-pid), a new session,
-# dropped capabilities and die-with-parent. The numbers move with the load of
-# this machine: the load average is printed with them.
+# Equivalent isolation includes the system-call filter: bubblewrap is given
+# airlock's own seccomp program (`run --dry-run --seccomp-out`, loaded with
+# bwrap's --seccomp FD), and a second bubblewrap line without it shows what
+# the filter costs. Still in bubblewrap's favour: it applies no Landlock
+# ruleset (it has none) and does no pre-flight scan, plan, persistence check
+# or audit. Both sides have a pid 1 (bwrap's own init under --unshare-pid), a
+# new session, dropped capabilities and die-with-parent. --seccomp takes a
+# descriptor, so every line runs through hyperfine's shell as `exec CMD`
+# (the shell's own start is measured and subtracted by hyperfine, the same
+# for every line). The numbers move with the load of this machine: the load
+# average is printed with them.
 #
 #   scripts/bench.sh [runs]        (needs: hyperfine, bwrap; builds airlock --release)
 set -euo pipefail
@@ -24,7 +26,8 @@ for t in hyperfine bwrap; do
   command -v "$t" >/dev/null || { echo "bench.sh: $t is not installed (apt-get install hyperfine bubblewrap)" >&2; exit 2; }
 done
 ws=$(mktemp -d /tmp/airlock-bench-XXXXXX)
-trap 'rm -rf "$ws"' EXIT
+bpf=$(mktemp /tmp/airlock-bench-seccomp-XXXXXX)
+trap 'rm -rf "$ws" "$bpf"' EXIT
 mkdir -p "$ws/src" && for i in $(seq 1 50); do echo "fn f$i() {}" > "$ws/src/m$i.rs"; done
 cd "$ws"
 home=${HOME:-/root}
@@ -32,12 +35,14 @@ bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
  --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/sbin /sbin \
  --ro-bind /etc /etc --ro-bind-try /opt /opt --proc /proc --dev /dev --tmpfs /tmp --tmpfs /var/tmp --tmpfs $home \
  --bind $ws $ws --chdir $ws --clearenv --setenv PATH /usr/bin:/bin"
+"$airlock" run --dry-run --seccomp-out "$bpf" -- /bin/true >/dev/null
 echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each; $(uptime | sed 's/.*load/load/')"
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
-  -n bare "/bin/true" \
-  -n airlock "$airlock run -- /bin/true" \
-  -n airlock-landlock-only "$airlock run --mode landlock-only -- /bin/true" \
-  -n bwrap "$bwrap_cmd /bin/true"
+hyperfine --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
+  -n bare "exec /bin/true" \
+  -n airlock "exec $airlock run -- /bin/true" \
+  -n airlock-landlock-only "exec $airlock run --mode landlock-only -- /bin/true" \
+  -n bwrap "exec $bwrap_cmd --seccomp 3 /bin/true 3<$bpf" \
+  -n bwrap-no-seccomp "exec $bwrap_cmd /bin/true"
 python3 - "$ws/launch.json" <<'PY'
 import json, sys
 r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
@@ -46,6 +51,8 @@ print(f"\nairlock {a*1e3:.2f} ms, bwrap {b*1e3:.2f} ms, bare {t*1e3:.2f} ms")
 print(f"airlock / bwrap = {a/b:.2f}x   airlock - bare = {(a-t)*1e3:.2f} ms")
 l = r["airlock-landlock-only"]["mean"]
 print(f"airlock landlock-only {l*1e3:.2f} ms ({l/b:.2f}x bwrap)")
+n = r["bwrap-no-seccomp"]["mean"]
+print(f"bwrap without the seccomp program {n*1e3:.2f} ms (airlock / that = {a/n:.2f}x)")
 PY
 echo "after the launch runs: $(uptime | sed 's/.*load/load/')"
 # An open-heavy workload: git status on a 50k-file tree, bare and both modes.
