@@ -11,10 +11,10 @@
 # ruleset (it has none) and does no pre-flight scan, plan, persistence check
 # or audit. Both sides have a pid 1 (bwrap's own init under --unshare-pid), a
 # new session, dropped capabilities and die-with-parent. --seccomp takes a
-# descriptor, so every line runs through hyperfine's shell as `exec CMD`
-# (the shell's own start is measured and subtracted by hyperfine, the same
-# for every line). The numbers move with the load of this machine: the load
-# average is printed with them.
+# descriptor, so that pair runs through hyperfine's shell as `exec CMD` (the
+# shell's own start is measured and subtracted, the same for both); the
+# other lines run without a shell. The numbers move with the load of this
+# machine: the load average is printed with them.
 #
 #   scripts/bench.sh [runs]        (needs: hyperfine, bwrap; builds airlock --release)
 set -euo pipefail
@@ -37,22 +37,27 @@ bwrap_cmd="bwrap --unshare-all --die-with-parent --new-session \
  --bind $ws $ws --chdir $ws --clearenv --setenv PATH /usr/bin:/bin"
 "$airlock" run --dry-run --seccomp-out "$bpf" -- /bin/true >/dev/null
 echo "# launch overhead of /bin/true (workspace: $ws, 50 files), $runs runs each; $(uptime | sed 's/.*load/load/')"
-hyperfine --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
-  -n bare "exec /bin/true" \
+# 1. Without a shell: absolute times.
+hyperfine -N --warmup 10 --runs "$runs" --export-json "$ws/launch.json" \
+  -n bare "/bin/true" \
+  -n airlock "$airlock run -- /bin/true" \
+  -n airlock-landlock-only "$airlock run --mode landlock-only -- /bin/true" \
+  -n bwrap-no-seccomp "$bwrap_cmd /bin/true"
+# 2. The like-for-like pair: bwrap needs the shell for its descriptor, so
+#    both go through it (`exec CMD`; hyperfine subtracts the shell's start).
+echo; echo "# airlock and bubblewrap with the same seccomp program, through the shell"
+hyperfine --warmup 10 --runs "$runs" --export-json "$ws/pair.json" \
   -n airlock "exec $airlock run -- /bin/true" \
-  -n airlock-landlock-only "exec $airlock run --mode landlock-only -- /bin/true" \
-  -n bwrap "exec $bwrap_cmd --seccomp 3 /bin/true 3<$bpf" \
-  -n bwrap-no-seccomp "exec $bwrap_cmd /bin/true"
-python3 - "$ws/launch.json" <<'PY'
+  -n bwrap "exec $bwrap_cmd --seccomp 3 /bin/true 3<$bpf"
+python3 - "$ws/launch.json" "$ws/pair.json" <<'PY'
 import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-a, b, t = r["airlock"]["mean"], r["bwrap"]["mean"], r["bare"]["mean"]
-print(f"\nairlock {a*1e3:.2f} ms, bwrap {b*1e3:.2f} ms, bare {t*1e3:.2f} ms")
-print(f"airlock / bwrap = {a/b:.2f}x   airlock - bare = {(a-t)*1e3:.2f} ms")
-l = r["airlock-landlock-only"]["mean"]
-print(f"airlock landlock-only {l*1e3:.2f} ms ({l/b:.2f}x bwrap)")
-n = r["bwrap-no-seccomp"]["mean"]
-print(f"bwrap without the seccomp program {n*1e3:.2f} ms (airlock / that = {a/n:.2f}x)")
+r = {x["command"]: x["mean"] for x in json.load(open(sys.argv[1]))["results"]}
+p = {x["command"]: x["mean"] for x in json.load(open(sys.argv[2]))["results"]}
+a, t, l, n = r["airlock"], r["bare"], r["airlock-landlock-only"], r["bwrap-no-seccomp"]
+print(f"\nno shell: airlock {a*1e3:.2f} ms, landlock-only {l*1e3:.2f} ms, bwrap without seccomp {n*1e3:.2f} ms, bare {t*1e3:.2f} ms")
+print(f"airlock - bare = {(a-t)*1e3:.2f} ms; airlock / bwrap-without-seccomp = {a/n:.2f}x (landlock-only {l/n:.2f}x)")
+pa, pb = p["airlock"], p["bwrap"]
+print(f"same seccomp program: airlock {pa*1e3:.2f} ms, bwrap {pb*1e3:.2f} ms: airlock / bwrap = {pa/pb:.2f}x")
 PY
 echo "after the launch runs: $(uptime | sed 's/.*load/load/')"
 # An open-heavy workload: git status on a 50k-file tree, bare and both modes.
