@@ -17,7 +17,8 @@ pub struct Host {
     pub landlock_abi: i32,
     pub seccomp: bool,
     pub cgroup_v2: bool,
-    /// The container runtime we appear to be inside, if any.
+    /// The container runtime we appear to be inside, if any (read by
+    /// [`Host::probe`]; `probe_cheap` leaves it None).
     pub container: Option<String>,
     pub xdg_runtime_dir: Option<PathBuf>,
     /// `$SSH_AUTH_SOCK`: where the ssh-agent socket is (granted only when a
@@ -31,7 +32,7 @@ pub struct Host {
     pub userns_facts: UsernsFacts,
 }
 
-/// The host facts behind a refused user namespace, read once by the probe.
+/// The host facts behind a refused user namespace, read once by [`Host::probe`].
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UsernsFacts {
     /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10+); `None` when absent.
@@ -143,6 +144,8 @@ impl Host {
     /// Probe everything, user namespaces included (a throwaway fork).
     pub fn probe() -> Host {
         let mut h = Host::probe_cheap();
+        h.userns_facts = probe_userns_facts();
+        h.container = probe_container();
         match probe_userns() {
             Ok(()) => h.userns = Ok(()),
             Err(errno) => {
@@ -200,12 +203,15 @@ impl Host {
             landlock_abi: landlock_abi(),
             seccomp: probe_seccomp(),
             cgroup_v2: Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
-            container: probe_container(),
+            container: None,
             xdg_runtime_dir: std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
             ssh_auth_sock: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
             mem_bytes: probe_mem_bytes(),
             airlock_dirs,
-            userns_facts: probe_userns_facts(),
+            // Read by `probe` only (as is `container`): they explain a
+            // refused user namespace, and full mode learns of that from its
+            // own clone (whose error points to `airlock check`).
+            userns_facts: UsernsFacts::default(),
         }
     }
 }
