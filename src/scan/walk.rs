@@ -386,14 +386,25 @@ impl<'a> Worker<'a> {
                     // UTF-16 (PowerShell's default) is matched as UTF-8;
                     // other text with NUL in the first 8 KiB is binary (what
                     // git and ripgrep say), where only prefixed formats count.
-                    let hay: &[u8] = match utf16_kind(content) {
+                    // Most files have no NUL in their first 8 KiB and no
+                    // BOM: neither UTF-16 nor binary, said by one pass.
+                    let nul = content[..content.len().min(SNIFF)].contains(&0);
+                    let bom = matches!(content, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]);
+                    let utf16 = if nul || bom {
+                        utf16_kind(content)
+                    } else {
+                        None
+                    };
+                    let (hay, binary): (&[u8], bool) = match utf16 {
                         Some((little, bom)) => {
                             decode_utf16(&content[bom..], little, &mut self.wide);
-                            &self.wide
+                            (
+                                &self.wide,
+                                self.wide[..self.wide.len().min(SNIFF)].contains(&0),
+                            )
                         }
-                        None => content,
+                        None => (content, nul),
                     };
-                    let binary = hay[..hay.len().min(SNIFF)].contains(&0);
                     let ctx = FileContext {
                         name,
                         package_tree,
