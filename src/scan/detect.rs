@@ -137,6 +137,9 @@ pub struct Scratch {
     named: Vec<bool>,
     /// Rules whose `named` is set (to reset it).
     named_touched: Vec<usize>,
+    /// Per rule: bytes this thread searched without the lazy DFA (see
+    /// `DFA_AFTER`).
+    spent: Vec<usize>,
 }
 
 impl Scratch {
@@ -150,6 +153,7 @@ impl Scratch {
             spans: Vec::new(),
             named: vec![false; rules.rules.len()],
             named_touched: Vec::new(),
+            spent: vec![0; rules.rules.len()],
         }
     }
 }
@@ -190,6 +194,19 @@ fn windows(hay: &[u8], at: &[usize], multiline: bool, out: &mut Vec<Range<usize>
         out.push(line_start(p)..line_end(line_end(p)));
     }
 }
+
+/// Bytes a thread searches with a rule's DFA-less engine before it builds
+/// the rule's lazy DFA (`Compiled`). Most rules run on a few lines in a scan,
+/// where the states a lazy DFA builds on first use cost more than the whole
+/// search without it; a rule that keeps running (the generic assignment
+/// rule, URLs with passwords) pays for the DFA within a few hundred KiB
+/// (32 KiB to 1 MiB measured within noise of each other on the bench corpus).
+const DFA_AFTER: usize = 128 << 10;
+
+/// A window longer than this (a minified line, a multi-line rule's rest of
+/// the file) is searched with the lazy DFA at once: the engines without one
+/// are several times slower per byte.
+const DFA_WINDOW: usize = 16 << 10;
 
 /// Lines longer than this are treated as generated (minified, inlined data)
 /// by the generic assignment rule.
@@ -291,8 +308,7 @@ impl RuleSet {
             let Some(c) = rule.compiled() else {
                 continue;
             };
-            let re = &c.re;
-            let locs = s.locs[i].get_or_insert_with(|| re.capture_locations());
+            let locs = s.locs[i].get_or_insert_with(|| c.small.capture_locations());
             // Triggered by its name or always on: the whole file.
             if s.triggered[i] {
                 windows(hay, &s.at[i], rule.multiline, &mut s.windows);
@@ -310,13 +326,22 @@ impl RuleSet {
                     w += 1;
                     continue;
                 }
-                // Find the match with the lazy DFA first, then resolve groups
-                // on the match alone: asking for captures over the whole file
-                // makes the regex engine backtrack (and clear its visited set)
-                // across everything after `at`, once per candidate. The
+                // Find the match first (with the lazy DFA once this thread
+                // has searched enough with this rule, see `DFA_AFTER`), then
+                // resolve groups on the match alone: asking for captures
+                // over the whole file makes the regex engine backtrack (and
+                // clear its visited set) across everything after `at`, once
+                // per candidate. The
                 // window ends after a newline (or at the end of the file),
                 // so the rules' boundaries see what they would in the file.
-                let Some(whole) = re.find_at(&hay[..window.end], at) else {
+                let span = window.end - at;
+                let found = if s.spent[i] >= DFA_AFTER || span > DFA_WINDOW {
+                    c.re.find_at(&hay[..window.end], at)
+                } else {
+                    s.spent[i] += span;
+                    c.small.find_at(&hay[..window.end], at)
+                };
+                let Some(whole) = found else {
                     w += 1;
                     continue;
                 };
@@ -334,7 +359,7 @@ impl RuleSet {
                     continue;
                 }
                 let grouped = locs.len() > 1
-                    && re
+                    && c.small
                         .captures_read_at(locs, &hay[..whole.end()], whole.start())
                         .is_some();
                 let secret = if grouped {

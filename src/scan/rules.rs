@@ -119,33 +119,83 @@ pub struct Rule {
 }
 
 /// A rule's regex and the indices of its named groups.
+///
+/// Two engines for one pattern. `re` has a lazy DFA (per thread, up to 16
+/// MiB): fast once warm, but every state is built on first use, in every
+/// thread, and a rule that runs on a few small windows in a scan pays for
+/// its states and never gets them back (a fifth of a cold scan on the bench
+/// corpus, over ~190 rules). `small` has none (backtracker or PikeVM):
+/// slower per byte, nothing to build. The matcher searches with `small`
+/// until a thread has spent enough bytes on a rule (see
+/// `detect::DFA_AFTER`); both engines find the same leftmost-first matches.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    pub re: regex::bytes::Regex,
+    /// The lazy-DFA regex, built the first time it is used.
+    pub re: DfaRegex,
+    /// The same pattern without a lazy DFA.
+    pub small: regex::bytes::Regex,
     /// Index of the capture group named `value`, if any.
     pub value_group: Option<usize>,
     /// Index of the capture group named `key`, if any (assignment rules).
     pub key_group: Option<usize>,
 }
 
-fn compile(src: &str, unicode: bool) -> Result<Compiled, String> {
-    let re = regex::bytes::RegexBuilder::new(src)
+/// A rule's regex with a lazy DFA, compiled on first use (most rules never
+/// need it in a scan). Derefs to the regex.
+#[derive(Debug, Clone)]
+pub struct DfaRegex {
+    src: String,
+    unicode: bool,
+    /// The pattern without a DFA: what `re` is if it cannot be built (it
+    /// always can: the same pattern compiled once already).
+    fallback: regex::bytes::Regex,
+    cell: std::sync::OnceLock<regex::bytes::Regex>,
+}
+
+impl std::ops::Deref for DfaRegex {
+    type Target = regex::bytes::Regex;
+    fn deref(&self) -> &regex::bytes::Regex {
+        self.cell.get_or_init(|| {
+            build(&self.src, self.unicode, DFA_SIZE).unwrap_or_else(|_| self.fallback.clone())
+        })
+    }
+}
+
+/// The lazy DFA's cache per thread: the generic rules' bounded repetitions
+/// need many states, and a cache that fills is cleared and rebuilt, which
+/// costs more than the search.
+const DFA_SIZE: usize = 16 << 20;
+
+/// A cache too small for the lazy DFA's few minimum states: the regex is
+/// built without one (regex-automata's meta engine drops a lazy DFA that
+/// does not fit and uses its other engines).
+const NO_DFA: usize = 1;
+
+fn build(src: &str, unicode: bool, dfa_size: usize) -> Result<regex::bytes::Regex, String> {
+    regex::bytes::RegexBuilder::new(src)
         // Built-in rules describe ASCII formats: without Unicode case folding
         // and classes their automata are several times smaller. User rules
         // keep the default.
         .unicode(unicode)
         .size_limit(32 << 20)
-        // The lazy DFA's cache per thread: the generic rules' bounded
-        // repetitions need many states, and a cache that fills is cleared
-        // and rebuilt, which costs more than the search.
-        .dfa_size_limit(16 << 20)
+        .dfa_size_limit(dfa_size)
         .build()
-        .map_err(|e| e.to_string())?;
-    let group = |name: &str| re.capture_names().position(|n| n == Some(name));
+        .map_err(|e| e.to_string())
+}
+
+fn compile(src: &str, unicode: bool) -> Result<Compiled, String> {
+    let small = build(src, unicode, NO_DFA)?;
+    let group = |name: &str| small.capture_names().position(|n| n == Some(name));
     Ok(Compiled {
         value_group: group("value"),
         key_group: group("key"),
-        re,
+        re: DfaRegex {
+            src: src.to_string(),
+            unicode,
+            fallback: small.clone(),
+            cell: std::sync::OnceLock::new(),
+        },
+        small,
     })
 }
 

@@ -145,6 +145,8 @@ struct Worker<'a> {
     hits: Vec<Hit>,
     /// UTF-16 files decoded to UTF-8.
     wide: Vec<u8>,
+    /// The directory files are opened relative to.
+    dir: OpenDir,
     /// Which directories are package-manager trees (asked on cache misses).
     trees: PackageTrees,
     /// Which directories are tagged build caches.
@@ -163,6 +165,7 @@ impl<'a> Worker<'a> {
             scratch: None,
             hits: Vec::new(),
             wide: Vec::new(),
+            dir: OpenDir::default(),
             trees: PackageTrees::default(),
             caches: BuildCaches::default(),
             seen: 0,
@@ -373,19 +376,35 @@ impl<'a> Worker<'a> {
             self.local.scanned += 1;
             self.local.fresh += 1;
         } else {
-            match read_into(path, meta.len(), &mut self.buf) {
-                Ok(()) => {
+            let read = self
+                .dir
+                .open(path)
+                .and_then(|f| read_into(f, meta.len(), &mut self.buf));
+            match read {
+                Ok(n) => {
+                    let content = &self.buf[..n];
                     // UTF-16 (PowerShell's default) is matched as UTF-8;
                     // other text with NUL in the first 8 KiB is binary (what
                     // git and ripgrep say), where only prefixed formats count.
-                    let hay: &[u8] = match utf16_kind(&self.buf) {
-                        Some((little, bom)) => {
-                            decode_utf16(&self.buf[bom..], little, &mut self.wide);
-                            &self.wide
-                        }
-                        None => &self.buf,
+                    // Most files have no NUL in their first 8 KiB and no
+                    // BOM: neither UTF-16 nor binary, said by one pass.
+                    let nul = content[..content.len().min(SNIFF)].contains(&0);
+                    let bom = matches!(content, [0xFF, 0xFE, ..] | [0xFE, 0xFF, ..]);
+                    let utf16 = if nul || bom {
+                        utf16_kind(content)
+                    } else {
+                        None
                     };
-                    let binary = hay[..hay.len().min(SNIFF)].contains(&0);
+                    let (hay, binary): (&[u8], bool) = match utf16 {
+                        Some((little, bom)) => {
+                            decode_utf16(&content[bom..], little, &mut self.wide);
+                            (
+                                &self.wide,
+                                self.wide[..self.wide.len().min(SNIFF)].contains(&0),
+                            )
+                        }
+                        None => (content, nul),
+                    };
                     let ctx = FileContext {
                         name,
                         package_tree,
@@ -396,7 +415,7 @@ impl<'a> Worker<'a> {
                     rules.scan(&ctx, hay, scratch, &mut self.hits);
                     if package_tree
                         && self.hits.len() > before
-                        && published_by_package(path, &self.buf)
+                        && published_by_package(path, content)
                     {
                         self.hits.truncate(before);
                     }
@@ -506,14 +525,76 @@ pub fn is_credential_name(name: &str) -> bool {
         || SUFFIX.iter().any(|s| name.ends_with(s))
 }
 
-/// Read a whole file into `buf` (cleared, capacity reused).
-fn read_into(path: &Path, size_hint: u64, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    let f = std::fs::File::open(path)?;
-    buf.reserve(usize::try_from(size_hint).unwrap_or(0));
-    // `take`: a file that grows while we read stays within the size cap.
-    f.take(size_hint.saturating_add(1)).read_to_end(buf)?;
-    Ok(())
+/// Read `f` (of `size` bytes by its `stat`) into `buf[..n]`, returning `n`.
+///
+/// `buf` only grows (zero-filled once, then reused for every file: no
+/// allocation and no clearing per file). The read stops at the `stat` size:
+/// a file of that size takes one `read`, not a second one to see the end.
+/// A file that grows while it is read is matched up to that size (it stays
+/// within the size cap); one that shrinks, up to its end.
+fn read_into(mut f: std::fs::File, size: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
+    let mut n = 0;
+    while n < size {
+        match f.read(&mut buf[n..size]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// The directory of the files being read, open: a file is opened relative
+/// to it (one path component for the kernel to look up, not the whole
+/// path). A walker thread lists a directory's files together, so it is
+/// opened once per directory.
+#[derive(Default)]
+struct OpenDir {
+    dir: Option<(PathBuf, std::fs::File)>,
+}
+
+impl OpenDir {
+    /// Open `path` for reading (following a symlink, as `File::open` does).
+    fn open(&mut self, path: &Path) -> std::io::Result<std::fs::File> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::fs::OpenOptionsExt;
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return std::fs::File::open(path);
+        };
+        if parent.as_os_str().is_empty() {
+            return std::fs::File::open(path);
+        }
+        if !self.dir.as_ref().is_some_and(|(d, _)| d == parent) {
+            self.dir = None;
+            // O_PATH: a handle for lookups only (no read permission needed
+            // on the directory beyond what the path walk needs).
+            let d = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(parent);
+            match d {
+                Ok(d) => self.dir = Some((parent.to_path_buf(), d)),
+                Err(_) => return std::fs::File::open(path),
+            }
+        }
+        let Some((_, dir)) = &self.dir else {
+            return std::fs::File::open(path);
+        };
+        let fd = nix::fcntl::openat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        // SAFETY: `fd` was just returned by openat and nothing else owns it;
+        // the File takes sole ownership and closes it.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    }
 }
 
 /// The first bytes of a file say it is object code (see `is_compiler_output`).
