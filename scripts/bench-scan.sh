@@ -80,23 +80,24 @@ PY
 CACHE=$(mktemp -d /tmp/airlock-bench-cache.XXXXXX)
 trap 'rm -rf "$CACHE"' EXIT
 cat $(find "$CORPUS" -type f | head -100000) >/dev/null 2>&1 || true # page cache
-best() { # best of RUNS, in ms
-    local best=0 t start
+timed() { # "best mean" of RUNS, in ms
+    local best=0 sum=0 t start
     for _ in $(seq "$RUNS"); do
         start=$(date +%s%N)
         "$@" >/dev/null || true
         t=$(( ($(date +%s%N) - start) / 1000000 ))
+        sum=$((sum + t))
         if (( best == 0 || t < best )); then best=$t; fi
     done
-    echo "$best"
+    echo "$best $((sum / RUNS))"
 }
-cold=$(best "$BIN" scan --no-cache --format json "$CORPUS")
+read -r cold cold_mean < <(timed "$BIN" scan --no-cache --format json "$CORPUS")
 XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS" >/dev/null || true # fill the cache
-warm=$(best env XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS")
+read -r warm warm_mean < <(timed env XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS")
 mbps() { python3 -c "print(f'{$bytes / 1048576 / max($1, 1) * 1000:.0f}')"; }
-echo "cold (--no-cache): ${cold} ms, $(mbps "$cold") MB/s"
+echo "cold (--no-cache), $RUNS runs: best ${cold} ms = $(mbps "$cold") MB/s, mean ${cold_mean} ms = $(mbps "$cold_mean") MB/s"
 # CPU time of one cold run: on a shared machine wall time depends on the
 # other load, CPU seconds much less.
 /usr/bin/time -f "cold CPU: user %U s, sys %S s (one run)" "$BIN" scan --no-cache --format json "$CORPUS" 2>&1 >/dev/null | tail -1 || true
-echo "warm (cached, stat walk): ${warm} ms, $(mbps "$warm") MB/s equivalent"
+echo "warm (cached, stat walk), $RUNS runs: best ${warm} ms, mean ${warm_mean} ms"
 env XDG_CACHE_HOME="$CACHE" "$BIN" scan --format json "$CORPUS" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("warm run: %d files, %d from cache" % (r["files_scanned"], r["files_from_cache"]))' || true
