@@ -333,17 +333,21 @@ mod tests {
                 0x54 => acc &= i.k,
                 0x05 => pc += i.k as usize,
                 0x15 | 0x25 | 0x35 | 0x45 => {
-                    let t = match i.code {
-                        0x15 => acc == i.k,
-                        0x25 => acc > i.k,
-                        0x35 => acc >= i.k,
-                        _ => acc & i.k != 0,
-                    };
-                    pc += if t { i.jt } else { i.jf } as usize;
+                    pc += if taken(i, acc) { i.jt } else { i.jf } as usize;
                 }
                 0x06 => return i.k,
                 c => panic!("opcode {c:#x} not emulated"),
             }
+        }
+    }
+
+    /// Whether a conditional jump (jeq, jgt, jge, jset with a constant) is taken.
+    fn taken(i: &sock_filter, acc: u32) -> bool {
+        match i.code {
+            0x15 => acc == i.k,
+            0x25 => acc > i.k,
+            0x35 => acc >= i.k,
+            _ => acc & i.k != 0,
         }
     }
 
@@ -362,15 +366,7 @@ mod tests {
                 0x20 | 0x06 => return steps,
                 0x54 => acc &= i.k,
                 0x05 => pc += i.k as usize,
-                _ => {
-                    let t = match i.code {
-                        0x15 => acc == i.k,
-                        0x25 => acc > i.k,
-                        0x35 => acc >= i.k,
-                        _ => acc & i.k != 0,
-                    };
-                    pc += if t { i.jt } else { i.jf } as usize;
-                }
+                _ => pc += if taken(i, acc) { i.jt } else { i.jf } as usize,
             }
         }
     }
