@@ -343,6 +343,8 @@ pub struct NamePatterns {
     include: Vec<NamePattern>,
     exclude: Vec<NamePattern>,
     raw: Vec<String>,
+    /// The patterns as given (`!` exemptions too), in order.
+    source: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -416,7 +418,13 @@ impl NamePatterns {
             include,
             exclude,
             raw,
+            source: patterns.to_vec(),
         })
+    }
+
+    /// The patterns as given: what keys a result computed with them.
+    pub fn source(&self) -> &[String] {
+        &self.source
     }
 
     /// The first pattern that matches this file name, if it is not exempted.

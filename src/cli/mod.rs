@@ -7,6 +7,7 @@ pub mod run;
 pub mod scan;
 pub mod secrets;
 pub mod selftest;
+pub mod watch;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub enum Command {
     /// Manage secrets found in git history (acknowledge rotated ones)
     #[command(subcommand)]
     Secrets(SecretsCmd),
+    /// Watch a workspace for changes so a relaunch on an unchanged tree skips
+    /// the per-file stat walk of the pre-flight scan
+    #[command(subcommand)]
+    Watch(WatchCmd),
     /// Print shell completions
     Completions {
         /// bash, zsh, fish, elvish or powershell
@@ -200,6 +205,37 @@ pub enum SecretsCmd {
     List,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum WatchCmd {
+    /// Start a watcher in the background and return once it watches every directory
+    Start {
+        /// The directory to watch (default: the current directory)
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Watch in the foreground until stopped (for a service manager or a container entrypoint)
+    Run {
+        /// The directory to watch (default: the current directory)
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Internal: print `ready` on stdout once watching, then close stdout and stderr
+        #[arg(long, hide = true)]
+        detach: bool,
+    },
+    /// Stop the watcher of DIR
+    Stop {
+        /// The watched directory (default: the current directory)
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Say whether DIR has a watcher (exit 0) or not (exit 1)
+    Status {
+        /// The directory (default: the current directory)
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct CheckArgs {
     /// Profile whose requirements are checked
@@ -298,6 +334,7 @@ pub fn dispatch(cli: Cli) -> u8 {
         Command::Selftest(args) => selftest::main(args),
         Command::Profile(cmd) => profile::main(cmd),
         Command::Secrets(cmd) => secrets::main(cmd),
+        Command::Watch(cmd) => watch::main(cmd),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "airlock", &mut std::io::stdout());

@@ -329,23 +329,30 @@ impl Cache {
         buf.extend_from_slice(&u64::from(bits).to_le_bytes());
         buf.extend_from_slice(&table);
         buf.extend_from_slice(&blob);
-        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&buf)?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let result = write_private(path, &buf);
         prune(dir, path);
         result
     }
+}
+
+/// Write `buf` to `path` (mode 0600) through a temporary file renamed over
+/// it: a reader sees the old file or the new one, never half of one.
+pub(super) fn write_private(path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(buf)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// Remove cache files (other root sets, older rule versions) not rewritten
@@ -361,7 +368,7 @@ fn prune(dir: &Path, keep: &Path) {
         let ours = p
             .file_name()
             .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("scan-"));
+            .is_some_and(|n| n.starts_with("scan-") || n.starts_with("snap-"));
         let old = e
             .metadata()
             .and_then(|m| m.modified())
@@ -374,28 +381,34 @@ fn prune(dir: &Path, keep: &Path) {
     }
 }
 
-fn put_str(buf: &mut Vec<u8>, s: &str) {
+pub(super) fn put_str(buf: &mut Vec<u8>, s: &str) {
     let b = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
     buf.extend_from_slice(&(b.len() as u16).to_le_bytes());
     buf.extend_from_slice(b);
 }
 
-fn read_table(path: &Path, rules_hash: &str) -> Option<Cache> {
-    // Only a regular file, opened without blocking (a FIFO planted as the
-    // cache must not hang the launch), and never more than the cap.
+/// A cache file's bytes: only a regular file, opened without blocking (a
+/// FIFO planted as the cache must not hang the launch), and never more than
+/// `cap` bytes.
+pub(super) fn read_capped(path: &Path, cap: u64) -> Option<Vec<u8>> {
     use std::os::unix::fs::OpenOptionsExt;
-    const CACHE_CAP: u64 = 256 << 20;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .ok()?;
     let meta = f.metadata().ok()?;
-    if !meta.is_file() || meta.len() > CACHE_CAP {
+    if !meta.is_file() || meta.len() > cap {
         return None;
     }
     let mut data = Vec::with_capacity(meta.len() as usize);
-    f.take(CACHE_CAP).read_to_end(&mut data).ok()?;
+    f.take(cap).read_to_end(&mut data).ok()?;
+    Some(data)
+}
+
+fn read_table(path: &Path, rules_hash: &str) -> Option<Cache> {
+    const CACHE_CAP: u64 = 256 << 20;
+    let data = read_capped(path, CACHE_CAP)?;
     let mut r = Reader { data: &data, at: 0 };
     if r.take(MAGIC.len())? != MAGIC || r.take(rules_hash.len())? != rules_hash.as_bytes() {
         return None;
@@ -430,21 +443,22 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-struct Reader<'a> {
-    data: &'a [u8],
-    at: usize,
+/// Reads the little-endian fields of a cache file; None past its end.
+pub(super) struct Reader<'a> {
+    pub(super) data: &'a [u8],
+    pub(super) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let s = self.data.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(s)
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(super) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    fn string(&mut self) -> Option<String> {
+    pub(super) fn string(&mut self) -> Option<String> {
         let n = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
         String::from_utf8(self.take(usize::from(n))?.to_vec()).ok()
     }

@@ -46,8 +46,10 @@ pub mod cache;
 pub mod detect;
 pub mod report;
 pub mod rules;
+pub mod snapshot;
 pub mod trees;
 pub mod walk;
+pub mod watch;
 
 use serde::Serialize;
 use std::path::PathBuf;
@@ -122,6 +124,10 @@ pub struct ScanReport {
     /// repositories are, for the launcher's checks, without another walk.
     #[serde(skip)]
     pub git: crate::walk::GitEntries,
+    /// Of `files_scanned`, how many were answered by the last scan's report
+    /// of roots whose watcher saw no change since (see `watch`).
+    #[serde(skip)]
+    pub unchanged: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,126 +150,257 @@ pub enum ScanError {
 
 /// Scan every root (files or directories) and return the findings.
 ///
+/// Roots under a running watcher (see [`watch`]) are answered by the last
+/// scan's report of them when their watchers' tokens have not moved since
+/// before that scan walked; any other root is walked (with the per-file
+/// cache).
+///
 /// Every thread this starts (walkers, progress) is joined before it returns:
 /// the launcher calls `unshare(CLONE_NEWUSER)` next, which a multi-threaded
 /// process cannot do.
 pub fn scan_paths(roots: &[PathBuf], opts: &ScanOptions) -> Result<ScanReport, ScanError> {
     let t0 = Instant::now();
-    let started = std::time::SystemTime::now();
     let rules = rules::LazyRules::new(&opts.extra_rules)?;
     let mut skipped = Vec::new();
     let roots = canonical_roots(roots, &mut skipped)?;
-    let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
-        id: "allow".into(),
-        msg,
-    })?;
     // The roots are what the sandbox will see. A cache inside them could be
     // rewritten from inside to vouch for a file that holds a secret: then
-    // the cache is not trusted (nor written).
+    // the cache is not trusted (nor written), and neither are the watchers
+    // whose sockets live beside it.
     let cache_dir = opts
         .use_cache
         .then(cache::cache_dir)
         .flatten()
         .filter(|d| !cache::is_exposed(d, &roots));
-    let use_cache = cache_dir.is_some();
-    let cache = cache_dir
-        .as_deref()
-        .map(|d| cache::Cache::load(d, &rules.hash, &roots))
-        .unwrap_or_default();
-
-    // The roots' own stamps, before they are listed.
-    let root_dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)> = roots
-        .iter()
-        .filter_map(|r| {
-            let m = std::fs::symlink_metadata(r).ok()?;
-            m.is_dir()
-                .then(|| (r.clone(), Some(crate::walk::DirStamp::of(&m))))
-        })
-        .collect();
-    let seen = AtomicU64::new(0);
-    let done = AtomicBool::new(false);
-    let shared = walk::Shared {
+    let allow = report::AllowList::new(&opts.allow, &roots).map_err(|msg| ScanError::Rule {
+        id: "allow".into(),
+        msg,
+    })?;
+    let walk = Walk {
         rules: &rules,
-        cache: &cache,
-        roots: &roots,
-        excludes: &opts.excludes,
-        max_file_size: opts.max_file_size,
-        started,
-        seen: &seen,
-        names: opts.name_patterns.as_deref(),
+        allow: &allow,
+        opts,
+        cache_dir: cache_dir.as_deref(),
+        all_roots: &roots,
     };
-    let mut collected = std::thread::scope(|s| {
-        if opts.progress {
-            s.spawn(|| progress(&seen, &done));
-        }
-        let c = walk::walk(&shared);
-        done.store(true, Ordering::Release);
-        c
-    });
 
-    // Rewrite the cache only when something changed: an unchanged tree
-    // costs a stat walk and no write.
-    let carried: usize = collected
-        .carried
+    // The watchers' tokens now, before anything is walked.
+    let (watched, tokens) = cache_dir
+        .as_deref()
+        .map(|d| watch_tokens(&d.join("watch"), &roots))
+        .unwrap_or_default();
+    let unwatched: Vec<PathBuf> = roots
         .iter()
-        .map(|w| w.count_ones() as usize)
-        .sum();
-    let unchanged =
-        collected.fresh == 0 && collected.cache_entries.is_empty() && carried == cache.len();
-    if use_cache && !unchanged {
-        let entries = cache
-            .carried(&collected.carried)
-            .chain(std::mem::take(&mut collected.cache_entries));
-        // Best effort: a read-only or full disk costs speed, never the scan.
-        let _ = cache.store(&rules.hash, entries);
-    }
-
-    let mut findings: Vec<Finding> = collected
-        .findings
-        .into_iter()
-        .flat_map(|(path, hits)| {
-            hits.into_iter().map(move |h| Finding {
-                path: path.clone(),
-                line: h.line,
-                rule: h.rule,
-                redacted: h.redacted,
-            })
-        })
-        .filter(|f| !allow.allows(f))
+        .filter(|r| !watched.contains(r))
+        .cloned()
         .collect();
-    findings.sort();
-    findings.dedup();
-    skipped.extend(collected.skipped);
-    for (root, (files, bytes)) in collected.build_skipped {
-        skipped.push(Skipped {
-            path: root,
-            reason: format!(
-                "build cache (CACHEDIR.TAG): {files} compiler output file(s), {bytes} bytes of \
-                 object code and archives, not read"
-            ),
-        });
+    let mut parts = Vec::with_capacity(2);
+    if let (false, Some(dir)) = (watched.is_empty(), cache_dir.as_deref()) {
+        let key = snapshot::key(&rules.hash, &watched, opts);
+        let path = snapshot::path(dir, &key);
+        match snapshot::load(&path, &key, &tokens) {
+            Some(mut rep) => {
+                rep.files_from_cache = rep.files_scanned;
+                rep.unchanged = rep.files_scanned;
+                parts.push(rep);
+            }
+            None => {
+                let (rep, volatile) = walk.roots(&watched)?;
+                if volatile {
+                    snapshot::forget(&path);
+                } else {
+                    snapshot::store(&path, &key, &tokens, &rep);
+                }
+                parts.push(rep);
+            }
+        }
     }
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut entries = collected.git_entries;
-    entries.sort();
-    let mut dirs = root_dirs;
-    dirs.extend(collected.dirs);
-    let unlisted = collected.unlisted;
-    Ok(ScanReport {
-        git: crate::walk::GitEntries {
+    if !unwatched.is_empty() || parts.is_empty() {
+        parts.push(walk.roots(&unwatched)?.0);
+    }
+    let mut report = merge(parts);
+    report.skipped.extend(skipped);
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    report.duration_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(report)
+}
+
+/// One walk's inputs: everything but the roots it walks.
+struct Walk<'a> {
+    rules: &'a rules::LazyRules<'a>,
+    /// Built for every root of the scan.
+    allow: &'a report::AllowList,
+    opts: &'a ScanOptions,
+    /// Trusted cache directory, if any.
+    cache_dir: Option<&'a std::path::Path>,
+    /// Every root of the scan: a symlink to a file under one is visited
+    /// there, not read at its target.
+    all_roots: &'a [PathBuf],
+}
+
+impl Walk<'_> {
+    /// Walk `roots` (canonical); the report, and whether it read a file
+    /// whose changes a watcher may not see (`walk::Collected::volatile`).
+    fn roots(&self, roots: &[PathBuf]) -> Result<(ScanReport, bool), ScanError> {
+        let started = std::time::SystemTime::now();
+        let rules = self.rules;
+        let opts = self.opts;
+        let allow = self.allow;
+        let cache = self
+            .cache_dir
+            .map(|d| cache::Cache::load(d, &rules.hash, roots))
+            .unwrap_or_default();
+
+        // The roots' own stamps, before they are listed.
+        let root_dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)> = roots
+            .iter()
+            .filter_map(|r| {
+                let m = std::fs::symlink_metadata(r).ok()?;
+                m.is_dir()
+                    .then(|| (r.clone(), Some(crate::walk::DirStamp::of(&m))))
+            })
+            .collect();
+        let seen = AtomicU64::new(0);
+        let done = AtomicBool::new(false);
+        let shared = walk::Shared {
+            rules,
+            cache: &cache,
             roots,
-            entries,
-            dirs,
-            started: Some(started),
-            unlisted,
-        },
-        findings,
-        files_scanned: collected.scanned,
-        files_from_cache: collected.from_cache,
-        skipped,
-        duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
-        entries: collected.entries,
-    })
+            covered: self.all_roots,
+            excludes: &opts.excludes,
+            max_file_size: opts.max_file_size,
+            started,
+            seen: &seen,
+            names: opts.name_patterns.as_deref(),
+        };
+        let mut collected = std::thread::scope(|s| {
+            if opts.progress {
+                s.spawn(|| progress(&seen, &done));
+            }
+            let c = walk::walk(&shared);
+            done.store(true, Ordering::Release);
+            c
+        });
+
+        // Rewrite the cache only when something changed: an unchanged tree
+        // costs a stat walk and no write.
+        let carried: usize = collected
+            .carried
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum();
+        let unchanged =
+            collected.fresh == 0 && collected.cache_entries.is_empty() && carried == cache.len();
+        if self.cache_dir.is_some() && !unchanged {
+            let entries = cache
+                .carried(&collected.carried)
+                .chain(std::mem::take(&mut collected.cache_entries));
+            // Best effort: a read-only or full disk costs speed, never the scan.
+            let _ = cache.store(&rules.hash, entries);
+        }
+
+        let mut findings: Vec<Finding> = collected
+            .findings
+            .into_iter()
+            .flat_map(|(path, hits)| {
+                hits.into_iter().map(move |h| Finding {
+                    path: path.clone(),
+                    line: h.line,
+                    rule: h.rule,
+                    redacted: h.redacted,
+                })
+            })
+            .filter(|f| !allow.allows(f))
+            .collect();
+        findings.sort();
+        findings.dedup();
+        let mut skipped = collected.skipped;
+        for (root, (files, bytes)) in collected.build_skipped {
+            skipped.push(Skipped {
+                path: root,
+                reason: format!(
+                    "build cache (CACHEDIR.TAG): {files} compiler output file(s), {bytes} bytes of \
+                     object code and archives, not read"
+                ),
+            });
+        }
+        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut entries = collected.git_entries;
+        entries.sort();
+        let mut dirs = root_dirs;
+        dirs.extend(collected.dirs);
+        let report = ScanReport {
+            git: crate::walk::GitEntries {
+                roots: roots.to_vec(),
+                entries,
+                dirs,
+                started: Some(started),
+                unlisted: collected.unlisted,
+            },
+            findings,
+            files_scanned: collected.scanned,
+            files_from_cache: collected.from_cache,
+            skipped,
+            duration_ms: 0,
+            entries: collected.entries,
+            unchanged: 0,
+        };
+        Ok((report, collected.volatile))
+    }
+}
+
+/// One report of the parts (walked and reused) of a scan.
+fn merge(parts: Vec<ScanReport>) -> ScanReport {
+    let mut it = parts.into_iter();
+    let mut out = it.next().unwrap_or_default();
+    for p in it {
+        out.findings.extend(p.findings);
+        out.files_scanned += p.files_scanned;
+        out.files_from_cache += p.files_from_cache;
+        out.unchanged += p.unchanged;
+        out.skipped.extend(p.skipped);
+        out.entries.extend(p.entries);
+        let (g, h) = (&mut out.git, p.git);
+        g.roots.extend(h.roots);
+        g.entries.extend(h.entries);
+        g.dirs.extend(h.dirs);
+        g.unlisted.extend(h.unlisted);
+        // The earlier start: a stamp is then trusted only if it is older
+        // than both walks.
+        g.started = match (g.started, h.started) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    out.findings.sort();
+    out.findings.dedup();
+    out.git.roots.sort();
+    out.git.entries.sort();
+    out
+}
+
+/// The roots some watcher covers, and the tokens of those watchers (one
+/// each), read now.
+fn watch_tokens(
+    sock_dir: &std::path::Path,
+    roots: &[PathBuf],
+) -> (Vec<PathBuf>, Vec<watch::Token>) {
+    let mut watched = Vec::new();
+    let mut tokens: Vec<watch::Token> = Vec::new();
+    if !sock_dir.is_dir() {
+        return (watched, tokens);
+    }
+    for r in roots {
+        let known = tokens.iter().find(|t| r.starts_with(&t.root)).cloned();
+        if let Some(t) = known.or_else(|| watch::token_for(sock_dir, r)) {
+            if !tokens.iter().any(|k| k.root == t.root) {
+                tokens.push(t);
+            }
+            watched.push(r.clone());
+        }
+    }
+    tokens.sort_by(|a, b| a.root.cmp(&b.root));
+    (watched, tokens)
 }
 
 /// Canonical roots. A root that does not exist holds nothing to find and is

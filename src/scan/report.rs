@@ -85,9 +85,13 @@ pub fn write_text(w: &mut dyn Write, r: &ScanReport, rules: &RuleSet) -> io::Res
     }
     let files: std::collections::BTreeSet<&Path> =
         r.findings.iter().map(|f| f.path.as_path()).collect();
+    let watcher = match r.unchanged {
+        0 => String::new(),
+        n => format!(", {n} unchanged since the last scan per the watcher"),
+    };
     writeln!(
         w,
-        "{} finding(s) in {} file(s); {} files scanned ({} from cache), {} skipped, {} ms",
+        "{} finding(s) in {} file(s); {} files scanned ({} from cache{watcher}), {} skipped, {} ms",
         r.findings.len(),
         files.len(),
         r.files_scanned,

@@ -89,6 +89,10 @@ pub struct Collected {
     pub dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)>,
     /// Directories the walk could not list, or not completely.
     pub unlisted: Vec<PathBuf>,
+    /// A file was read whose content can change without an event in a
+    /// directory under the roots (a symlink's target outside them, a file
+    /// with more than one link): the report is not kept for reuse (`watch`).
+    pub volatile: bool,
 }
 
 /// Inputs shared read-only by every walker thread.
@@ -96,6 +100,9 @@ pub struct Shared<'a> {
     pub rules: &'a LazyRules<'a>,
     pub cache: &'a Cache,
     pub roots: &'a [PathBuf],
+    /// Every root of the scan (`roots` may be some of them): a symlink to a
+    /// file under one is visited there, not read at its target.
+    pub covered: &'a [PathBuf],
     pub excludes: &'a [String],
     pub max_file_size: u64,
     pub started: std::time::SystemTime,
@@ -226,11 +233,13 @@ impl<'a> Worker<'a> {
             // A link to a file under a root is visited at its own path;
             // one outside every root is read whatever its name (no excluded
             // directory holds it).
-            if meta.is_file() && !self.shared.roots.iter().any(|r| target.starts_with(r)) {
+            if meta.is_file() && !self.shared.covered.iter().any(|r| target.starts_with(r)) {
+                self.local.volatile = true;
                 self.scan_file(&target, &meta);
             }
         } else if ft.is_file() && wanted() {
             if let Ok(meta) = f.metadata() {
+                self.local.volatile |= meta.nlink() > 1;
                 if self.shared.names.is_some() && meta.nlink() > 1 && !named {
                     self.local
                         .entries
@@ -475,6 +484,7 @@ impl Drop for Worker<'_> {
         out.entries.extend(local.entries);
         out.git_entries.extend(local.git_entries);
         out.dirs.extend(local.dirs);
+        out.volatile |= local.volatile;
         for (root, (files, bytes)) in local.build_skipped {
             let e = out.build_skipped.entry(root).or_default();
             e.0 += files;

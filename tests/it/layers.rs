@@ -8,7 +8,7 @@
 //! | layer | modules | what |
 //! |---|---|---|
 //! | 0 | pathfmt, fsread, walk, units, netname, fdpass, policy, outcome | foundations, policy tables, report types |
-//! | 1 | scan | the credential detector |
+//! | 1 | scan | the credential detector and its change watcher |
 //! | 2 | redact | one redaction of values, built on the detector |
 //! | 3 | error | errors, printed through `redact` |
 //! | 4 | host, persist | facts about the host; persistence snapshots |

@@ -23,3 +23,4 @@ mod proxy;
 mod robustness;
 mod safety;
 mod scan;
+mod watch;
