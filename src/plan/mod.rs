@@ -176,6 +176,9 @@ pub const PROXY_SOCKET_NAME: &str = "proxy.sock";
 pub struct ScanSummary {
     pub files_scanned: u64,
     pub files_from_cache: u64,
+    /// Of `files_from_cache`, answered by the last scan's report because a
+    /// watcher saw no change since (`airlock watch`).
+    pub files_from_watcher: u64,
     pub skipped: u64,
     pub findings: u64,
     pub duration_ms: u64,
@@ -467,6 +470,7 @@ pub fn build(
         scan: fs.scan.as_ref().map(|r| ScanSummary {
             files_scanned: r.files_scanned,
             files_from_cache: r.files_from_cache,
+            files_from_watcher: r.unchanged,
             skipped: r.skipped.len() as u64,
             findings: r.findings.len() as u64,
             duration_ms: r.duration_ms,

@@ -146,8 +146,16 @@ pub fn text(plan: &Plan) -> String {
     if let Some(s) = &plan.scan {
         let _ = writeln!(
             w,
-            "  scan: {} files ({} from cache), {} skipped, {} findings, {} ms",
-            s.files_scanned, s.files_from_cache, s.skipped, s.findings, s.duration_ms
+            "  scan: {} files ({} from cache{}), {} skipped, {} findings, {} ms",
+            s.files_scanned,
+            s.files_from_cache,
+            match s.files_from_watcher {
+                0 => String::new(),
+                n => format!(", {n} unchanged per the watcher"),
+            },
+            s.skipped,
+            s.findings,
+            s.duration_ms
         );
     }
     let _ = writeln!(
