@@ -37,6 +37,15 @@ fn fixture() -> Fixture {
     f
 }
 
+/// `airlock watch VERB [ARGS]` as `who` (the fixture re-owned first).
+fn watch(f: &Fixture, who: As, verb: &str, args: &[&std::ffi::OsStr]) -> Output {
+    f.airlock(who)
+        .args(["watch", verb])
+        .args(args)
+        .output()
+        .expect("airlock watch")
+}
+
 /// Stops the watcher when the test ends, passed or not.
 struct Watcher<'a> {
     f: &'a Fixture,
@@ -45,11 +54,7 @@ struct Watcher<'a> {
 
 impl<'a> Watcher<'a> {
     fn start(f: &'a Fixture, who: As) -> Watcher<'a> {
-        let out = f
-            .airlock(who)
-            .args(["watch", "start"])
-            .output()
-            .expect("airlock watch start");
+        let out = watch(f, who, "start", &[]);
         assert!(out.status.success(), "watch start: {}", common::show(&out));
         assert!(
             common::stderr(&out).contains("watching "),
@@ -62,8 +67,7 @@ impl<'a> Watcher<'a> {
 
 impl Drop for Watcher<'_> {
     fn drop(&mut self) {
-        let mut c = self.f.airlock(self.who);
-        let _ = c.args(["watch", "stop"]).output();
+        let _ = watch(self.f, self.who, "stop", &[]);
     }
 }
 
@@ -207,11 +211,7 @@ fn with_the_watcher_stopped_or_killed_every_scan_walks() {
         let _w = Watcher::start(&f, who);
         let _ = scan(&f, who);
         assert!(reused(&scan(&f, who)));
-        let status = f
-            .command(who)
-            .args(["watch", "status"])
-            .output()
-            .expect("status");
+        let status = watch(&f, who, "status", &[]);
         assert!(status.status.success(), "{}", common::show(&status));
         let pid = watcher_pid(&f.ws);
         nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).expect("kill the watcher");
@@ -220,11 +220,7 @@ fn with_the_watcher_stopped_or_killed_every_scan_walks() {
         let (text, v2) = assignment(55);
         append(&f.ws.join("src/main.py"), &text);
         assert_caught(&f, who, "src/main.py", &v2, "after kill");
-        let st = f
-            .airlock(who)
-            .args(["watch", "status"])
-            .output()
-            .expect("status");
+        let st = watch(&f, who, "status", &[]);
         assert_eq!(st.status.code(), Some(1), "{}", common::show(&st));
     }
 }
@@ -367,38 +363,21 @@ fn watch_errors_name_the_directory_and_status_says_not_watched() {
     for who in common::users() {
         let f = fixture();
         let missing = f.ws.join("no-such-dir");
-        let out = f
-            .airlock(who)
-            .args(["watch", "start"])
-            .arg(&missing)
-            .output()
-            .expect("start");
+        let out = watch(&f, who, "start", &[missing.as_os_str()]);
         assert_eq!(out.status.code(), Some(2), "{}", common::show(&out));
         assert!(
             common::stderr(&out).contains("no-such-dir"),
             "{}",
             common::show(&out)
         );
-        let out = f
-            .airlock(who)
-            .args(["watch", "status"])
-            .output()
-            .expect("status");
+        let out = watch(&f, who, "status", &[]);
         assert_eq!(out.status.code(), Some(1), "{}", common::show(&out));
         assert!(common::stdout(&out).contains("not watched"));
-        let out = f
-            .airlock(who)
-            .args(["watch", "stop"])
-            .output()
-            .expect("stop");
+        let out = watch(&f, who, "stop", &[]);
         assert_eq!(out.status.code(), Some(1), "{}", common::show(&out));
         // A second start is not a second watcher.
         let _w = Watcher::start(&f, who);
-        let again = f
-            .airlock(who)
-            .args(["watch", "start"])
-            .output()
-            .expect("start");
+        let again = watch(&f, who, "start", &[]);
         assert!(again.status.success(), "{}", common::show(&again));
         assert!(
             common::stderr(&again).contains("already watched"),
