@@ -16,10 +16,17 @@
 #   AIRLOCK_PROFILE     profile to use (default: devcontainer)
 #   AIRLOCK_WORKSPACE   workspace directory (default: the current directory)
 #   AIRLOCK_AUDIT_LOG   where to append audit records (optional)
+#   AIRLOCK_WATCH=1     start `airlock watch` on the workspace first, so later
+#                       `airlock run`s in the container skip the pre-flight's
+#                       stat walk when nothing changed (a failure to start it
+#                       only costs that speed, and is printed)
 set -eu
 profile=${AIRLOCK_PROFILE:-devcontainer}
 workspace=${AIRLOCK_WORKSPACE:-$(pwd)}
 if [ "$#" -eq 0 ]; then
   set -- "${SHELL:-/bin/sh}"
+fi
+if [ "${AIRLOCK_WATCH:-0}" = 1 ]; then
+  airlock watch start "$workspace" || echo "airlock: no watcher; every pre-flight walks the workspace" >&2
 fi
 exec airlock run --profile "$profile" --workspace "$workspace" -- "$@"

@@ -57,18 +57,20 @@ fn run(args: ScanArgs) -> Result<bool, String> {
         return Err(format!("{}: no such file or directory", missing.display()));
     }
     let scan = crate::scan::scan_paths(&roots, &opts).map_err(|e| e.to_string())?;
-    // For descriptions: the shared built-ins, or compiled again with user rules.
-    let rules = RuleSet::with_extra(&opts.extra_rules).map_err(|e| e.to_string())?;
+    // For descriptions: the shared built-ins, or compiled again with user
+    // rules (a clean text report has none to describe: not compiled).
+    let rules = || RuleSet::with_extra(&opts.extra_rules).map_err(|e| e.to_string());
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = match args.format {
-        ScanFormat::Text => report::write_text(&mut out, &scan, &rules),
+        ScanFormat::Text if scan.findings.is_empty() => report::write_text(&mut out, &scan, None),
+        ScanFormat::Text => report::write_text(&mut out, &scan, Some(&*rules()?)),
         ScanFormat::Json => report::write_json(&mut out, &scan),
         ScanFormat::Jsonl => report::write_jsonl(&mut out, &scan),
         ScanFormat::Sarif => {
             let base = sarif_base(&roots);
-            report::write_sarif(&mut out, &scan, &rules, base.as_deref())
+            report::write_sarif(&mut out, &scan, &*rules()?, base.as_deref())
         }
     };
     written

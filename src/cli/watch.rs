@@ -69,6 +69,10 @@ fn run(cmd: WatchCmd) -> Result<u8, String> {
                 }
                 None => {
                     println!("not watched");
+                    let note = watch::exit_note_path(&sockets, &root);
+                    if let Ok(why) = std::fs::read_to_string(&note) {
+                        println!("its last watcher ended: {}", why.trim());
+                    }
                     Ok(NONE)
                 }
             }
@@ -101,7 +105,18 @@ fn serve(sockets: &Path, root: &Path, detach: bool) -> Result<u8, String> {
             eprintln!("{msg}");
         }
     };
-    watch::serve(sockets, root, ready).map_err(|e| e.to_string())?;
+    let note = watch::exit_note_path(sockets, root);
+    let _ = std::fs::remove_file(&note);
+    let result = watch::serve(sockets, root, ready);
+    // A detached watcher has no terminal: `status` tells why it ended.
+    if detach {
+        let why = match &result {
+            Ok(()) => "stopped, or its directory was removed or moved".to_string(),
+            Err(e) => e.to_string(),
+        };
+        let _ = std::fs::write(&note, format!("{why}\n"));
+    }
+    result.map_err(|e| e.to_string())?;
     Ok(OK)
 }
 

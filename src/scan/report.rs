@@ -57,9 +57,12 @@ impl AllowList {
 }
 
 /// `path:line: rule-id (abcd…)` per finding, then one summary line.
-pub fn write_text(w: &mut dyn Write, r: &ScanReport, rules: &RuleSet) -> io::Result<()> {
+/// `rules` gives each finding's description (none without them).
+pub fn write_text(w: &mut dyn Write, r: &ScanReport, rules: Option<&RuleSet>) -> io::Result<()> {
     for f in &r.findings {
-        let desc = rules.get(&f.rule).map_or("", |r| r.description.as_str());
+        let desc = rules
+            .and_then(|rs| rs.get(&f.rule))
+            .map_or("", |r| r.description.as_str());
         let shown = if f.redacted.is_empty() {
             String::new()
         } else {

@@ -103,6 +103,11 @@ pub fn socket_path(dir: &Path, root: &Path) -> PathBuf {
     dir.join(format!("{}.sock", &super::rules::hex(&h)[..20]))
 }
 
+/// Where a watcher that ended says why (read by `airlock watch status`).
+pub fn exit_note_path(dir: &Path, root: &Path) -> PathBuf {
+    socket_path(dir, root).with_extension("exit")
+}
+
 /// Ask the watcher of `root` or of its nearest watched ancestor for its
 /// token. None when no watcher covers `root`, or one does not answer in time
 /// or answers as another user: the caller then walks.

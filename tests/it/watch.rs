@@ -386,3 +386,54 @@ fn watch_errors_name_the_directory_and_status_says_not_watched() {
         );
     }
 }
+
+#[test]
+fn a_filesystem_mounted_inside_the_tree_is_a_change() {
+    if !common::needs(
+        &common::qualified(
+            module_path!(),
+            "a_filesystem_mounted_inside_the_tree_is_a_change",
+        ),
+        common::Need::Root,
+        nix::unistd::geteuid().is_root(),
+    ) {
+        return;
+    }
+    for who in common::users() {
+        // Files that appear with a mount raise no inotify event in the
+        // directory mounted over; the watcher counts the mount table change.
+        let f = fixture();
+        let mnt = f.ws.join("mnt");
+        std::fs::create_dir(&mnt).expect("mkdir");
+        let uid = f.own_for(who);
+        let _w = Watcher::start(&f, who);
+        settle(&f, who);
+        let staged = tempfile::tempdir().expect("tmp");
+        let (text, v) = assignment(77);
+        std::fs::write(staged.path().join("app.py"), &text).expect("write");
+        common::chown_tree(staged.path(), uid);
+        nix::mount::mount(
+            Some(staged.path()),
+            &mnt,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("bind mount");
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        let _u = Unmount(&mnt);
+        let s = scan(&f, who);
+        assert!(!reused(&s), "a mount is a change: {}", common::show(&s));
+        assert!(
+            common::stdout(&s).contains("mnt/app.py"),
+            "{}",
+            common::show(&s)
+        );
+        assert!(!common::stdout(&s).contains(&v), "value printed");
+    }
+}
