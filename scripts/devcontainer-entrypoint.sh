@@ -27,6 +27,10 @@ if [ "$#" -eq 0 ]; then
   set -- "${SHELL:-/bin/sh}"
 fi
 if [ "${AIRLOCK_WATCH:-0}" = 1 ]; then
-  airlock watch start "$workspace" || echo "airlock: no watcher; every pre-flight walks the workspace" >&2
+  # A watcher that cannot start costs speed, not safety: its error is printed
+  # and the run goes on.
+  set +e
+  airlock watch start "$workspace"
+  set -e
 fi
 exec airlock run --profile "$profile" --workspace "$workspace" -- "$@"

@@ -239,6 +239,24 @@ fn every_airlock_invocation_in_the_examples_is_accepted_by_the_binary() {
                         .unwrap_or_else(|e| panic!("{src}: check --format json: {e}"));
                     assert!(v["profile"].is_string(), "{src}: {v}");
                 }
+                Some("watch") => {
+                    // The same arguments through `status`, which starts no
+                    // watcher: 0 watched, 1 not; 2 would be a usage error.
+                    let verb = argv.get(1).map(String::as_str);
+                    assert!(
+                        matches!(verb, Some("start" | "run" | "stop" | "status")),
+                        "{src}: `airlock {}`: no such watch command",
+                        argv.join(" ")
+                    );
+                    c.args(["watch", "status"]).args(&argv[2..]);
+                    let o = c.output().expect("start airlock");
+                    assert!(
+                        matches!(o.status.code(), Some(0 | 1)),
+                        "{src}: `airlock {}` ({who:?}):\n{}",
+                        argv.join(" "),
+                        show(&o)
+                    );
+                }
                 other => panic!("{src}: unexpected airlock subcommand {other:?}"),
             }
         }
