@@ -303,6 +303,33 @@ fn forged_watcher(who: As, sock: &Path, ws: &Path) -> std::process::Child {
 }
 
 #[test]
+fn a_symlink_to_a_file_outside_keeps_the_scan_walking() {
+    for who in common::users() {
+        // The scan reads a link's target outside the roots at its own path
+        // (what the launcher masks); the watcher does not see that file.
+        let f = fixture();
+        let outside = f.dir.path().join("outside-config.py");
+        std::fs::write(&outside, "DEBUG = True\n").expect("write");
+        std::os::unix::fs::symlink(&outside, f.ws.join("src/settings.py")).expect("symlink");
+        let uid = f.own_for(who);
+        let _w = Watcher::start(&f, who);
+        let _ = scan(&f, who);
+        let second = scan(&f, who);
+        assert!(!reused(&second), "{}", common::show(&second));
+        let (text, v) = assignment(88);
+        common::chown_tree(&outside, uid);
+        append(&outside, &text);
+        let s = scan(&f, who);
+        assert!(
+            common::stdout(&s).contains("outside-config.py"),
+            "a write to a link's target outside the tree: {}",
+            common::show(&s)
+        );
+        assert!(!common::stdout(&s).contains(&v), "value printed");
+    }
+}
+
+#[test]
 fn a_watcher_the_sandbox_could_reach_is_not_asked() {
     for who in common::users() {
         // The cache directory (and so the sockets and the snapshot) inside
