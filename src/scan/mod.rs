@@ -345,7 +345,9 @@ impl Walk<'_> {
             entries: collected.entries,
             unchanged: 0,
         };
-        Ok((report, collected.volatile))
+        // A directory that could not be listed: as for an unreadable file.
+        let volatile = collected.volatile || !report.git.unlisted.is_empty();
+        Ok((report, volatile))
     }
 }
 

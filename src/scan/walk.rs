@@ -89,9 +89,11 @@ pub struct Collected {
     pub dirs: Vec<(PathBuf, Option<crate::walk::DirStamp>)>,
     /// Directories the walk could not list, or not completely.
     pub unlisted: Vec<PathBuf>,
-    /// A file was read whose content can change without an event in a
-    /// directory under the roots (a symlink's target outside them, a file
-    /// with more than one link): the report is not kept for reuse (`watch`).
+    /// The report must not be kept for reuse (`watch`): a file was read
+    /// whose content can change without an event in a directory under the
+    /// roots (a symlink's target outside them, a file with more than one
+    /// link), or a file could not be read (the failure may not last, and
+    /// a kept report would make it stick).
     pub volatile: bool,
 }
 
@@ -306,6 +308,7 @@ impl<'a> Worker<'a> {
             return;
         }
         let Ok(rules) = self.shared.rules.get() else {
+            self.local.volatile = true;
             self.local.skipped.push(Skipped {
                 path: path.to_path_buf(),
                 reason: "the secret rules did not build".into(),
@@ -376,6 +379,7 @@ impl<'a> Worker<'a> {
                 Ok(())
             });
             if let Err(e) = res {
+                self.local.volatile = true;
                 self.local.skipped.push(Skipped {
                     path: path.to_path_buf(),
                     reason: format!("unreadable: {}", io_reason(&e)),
@@ -430,6 +434,7 @@ impl<'a> Worker<'a> {
                     }
                 }
                 Err(e) => {
+                    self.local.volatile = true;
                     self.local.skipped.push(Skipped {
                         path: path.to_path_buf(),
                         reason: format!("unreadable: {}", io_reason(&e)),

@@ -330,6 +330,33 @@ fn a_symlink_to_a_file_outside_keeps_the_scan_walking() {
 }
 
 #[test]
+fn a_file_the_scan_could_not_read_keeps_it_walking() {
+    for who in common::users() {
+        // root reads a mode-000 file anyway: only a plain user meets one.
+        if who == As::Me && nix::unistd::geteuid().is_root() {
+            continue;
+        }
+        // A read that failed may not fail next time; a kept report would
+        // make the failure stick while the file stays unchanged.
+        let f = fixture();
+        let locked = f.ws.join("src/locked.py");
+        std::fs::write(&locked, "DEBUG = True\n").expect("write");
+        f.own_for(who);
+        std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+            .expect("chmod");
+        let _w = Watcher::start(&f, who);
+        let first = scan(&f, who);
+        assert!(
+            common::stdout(&first).contains("unreadable"),
+            "{}",
+            common::show(&first)
+        );
+        let second = scan(&f, who);
+        assert!(!reused(&second), "{}", common::show(&second));
+    }
+}
+
+#[test]
 fn a_watcher_the_sandbox_could_reach_is_not_asked() {
     for who in common::users() {
         // The cache directory (and so the sockets and the snapshot) inside
